@@ -1,0 +1,80 @@
+"""What each `quelle` subcommand does, wired from settings to the library."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from index.embedder import SentenceTransformerEmbedder
+from index.faiss_store import FaissSqliteStore
+from index.store import StoreStats
+from ingest.chunking import Chunker, ChunkingConfig
+from ingest.pipeline import Ingestor
+from ingest.report import IngestReport
+from service.config import Settings
+
+
+def load_embedder(settings: Settings, *, threads: int | None = None) -> SentenceTransformerEmbedder:
+    return SentenceTransformerEmbedder(
+        settings.embedding_model, batch_size=settings.embed_batch_size, query_prefix=settings.query_prefix,
+        passage_prefix=settings.passage_prefix, threads=threads or settings.embed_threads,
+    )
+
+
+def ingest(settings: Settings, paths: list[Path], *, sync: bool, as_json: bool, quiet: bool,
+           commit_interval: float | None) -> int:
+    embedder = load_embedder(settings)
+    chunker = Chunker(embedder.tokenizer, ChunkingConfig(settings.chunk_tokens, settings.chunk_overlap))
+    with FaissSqliteStore(settings.data_dir, model_id=embedder.model_id, dim=embedder.dim, writable=True) as store:
+        ingestor = Ingestor(store, embedder, chunker, commit_interval=(
+            settings.commit_interval if commit_interval is None else commit_interval))
+        bar = None
+        if not quiet:
+            from tqdm import tqdm
+
+            bar = tqdm(unit="file", file=sys.stderr, dynamic_ncols=True)
+        started = time.monotonic()
+
+        def progress(report: IngestReport, done: int) -> None:
+            if bar is None:
+                return
+            bar.update(done - bar.n)
+            rate = report.chunks_written / max(time.monotonic() - started, 1e-6)
+            bar.set_postfix(chunks=report.chunks_written, chunks_s=f"{rate:.0f}", failed=report.failed)
+
+        try:
+            report = ingestor.run(paths, sync=sync, progress=progress)
+        finally:
+            if bar is not None:
+                bar.close()
+    print(report.to_json() if as_json else report.summary())
+    return 0 if report.ok else 1
+
+
+def stats(settings: Settings) -> StoreStats:
+    with FaissSqliteStore(settings.data_dir, model_id=None, dim=None, writable=False) as store:
+        return store.stats()
+
+
+def search(settings: Settings, query: str, k: int, *, as_json: bool) -> int:
+    embedder = load_embedder(settings, threads=1)
+    with FaissSqliteStore(settings.data_dir, model_id=embedder.model_id, dim=embedder.dim,
+                          writable=False) as store:
+        hits = store.search(embedder.embed_query(query), k)
+    if as_json:
+        print(json.dumps([{
+            "score": round(h.score, 4), "source": h.source, "title": h.title, "page": h.chunk.page,
+            "heading_path": list(h.chunk.heading_path), "chunk_id": h.chunk.id, "text": h.chunk.text,
+        } for h in hits], ensure_ascii=False, indent=2))
+        return 0
+    if not hits:
+        print("no results (is the index empty?)")
+    for rank, h in enumerate(hits, start=1):
+        where = h.source + (f" p.{h.chunk.page}" if h.chunk.page else "")
+        heading = " > ".join(h.chunk.heading_path)
+        print(f"{rank}. [{h.score:.3f}] {h.title} — {where}" + (f" § {heading}" if heading else ""))
+        snippet = " ".join(h.chunk.text.split())
+        print(f"   {snippet[:300]}{'…' if len(snippet) > 300 else ''}")
+    return 0

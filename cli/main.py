@@ -1,0 +1,78 @@
+"""The `quelle` command: ingest, stats, search.
+
+Errors become one line on stderr: exit 1 for a failure, 2 for a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+from index.errors import QuelleError
+from service.config import Settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="quelle", description="Question answering over your own documents.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def with_data_dir(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sp.add_argument("--data-dir", type=Path, help="index folder (default ./quelle-data or QUELLE_DATA_DIR)")
+        return sp
+
+    ing = with_data_dir(sub.add_parser("ingest", help="add, update (and with --sync remove) documents"))
+    ing.add_argument("paths", nargs="+", type=Path, help="files or folders (searched recursively)")
+    ing.add_argument("--sync", action="store_true", help="remove documents under PATHs whose files are gone")
+    ing.add_argument("--json", action="store_true", help="print the report as JSON")
+    ing.add_argument("--quiet", action="store_true", help="no progress bar")
+    ing.add_argument("--commit-interval", type=float, help="seconds between intermediate commits")
+
+    with_data_dir(sub.add_parser("stats", help="what the index holds")).add_argument("--json", action="store_true")
+
+    se = with_data_dir(sub.add_parser("search", help="the chunks closest to a query"))
+    se.add_argument("query")
+    se.add_argument("-k", type=int, default=5, help="how many chunks (default 5)")
+    se.add_argument("--json", action="store_true")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    overrides = {"data_dir": args.data_dir} if args.data_dir else {}
+    settings = Settings(**overrides)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    from cli import commands
+
+    try:
+        if args.command == "ingest":
+            missing = [str(p) for p in args.paths if not p.exists()]
+            if missing:
+                parser.error(f"no such file or folder: {', '.join(missing)}")
+            return commands.ingest(settings, args.paths, sync=args.sync, as_json=args.json, quiet=args.quiet,
+                                   commit_interval=args.commit_interval)
+        if args.command == "stats":
+            stats = commands.stats(settings)
+            print(json.dumps(asdict(stats)) if args.json else "\n".join(f"{k}: {v}" for k, v in asdict(stats).items()))
+            return 0
+        if args.command == "search":
+            if not 1 <= args.k <= 100:
+                parser.error(f"-k must be between 1 and 100, got {args.k}")
+            return commands.search(settings, args.query, args.k, as_json=args.json)
+    except QuelleError as exc:
+        print(f"quelle: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("quelle: interrupted; the index keeps its last commit", file=sys.stderr)
+        return 130
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

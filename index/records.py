@@ -1,0 +1,82 @@
+"""What the index stores: documents, chunks and search hits. Ids are derived from content."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+
+def sha256_hex(*parts: str | bytes) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode("utf-8") if isinstance(part, str) else part)
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def document_id(source: str) -> str:
+    """A document is identified by where it lives: re-ingesting a changed file keeps its id."""
+    return sha256_hex("doc", source)[:16]
+
+
+def chunk_id(source: str, char_start: int, text: str) -> str:
+    return sha256_hex("chunk", source, str(char_start), text)[:24]
+
+
+def text_hash(text: str) -> str:
+    """Identical passages share this hash, so they are embedded once."""
+    return sha256_hex("text", text)[:32]
+
+
+HEADING_PREFIX_MAX_CHARS = 160
+
+
+def embed_text(heading_path: tuple[str, ...], text: str) -> str:
+    prefix = " > ".join(h for h in heading_path if h)[:HEADING_PREFIX_MAX_CHARS]
+    return f"{prefix}\n{text}" if prefix else text
+
+
+@dataclass(frozen=True)
+class DocumentRecord:
+    id: str
+    source: str  # absolute POSIX path or URI
+    title: str
+    kind: str  # parser name: pdf, html, markdown, text, docx
+    content_hash: str
+    size: int
+    mtime_ns: int
+    pages: int | None = None
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ChunkRecord:
+    id: str
+    document_id: str
+    ordinal: int
+    text: str
+    char_start: int
+    char_end: int
+    n_tokens: int
+    page: int | None = None
+    heading_path: tuple[str, ...] = ()
+
+    @property
+    def embed_text(self) -> str:
+        """What is embedded: the heading path (context for short passages), then the text."""
+        return embed_text(self.heading_path, self.text)
+
+    @property
+    def text_hash(self) -> str:
+        return text_hash(self.embed_text)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A chunk returned by a search, with where it came from."""
+
+    chunk: ChunkRecord
+    score: float
+    source: str
+    title: str
+    also_in: tuple[str, ...] = field(default=())  # other sources holding the identical passage

@@ -1,0 +1,56 @@
+"""The storage boundary: what ingestion writes and what the service reads.
+
+`FaissSqliteStore` (index/faiss_store.py) is the embedded backend. A second backend (PostgreSQL with pgvector)
+must pass the same contract tests (tests/index/contract.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from index.records import ChunkRecord, DocumentRecord, Hit
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    documents: int
+    chunks: int
+    model_id: str
+    dim: int
+    generation: int
+    bytes_on_disk: int
+
+
+class Store(Protocol):
+    model_id: str
+    dim: int
+
+    def document_by_source(self, source: str) -> DocumentRecord | None: ...
+
+    def sources(self) -> list[str]: ...
+
+    def vectors_for(self, text_hashes: Iterable[str]) -> dict[str, np.ndarray]:
+        """Vectors already stored for these passage hashes (so identical text is embedded once)."""
+        ...
+
+    def put(self, doc: DocumentRecord, chunks: Sequence[ChunkRecord], vectors: np.ndarray) -> None:
+        """Add a document, or replace all of its chunks. Visible to others after `commit`."""
+        ...
+
+    def delete(self, doc_id: str) -> bool: ...
+
+    def commit(self) -> int:
+        """Make every change since the last commit durable and visible at once; returns the generation."""
+        ...
+
+    def rollback(self) -> None: ...
+
+    def search(self, query: np.ndarray, k: int) -> list[Hit]: ...
+
+    def stats(self) -> StoreStats: ...
+
+    def close(self) -> None: ...

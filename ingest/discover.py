@@ -1,0 +1,38 @@
+"""Finding the files to ingest: folders are walked recursively, hidden entries skipped, order stable."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from ingest.parsers import supported
+
+
+def source_of(path: Path) -> str:
+    """The id-bearing name of a file: its absolute path, symlinks resolved."""
+    return path.resolve().as_posix()
+
+
+def discover(paths: Iterable[Path]) -> Iterator[Path]:
+    """Supported files under each path; a file named explicitly is yielded whatever its type."""
+    seen: set[str] = set()
+    for root in paths:
+        if root.is_file():
+            candidates: Iterable[Path] = [root]
+        else:
+            candidates = _walk(root)
+        for path in candidates:
+            key = source_of(path)
+            if key not in seen:
+                seen.add(key)
+                yield path
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            if not name.startswith(".") and supported(path):
+                yield path

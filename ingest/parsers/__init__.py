@@ -1,0 +1,48 @@
+"""Parsers, in a registry keyed by file suffix. A parser is `Callable[[Path, bytes], ParsedDocument]`.
+
+Each raises `ParseError` (from index.errors) naming the file and the problem; a document with no usable text
+at all is a `NoTextError`, never a silent empty document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from index.errors import NoTextError, ParseError
+from ingest.document import ParsedDocument
+from ingest.parsers import docx, html, markdown, pdf, text
+
+Parser = Callable[[Path, bytes], ParsedDocument]
+
+PARSERS: dict[str, Parser] = {
+    ".pdf": pdf.parse,
+    ".html": html.parse,
+    ".htm": html.parse,
+    ".xhtml": html.parse,
+    ".md": markdown.parse,
+    ".markdown": markdown.parse,
+    ".txt": text.parse,
+    ".text": text.parse,
+    ".rst": text.parse,
+    ".docx": docx.parse,
+}
+
+
+def supported(path: Path) -> bool:
+    return path.suffix.lower() in PARSERS
+
+
+def parse(path: Path, data: bytes | None = None) -> ParsedDocument:
+    """Parse one file; `data` is its bytes when the caller already read them."""
+    parser = PARSERS.get(path.suffix.lower())
+    if parser is None:
+        raise ParseError(path, f"unsupported file type {path.suffix or '(none)'!r}")
+    if data is None:
+        data = path.read_bytes()
+    doc = parser(path, data)
+    doc.sections = [s for s in doc.sections if s.text.strip()]
+    if not doc.sections:
+        detail = "; ".join(doc.warnings) if doc.warnings else "the file is empty"
+        raise NoTextError(path, f"no usable text ({detail})")
+    return doc

@@ -1,0 +1,155 @@
+"""The ingestion pipeline: find files, skip the unchanged, parse, chunk, embed what is new, store, commit.
+
+Files stream through: at most `embed_batch` chunks wait for embedding at any time, and a commit is made every
+`commit_interval` seconds, so a killed run resumes where its last commit left off. A file that fails is
+reported and skipped; a file that fails after a change keeps its previous version in the index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from index.embedder import Embedder
+from index.errors import ParseError
+from index.records import ChunkRecord, DocumentRecord, document_id
+from index.store import Store
+from ingest.chunking import Chunker
+from ingest.discover import discover, source_of
+from ingest.parsers import parse
+from ingest.report import IngestReport
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[IngestReport, int], None]  # (report so far, files done)
+
+
+@dataclass
+class _Pending:
+    doc: DocumentRecord
+    chunks: list[ChunkRecord]
+    is_update: bool
+
+
+class Ingestor:
+    def __init__(
+        self,
+        store: Store,
+        embedder: Embedder,
+        chunker: Chunker,
+        *,
+        embed_batch: int = 256,
+        commit_interval: float = 30.0,
+    ) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.chunker = chunker
+        self.embed_batch = embed_batch
+        self.commit_interval = commit_interval
+        self._pending: list[_Pending] = []
+        self._last_commit = time.monotonic()
+
+    def run(self, paths: Sequence[Path], *, sync: bool = False, progress: Progress | None = None) -> IngestReport:
+        report = IngestReport()
+        started = time.monotonic()
+        files = list(discover(paths))
+        try:
+            for done, path in enumerate(files, start=1):
+                self._ingest_file(path, report)
+                if sum(len(p.chunks) for p in self._pending) >= self.embed_batch:
+                    self._flush(report)
+                if progress:
+                    progress(report, done)
+            self._flush(report)
+            if progress:
+                progress(report, len(files))
+            if sync:
+                self._sync(paths, report)
+            report.generation = self.store.commit()
+        except BaseException:
+            self.store.rollback()
+            raise
+        report.seconds = time.monotonic() - started
+        return report
+
+    def _ingest_file(self, path: Path, report: IngestReport) -> None:
+        source = source_of(path)
+        try:
+            st = path.stat()
+            old = self.store.document_by_source(source)
+            if old and old.size == st.st_size and old.mtime_ns == st.st_mtime_ns:
+                report.unchanged += 1
+                return
+            data = path.read_bytes()
+            content_hash = hashlib.sha256(data).hexdigest()
+            if old and old.content_hash == content_hash:
+                report.unchanged += 1
+                return
+            parsed = parse(path, data)
+            doc = DocumentRecord(
+                id=document_id(source), source=source, title=parsed.title, kind=parsed.kind,
+                content_hash=content_hash, size=st.st_size, mtime_ns=st.st_mtime_ns, pages=parsed.pages,
+                warnings=tuple(parsed.warnings),
+            )
+            chunks = self.chunker.chunk(parsed, source, doc.id)
+        except ParseError as exc:
+            report.fail(str(path), exc.reason)
+            return
+        except OSError as exc:
+            report.fail(str(path), f"cannot read: {exc.strerror or exc}")
+            return
+        except Exception as exc:  # a parser bug on a strange file must not stop the batch
+            log.exception("unexpected error parsing %s", path)
+            report.fail(str(path), f"unexpected error ({type(exc).__name__}: {exc})")
+            return
+        report.warnings.extend(parsed.warnings)
+        self._pending.append(_Pending(doc, chunks, is_update=old is not None))
+
+    def _flush(self, report: IngestReport) -> None:
+        if not self._pending:
+            return
+        chunks = [c for p in self._pending for c in p.chunks]
+        vectors = self.store.vectors_for(c.text_hash for c in chunks)
+        todo: dict[str, ChunkRecord] = {}
+        for c in chunks:
+            if c.text_hash not in vectors:
+                todo.setdefault(c.text_hash, c)
+        if todo:
+            fresh = self.embedder.embed_passages([c.embed_text for c in todo.values()])
+            vectors.update(zip(todo.keys(), fresh, strict=True))
+        report.chunks_embedded += len(todo)
+        report.tokens_embedded += sum(c.n_tokens for c in todo.values())
+        report.chunks_reused += len(chunks) - len(todo)
+        for p in self._pending:
+            vecs = (np.stack([vectors[c.text_hash] for c in p.chunks]) if p.chunks
+                    else np.zeros((0, self.embedder.dim), dtype=np.float32))
+            self.store.put(p.doc, p.chunks, vecs)
+            report.chunks_written += len(p.chunks)
+            if p.is_update:
+                report.updated += 1
+            else:
+                report.added += 1
+        self._pending.clear()
+        if time.monotonic() - self._last_commit >= self.commit_interval:
+            report.generation = self.store.commit()
+            self._last_commit = time.monotonic()
+
+    def _sync(self, roots: Iterable[Path], report: IngestReport) -> None:
+        """Remove documents under the given roots whose files are gone."""
+        prefixes = []
+        for root in roots:
+            src = source_of(root)
+            prefixes.append((src, src.rstrip("/") + "/"))
+        for source in self.store.sources():
+            if any(source == exact or source.startswith(under) for exact, under in prefixes):
+                if not os.path.exists(source):
+                    doc = self.store.document_by_source(source)
+                    if doc and self.store.delete(doc.id):
+                        report.removed += 1

@@ -1,0 +1,51 @@
+"""The report of one ingestion run: what happened to each file, in numbers and reasons."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class FileFailure:
+    path: str
+    reason: str
+
+
+@dataclass
+class IngestReport:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    failed: int = 0
+    chunks_written: int = 0
+    chunks_embedded: int = 0
+    chunks_reused: int = 0
+    tokens_embedded: int = 0
+    seconds: float = 0.0
+    generation: int = 0
+    failures: list[FileFailure] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def fail(self, path: str, reason: str) -> None:
+        self.failed += 1
+        self.failures.append(FileFailure(path, reason))
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, indent=2)
+
+    def summary(self) -> str:
+        lines = [
+            f"files: {self.added} added, {self.updated} updated, {self.unchanged} unchanged, "
+            f"{self.removed} removed, {self.failed} failed",
+            f"chunks: {self.chunks_written} written ({self.chunks_embedded} embedded, "
+            f"{self.chunks_reused} reused) in {self.seconds:.1f} s; generation {self.generation}",
+        ]
+        lines += [f"warning: {w}" for w in self.warnings]
+        lines += [f"failed: {f.path}: {f.reason}" for f in self.failures]
+        return "\n".join(lines)
