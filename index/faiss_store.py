@@ -74,24 +74,35 @@ class FaissSqliteStore:
         self._lock_fd: int | None = None
         self._in_txn = False
         db_path = self.data_dir / "quelle.sqlite"
+        if not writable and not db_path.exists():
+            raise IndexCorruptError(f"no index at {self.data_dir} (run `quelle ingest` first)")
         if writable:
             (self.data_dir / "vectors").mkdir(parents=True, exist_ok=True)
             self._take_writer_lock()
-        elif not db_path.exists():
-            raise IndexCorruptError(f"no index at {self.data_dir} (run `quelle ingest` first)")
-        self._db = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
+        try:
+            self._db = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
+            self._open(model_id, dim)
+        except BaseException:
+            if hasattr(self, "_db"):
+                self._db.close()
+            self._release_lock()
+            raise
+
+    def _open(self, model_id: str | None, dim: int | None) -> None:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
-        if writable:
+        if self.writable:
             self._db.executescript(_SCHEMA)
             self._init_meta(model_id, dim)
         meta = self._meta()
+        if not meta:
+            raise IndexCorruptError(f"the index at {self.data_dir} has no metadata (never initialised)")
         self.model_id: str = meta["model_id"]
         self.dim: int = int(meta["dim"])
         self._check_model(model_id, dim)
         self.generation, self._index = self._load_current()
-        if writable:
+        if self.writable:
             self._remove_orphans()
 
     # -- opening -------------------------------------------------------------------------------------------
@@ -300,6 +311,9 @@ class FaissSqliteStore:
     def close(self) -> None:
         self.rollback()
         self._db.close()
+        self._release_lock()
+
+    def _release_lock(self) -> None:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None

@@ -1,0 +1,124 @@
+"""The contract every Store backend must keep. A backend's test module subclasses `StoreContract` and
+provides the `open_store` fixture: `open_store(path, writable=True) -> Store` (same path, same data)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from index.errors import IndexMismatchError
+from index.records import ChunkRecord, DocumentRecord, chunk_id, document_id
+from tests.fakes import HashEmbedder
+
+EMB = HashEmbedder(dim=64)
+
+
+def make_doc(source: str, texts: list[str], content: str | None = None) -> tuple[DocumentRecord, list[ChunkRecord]]:
+    doc_id = document_id(source)
+    doc = DocumentRecord(id=doc_id, source=source, title=source.rsplit("/", 1)[-1], kind="text",
+                         content_hash=content or "h-" + "|".join(texts), size=1, mtime_ns=1)
+    chunks, pos = [], 0
+    for i, t in enumerate(texts):
+        chunks.append(ChunkRecord(id=chunk_id(source, pos, t), document_id=doc_id, ordinal=i, text=t,
+                                  char_start=pos, char_end=pos + len(t), n_tokens=len(t.split()), page=i + 1,
+                                  heading_path=("H",)))
+        pos += len(t) + 2
+    return doc, chunks
+
+
+def put(store, source: str, texts: list[str]) -> DocumentRecord:
+    doc, chunks = make_doc(source, texts)
+    store.put(doc, chunks, EMB.embed_passages([c.embed_text for c in chunks]))
+    return doc
+
+
+def search_sources(store, query: str, k: int = 5) -> list[str]:
+    return [h.source for h in store.search(EMB.embed_query(query), k)]
+
+
+class StoreContract:
+    def test_put_commit_search_and_reopen_give_the_same_results(self, open_store, tmp_path):
+        store = open_store(tmp_path)
+        put(store, "/d/a.txt", ["alpha apples are red", "alpha bananas are yellow"])
+        put(store, "/d/b.txt", ["beta cherries are dark"])
+        g = store.commit()
+        assert g >= 1
+        before = [(h.chunk.id, round(h.score, 5)) for h in store.search(EMB.embed_query("cherries dark"), 3)]
+        assert store.search(EMB.embed_query("cherries dark"), 1)[0].source == "/d/b.txt"
+        store.close()
+        again = open_store(tmp_path)
+        after = [(h.chunk.id, round(h.score, 5)) for h in again.search(EMB.embed_query("cherries dark"), 3)]
+        assert before == after
+        s = again.stats()
+        assert (s.documents, s.chunks, s.generation) == (2, 3, g)
+        hit = again.search(EMB.embed_query("apples red"), 1)[0]
+        assert hit.chunk.page == 1 and hit.chunk.heading_path == ("H",) and hit.title == "a.txt"
+        again.close()
+
+    def test_uncommitted_changes_vanish_on_close_and_rollback(self, open_store, tmp_path):
+        store = open_store(tmp_path)
+        put(store, "/d/a.txt", ["kept text"])
+        store.commit()
+        put(store, "/d/b.txt", ["lost text"])
+        store.rollback()
+        assert store.sources() == ["/d/a.txt"]
+        put(store, "/d/c.txt", ["also lost"])
+        store.close()
+        again = open_store(tmp_path)
+        assert again.sources() == ["/d/a.txt"] and again.stats().chunks == 1
+        again.close()
+
+    def test_replacing_a_document_replaces_exactly_its_chunks(self, open_store, tmp_path):
+        store = open_store(tmp_path)
+        put(store, "/d/a.txt", ["one old", "two old", "three old"])
+        put(store, "/d/b.txt", ["bee text"])
+        store.commit()
+        put(store, "/d/a.txt", ["one new"])
+        store.commit()
+        assert store.stats().chunks == 2
+        assert "/d/b.txt" in search_sources(store, "bee text")
+        assert [h.chunk.text for h in store.search(EMB.embed_query("one new"), 5)] == ["one new", "bee text"]
+        store.close()
+
+    def test_delete_removes_vectors_and_rows(self, open_store, tmp_path):
+        store = open_store(tmp_path)
+        a = put(store, "/d/a.txt", ["gone soon"])
+        put(store, "/d/b.txt", ["stays here"])
+        store.commit()
+        assert store.delete(a.id) is True
+        assert store.delete(a.id) is False
+        store.commit()
+        assert search_sources(store, "gone soon") == ["/d/b.txt"]
+        assert store.document_by_source("/d/a.txt") is None
+        store.close()
+
+    def test_vectors_for_returns_stored_vectors_by_text_hash(self, open_store, tmp_path):
+        store = open_store(tmp_path)
+        doc, chunks = make_doc("/d/a.txt", ["shared passage"])
+        vec = EMB.embed_passages([chunks[0].embed_text])
+        store.put(doc, chunks, vec)
+        found = store.vectors_for([chunks[0].text_hash, "nope"])
+        assert list(found) == [chunks[0].text_hash]
+        assert np.allclose(found[chunks[0].text_hash], vec[0], atol=1e-6)
+        store.close()
+
+    def test_identical_passages_collapse_into_one_hit(self, open_store, tmp_path):
+        store = open_store(tmp_path)
+        put(store, "/d/a.txt", ["the same words"])
+        put(store, "/d/b.txt", ["the same words"])
+        put(store, "/d/c.txt", ["other words entirely"])
+        store.commit()
+        hits = store.search(EMB.embed_query("the same words"), 2)
+        assert hits[0].source in ("/d/a.txt", "/d/b.txt") and len(hits[0].also_in) == 1
+        assert hits[1].source == "/d/c.txt"
+        store.close()
+
+    def test_opening_with_another_model_is_refused(self, open_store, tmp_path):
+        store = open_store(tmp_path)
+        put(store, "/d/a.txt", ["x"])
+        store.commit()
+        store.close()
+        with pytest.raises(IndexMismatchError, match="test/hash-embedder"):
+            open_store(tmp_path, model_id="other/model", dim=64)
+        with pytest.raises(IndexMismatchError, match="dim 64"):
+            open_store(tmp_path, dim=128)

@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+
+from index.errors import IndexCorruptError, IndexLockedError
+from index.faiss_store import FaissSqliteStore
+from tests.index.contract import EMB, StoreContract, put
+
+
+def check_consistent(data_dir: Path) -> FaissSqliteStore:
+    """Open read-only and check the crash-safety invariants of the committed generation."""
+    store = FaissSqliteStore(data_dir, model_id=None, dim=None, writable=False)
+    db = store._db
+    rows = [r[0] for r in db.execute("SELECT rowid FROM chunks")]
+    assert store.vector_count() == len(rows)
+    assert sorted(store.vector_ids().tolist()) == sorted(rows)
+    assert db.execute("SELECT COUNT(*) - COUNT(DISTINCT id) FROM chunks").fetchone()[0] == 0
+    partial = db.execute(
+        "SELECT d.source FROM documents d LEFT JOIN chunks c ON c.document_id = d.id "
+        "GROUP BY d.id HAVING COUNT(c.rowid) != d.n_chunks").fetchall()
+    assert partial == [], f"partial documents: {partial}"
+    assert db.execute("SELECT COUNT(*) FROM chunks c LEFT JOIN documents d ON d.id = c.document_id "
+                      "WHERE d.id IS NULL").fetchone()[0] == 0
+    return store
+
+
+class TestFaissSqliteStore(StoreContract):
+    @pytest.fixture
+    def open_store(self):
+        opened = []
+
+        def _open(path, writable=True, model_id=EMB.model_id, dim=EMB.dim):
+            s = FaissSqliteStore(path, model_id=model_id, dim=dim, writable=writable)
+            opened.append(s)
+            return s
+
+        yield _open
+        for s in opened:
+            try:
+                s.close()
+            except Exception:
+                pass
+
+
+def test_one_writer_at_a_time(tmp_path):
+    a = FaissSqliteStore(tmp_path, model_id="m", dim=8, writable=True)
+    with pytest.raises(IndexLockedError, match="another process"):
+        FaissSqliteStore(tmp_path, model_id="m", dim=8, writable=True)
+    reader = FaissSqliteStore(tmp_path, model_id="m", dim=8, writable=False)  # readers are welcome
+    reader.close()
+    a.close()
+    FaissSqliteStore(tmp_path, model_id="m", dim=8, writable=True).close()
+
+
+def test_commit_keeps_current_and_previous_generation_files_only(tmp_path):
+    store = FaissSqliteStore(tmp_path, model_id=EMB.model_id, dim=EMB.dim, writable=True)
+    for i in range(4):
+        put(store, f"/d/{i}.txt", [f"text {i}"])
+        store.commit()
+    names = sorted(p.name for p in (tmp_path / "vectors").iterdir())
+    assert names == ["g0000000003.faiss", "g0000000004.faiss"]
+    store.close()
+    check_consistent(tmp_path).close()
+
+
+def test_a_crash_between_faiss_write_and_sqlite_commit_leaves_the_old_generation(tmp_path):
+    store = FaissSqliteStore(tmp_path, model_id=EMB.model_id, dim=EMB.dim, writable=True)
+    put(store, "/d/a.txt", ["first"])
+    store.commit()
+    put(store, "/d/b.txt", ["second"])
+    # what a commit has done when killed right after step 1: the next generation's file is on disk
+    faiss.write_index(store._index, str(tmp_path / "vectors" / "g0000000002.faiss"))
+    store._db.close()  # the process dies: the SQLite transaction never commits
+    os.close(store._lock_fd)
+    reopened = check_consistent(tmp_path)
+    assert reopened.generation == 1 and reopened.sources() == ["/d/a.txt"]
+    reopened.close()
+    writer = FaissSqliteStore(tmp_path, model_id=EMB.model_id, dim=EMB.dim, writable=True)
+    assert not (tmp_path / "vectors" / "g0000000002.faiss").exists()  # the orphan is cleaned up
+    writer.close()
+
+
+def test_a_failing_faiss_write_keeps_the_previous_generation(tmp_path, monkeypatch):
+    store = FaissSqliteStore(tmp_path, model_id=EMB.model_id, dim=EMB.dim, writable=True)
+    put(store, "/d/a.txt", ["first"])
+    store.commit()
+    put(store, "/d/b.txt", ["second"])
+
+    def no_space(*_a, **_k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("index.faiss_store.publish", no_space)
+    with pytest.raises(OSError, match="No space"):
+        store.commit()
+    store.rollback()
+    assert store.sources() == ["/d/a.txt"] and store.vector_count() == 1
+    store.close()
+    check_consistent(tmp_path).close()
+
+
+def test_mismatched_vector_file_is_reported_as_corrupt(tmp_path):
+    store = FaissSqliteStore(tmp_path, model_id=EMB.model_id, dim=EMB.dim, writable=True)
+    put(store, "/d/a.txt", ["first", "second"])
+    store.commit()
+    name = store._meta()["faiss_file"]
+    store.close()
+    index = faiss.IndexIDMap2(faiss.IndexFlatIP(EMB.dim))
+    index.add_with_ids(np.zeros((1, EMB.dim), dtype=np.float32), np.array([1], dtype=np.int64))
+    faiss.write_index(index, str(tmp_path / "vectors" / name))
+    with pytest.raises(IndexCorruptError, match="1 vectors but 2 chunks"):
+        FaissSqliteStore(tmp_path, model_id=None, dim=None, writable=False)
+
+
+def test_reading_a_missing_index_says_how_to_make_one(tmp_path):
+    with pytest.raises(IndexCorruptError, match="quelle ingest"):
+        FaissSqliteStore(tmp_path / "nothing", model_id=None, dim=None, writable=False)

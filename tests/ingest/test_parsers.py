@@ -1,0 +1,146 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from index.errors import EncryptedError, NoTextError, ParseError
+from ingest.parsers import parse
+from ingest.parsers.pdf import garbage_reason
+from tests.conftest import DATA, SAMPLES
+
+
+def test_pdf_keeps_text_per_page_and_title():
+    doc = parse(DATA / "multipage.pdf")
+    assert doc.kind == "pdf" and doc.pages == 3 and doc.title == "Multipage Test Manual"
+    assert [s.page for s in doc.sections] == [1, 2, 3]
+    assert "aurora procedure" in doc.sections[0].text
+    assert "basalt budget" in doc.sections[1].text
+    assert "cobalt contacts" in doc.sections[2].text
+    assert doc.warnings == []
+
+
+def test_pdf_image_only_page_is_a_warning_naming_file_and_page():
+    doc = parse(DATA / "scanned-page.pdf")
+    assert [s.page for s in doc.sections] == [1]
+    assert doc.warnings == ["scanned-page.pdf page 2: no extractable text (scanned or image-only page?)"]
+
+
+def test_pdf_with_no_text_at_all_is_an_error_not_an_empty_document():
+    with pytest.raises(NoTextError, match=r"image-only.pdf.*page 1"):
+        parse(DATA / "image-only.pdf")
+
+
+@pytest.mark.parametrize("name, error, message", [
+    ("encrypted.pdf", EncryptedError, "needs a password"),
+    ("truncated.pdf", ParseError, "corrupt or truncated PDF"),
+    ("corrupt.pdf", ParseError, "corrupt or truncated PDF"),
+])
+def test_bad_pdfs_fail_with_a_clear_error_naming_the_file(name, error, message):
+    with pytest.raises(error, match=message) as info:
+        parse(DATA / name)
+    assert name in str(info.value)
+
+
+def test_garbage_text_is_detected():
+    assert garbage_reason("") is not None
+    assert garbage_reason("\ue000\ue001\ue002\ue003 \ufffd\ufffd") is not None  # private-use glyphs
+    assert garbage_reason("(cid:12)(cid:13)(cid:14)(cid:15)") is not None
+    assert garbage_reason("An ordinary sentence of text.") is None
+    assert garbage_reason("在宅勤務は週に三日まで認められます。") is None
+
+
+def test_html_keeps_main_text_title_and_headings_only():
+    doc = parse(DATA / "page.html")
+    assert doc.title == "Incident Handbook"
+    text = doc.text
+    assert "page the on-call engineer" in text and "SEV3: a minor issue" in text
+    for junk in ("secretTracking", "Menu item", "Copyright footer", "color: red"):
+        assert junk not in text
+    paths = {s.heading_path for s in doc.sections}
+    assert ("Incident Handbook", "Severity levels", "Escalation") in paths
+    assert ("Incident Handbook", "Postmortems") in paths
+
+
+def test_html_without_main_keeps_body_minus_navigation(tmp_path: Path):
+    p = tmp_path / "x.html"
+    p.write_text("<html><body><nav>skip me</nav><h1>T</h1><p>Keep this.</p><script>x()</script></body></html>")
+    doc = parse(p)
+    assert doc.text == "Keep this." and doc.title == "T"
+
+
+def test_markdown_headings_front_matter_and_code_fences():
+    doc = parse(DATA / "notes.md")
+    assert doc.title == "Release Notes"
+    assert "author: test" not in doc.text
+    assert "# this is a comment in code" in doc.text  # not taken for a heading
+    paths = [s.heading_path for s in doc.sections]
+    assert paths == [
+        ("Release Notes",), ("Release Notes", "Version 2.0"), ("Release Notes", "Setext Heading"),
+        ("Release Notes", "Setext Heading", "Fixes"),
+    ]
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("notice-sjis.txt", "来週の月曜日は全社会議のため"),
+    ("notice-gb18030.txt", "下周一上午召开全体员工大会"),
+])
+def test_text_encoding_is_detected_not_assumed(name, expected):
+    raw = (DATA / name).read_bytes()
+    with pytest.raises(UnicodeDecodeError):
+        raw.decode("utf-8")
+    doc = parse(DATA / name)
+    assert expected in doc.text
+
+
+def test_utf8_bom_and_utf16_text(tmp_path: Path):
+    (tmp_path / "a.txt").write_bytes("\ufeffHello BOM".encode())
+    (tmp_path / "b.txt").write_bytes("Bonjour à tous".encode("utf-16"))
+    assert parse(tmp_path / "a.txt").text == "Hello BOM"
+    assert parse(tmp_path / "b.txt").text == "Bonjour à tous"
+
+
+def test_empty_text_is_an_error():
+    with pytest.raises(NoTextError, match="empty.txt"):
+        parse(DATA / "empty.txt")
+
+
+def test_docx_paragraphs_headings_and_title():
+    doc = parse(DATA / "policy.docx")
+    assert doc.title == "Remote Work Policy"
+    assert [s.heading_path for s in doc.sections] == [("Eligibility",), ("Eligibility", "Equipment"), ("Security",)]
+    assert "three days per week" in doc.sections[0].text
+
+
+def test_docx_zip_bomb_and_non_zip_are_refused(tmp_path: Path):
+    import zipfile
+
+    bomb = tmp_path / "bomb.docx"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("word/document.xml", b"<a>" + b"0" * 50_000_000 + b"</a>")
+    with pytest.raises(ParseError, match="zip bomb"):
+        parse(bomb)
+    fake = tmp_path / "fake.docx"
+    fake.write_bytes(b"this is not a zip")
+    with pytest.raises(ParseError, match="not a valid DOCX"):
+        parse(fake)
+
+
+def test_unsupported_type_is_a_parse_error(tmp_path: Path):
+    p = tmp_path / "image.png"
+    p.write_bytes(b"\x89PNG")
+    with pytest.raises(ParseError, match="unsupported file type"):
+        parse(p)
+
+
+def test_sample_corpus_parses_in_every_format_and_language():
+    kinds = {}
+    for path in sorted(SAMPLES.rglob("*")):
+        if path.is_file():
+            doc = parse(path)
+            kinds[doc.kind] = doc
+            assert not doc.warnings, doc.warnings
+    assert set(kinds) == {"pdf", "html", "markdown", "docx"}
+    pdf = parse(SAMPLES / "employee-handbook.pdf")
+    assert "在宅勤務" in pdf.sections[4].text and pdf.sections[4].page == 5
+    assert "远程办公" in pdf.sections[5].text and pdf.sections[5].page == 6
