@@ -87,7 +87,7 @@ class SentenceTransformerEmbedder:
         self.batch_size = batch_size
         self.query_prefix = query_prefix
         self.passage_prefix = passage_prefix
-        self.tokenizer = HFTokenizer(self._model.tokenizer, int(self._model.max_seq_length))
+        self.tokenizer = HFTokenizer(self._model.tokenizer, int(self._model.max_seq_length or 512))
 
     def _encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:

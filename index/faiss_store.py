@@ -45,7 +45,9 @@ CREATE TABLE IF NOT EXISTS chunks (
 CREATE INDEX IF NOT EXISTS chunks_document ON chunks(document_id);
 CREATE INDEX IF NOT EXISTS chunks_text_hash ON chunks(text_hash);
 """
-_CHUNK_COLS = "c.rowid, c.id, c.document_id, c.ordinal, c.text, c.page, c.heading_path, c.char_start, c.char_end, c.n_tokens"
+_CHUNK_COLS = (
+    "c.rowid, c.id, c.document_id, c.ordinal, c.text, c.page, c.heading_path, c.char_start, c.char_end, c.n_tokens"
+)
 
 
 def _chunk_from_row(row: Sequence[Any]) -> ChunkRecord:
@@ -73,6 +75,7 @@ class FaissSqliteStore:
         self.writable = writable
         self._lock_fd: int | None = None
         self._in_txn = False
+        self._closed = False
         db_path = self.data_dir / "quelle.sqlite"
         if not writable and not db_path.exists():
             raise IndexCorruptError(f"no index at {self.data_dir} (run `quelle ingest` first)")
@@ -144,10 +147,15 @@ class FaissSqliteStore:
         finally:
             self._db.execute("COMMIT")
         generation = int(meta["generation"])
+        index: Any
         if not meta["faiss_file"]:
             index = faiss.IndexIDMap2(faiss.IndexFlatIP(int(meta["dim"])))
         else:
-            index = faiss.read_index(str(self.data_dir / "vectors" / meta["faiss_file"]))
+            path = self.data_dir / "vectors" / meta["faiss_file"]
+            try:
+                index = faiss.read_index(str(path))
+            except RuntimeError as exc:
+                raise IndexCorruptError(f"generation {generation}: cannot read {path}: {exc}") from None
         if index.ntotal != n_chunks:
             raise IndexCorruptError(
                 f"generation {generation} at {self.data_dir} holds {index.ntotal} vectors "
@@ -309,9 +317,14 @@ class FaissSqliteStore:
             self.generation, self._index = self._load_current()
 
     def close(self) -> None:
-        self.rollback()
-        self._db.close()
-        self._release_lock()
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.rollback()
+        finally:
+            self._db.close()
+            self._release_lock()
 
     def _release_lock(self) -> None:
         if self._lock_fd is not None:

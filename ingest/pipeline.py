@@ -148,8 +148,8 @@ class Ingestor:
             src = source_of(root)
             prefixes.append((src, src.rstrip("/") + "/"))
         for source in self.store.sources():
-            if any(source == exact or source.startswith(under) for exact, under in prefixes):
-                if not os.path.exists(source):
-                    doc = self.store.document_by_source(source)
-                    if doc and self.store.delete(doc.id):
-                        report.removed += 1
+            under_a_root = any(source == exact or source.startswith(under) for exact, under in prefixes)
+            if under_a_root and not os.path.exists(source):
+                doc = self.store.document_by_source(source)
+                if doc and self.store.delete(doc.id):
+                    report.removed += 1

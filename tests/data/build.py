@@ -24,10 +24,11 @@ def text_pdf(path: Path, pages: list[str | None], title: str) -> None:
     c.setTitle(title)
     for text in pages:
         if text is None:  # an image-only page, like a scan: pixels, no text layer
-            from reportlab.lib.utils import ImageReader
             import io
             import struct
             import zlib
+
+            from reportlab.lib.utils import ImageReader
 
             w = h = 64
             raw = b"".join(b"\0" + bytes((x * 4) % 256 for x in range(w)) for _ in range(h))

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -41,10 +42,8 @@ class TestFaissSqliteStore(StoreContract):
 
         yield _open
         for s in opened:
-            try:
+            with contextlib.suppress(Exception):
                 s.close()
-            except Exception:
-                pass
 
 
 def test_one_writer_at_a_time(tmp_path):

@@ -1,0 +1,80 @@
+"""The `quelle` command as a user runs it: a real subprocess, real files, real model."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import DATA, ROOT, SAMPLES
+
+pytestmark = pytest.mark.integration
+
+
+def quelle(*args: str, cwd=None, env_extra=None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("QUELLE_DATA_DIR", None)
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True, env=env,
+                          cwd=cwd or ROOT, timeout=600)
+
+
+def test_ingest_report_exit_codes_stats_and_search(tmp_path):
+    docs = tmp_path / "docs"
+    shutil.copytree(SAMPLES, docs / "handbook")
+    for name in ("multipage.pdf", "encrypted.pdf", "notes.md"):
+        shutil.copy(DATA / name, docs / name)
+    data_dir = tmp_path / "ix"
+    run = quelle("ingest", str(docs), "--data-dir", str(data_dir), "--json")
+    assert run.returncode == 1, run.stderr  # one file failed, the others are in
+    report = json.loads(run.stdout)
+    assert report["added"] == 8 and report["failed"] == 1
+    assert report["failures"][0]["path"].endswith("encrypted.pdf") and "password" in report["failures"][0]["reason"]
+    assert report["chunks_written"] > 0 and report["seconds"] > 0
+    assert "file" in run.stderr  # the progress bar
+
+    (docs / "encrypted.pdf").unlink()
+    again = quelle("ingest", str(docs), "--data-dir", str(data_dir), "--quiet")
+    assert again.returncode == 0, again.stderr
+    assert "0 added, 0 updated, 8 unchanged, 0 removed, 0 failed" in again.stdout
+    assert "0 written" in again.stdout
+
+    stats = json.loads(quelle("stats", "--data-dir", str(data_dir), "--json").stdout)
+    assert stats["documents"] == 8 and stats["dim"] == 384
+    assert stats["model_id"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert stats["generation"] == 1 and stats["bytes_on_disk"] > 0
+
+    found = quelle("search", "What is the per diem outside Europe?", "-k", "3", "--data-dir", str(data_dir), "--json")
+    assert found.returncode == 0, found.stderr
+    hits = json.loads(found.stdout)
+    assert len(hits) == 3 and hits[0]["source"].endswith("travel-and-expenses.docx")
+    assert "80 EUR" in hits[0]["text"] and hits[0]["heading_path"] == ["Per diem"]
+    text = quelle("search", "basalt budget", "--data-dir", str(data_dir))
+    assert "multipage.pdf p.2" in text.stdout
+
+
+def test_data_dir_comes_from_the_environment(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    shutil.copy(DATA / "notes.md", docs)
+    run = quelle("ingest", str(docs), "--quiet", cwd=tmp_path, env_extra={"QUELLE_DATA_DIR": str(tmp_path / "env")})
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "env" / "quelle.sqlite").exists() and not (tmp_path / "quelle-data").exists()
+
+
+def test_usage_errors_exit_2_with_one_clear_line(tmp_path):
+    run = quelle("ingest", str(tmp_path / "missing-folder"), "--data-dir", str(tmp_path / "ix"))
+    assert run.returncode == 2 and "no such file or folder" in run.stderr and "missing-folder" in run.stderr
+    assert quelle("ingest").returncode == 2
+    assert quelle("search", "q", "-k", "0", "--data-dir", str(tmp_path)).returncode == 2
+
+
+def test_stats_on_a_missing_index_is_a_clear_error(tmp_path):
+    run = quelle("stats", "--data-dir", str(tmp_path / "none"))
+    assert run.returncode == 1
+    assert run.stderr.strip().startswith("quelle: error:") and "quelle ingest" in run.stderr
+    assert "Traceback" not in run.stderr
