@@ -37,9 +37,10 @@ def ingest(settings: Settings, paths: list[Path], *, sync: bool, as_json: bool, 
             bar = tqdm(unit="file", file=sys.stderr, dynamic_ncols=True)
         started = time.monotonic()
 
-        def progress(report: IngestReport, done: int) -> None:
+        def progress(report: IngestReport, done: int, total: int) -> None:
             if bar is None:
                 return
+            bar.total = total
             bar.update(done - bar.n)
             rate = report.chunks_written / max(time.monotonic() - started, 1e-6)
             bar.set_postfix(chunks=report.chunks_written, chunks_s=f"{rate:.0f}", failed=report.failed)

@@ -28,7 +28,7 @@ from ingest.report import IngestReport
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[IngestReport, int], None]  # (report so far, files done)
+Progress = Callable[[IngestReport, int, int], None]  # (report so far, files done, files in all)
 
 
 @dataclass
@@ -66,10 +66,10 @@ class Ingestor:
                 if sum(len(p.chunks) for p in self._pending) >= self.embed_batch:
                     self._flush(report)
                 if progress:
-                    progress(report, done)
+                    progress(report, done, len(files))
             self._flush(report)
             if progress:
-                progress(report, len(files))
+                progress(report, len(files), len(files))
             if sync:
                 self._sync(paths, report)
             report.generation = self.store.commit()

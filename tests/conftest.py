@@ -35,48 +35,21 @@ def data_copy(tmp_path: Path) -> Path:
     return dest
 
 
-def _cache_dir() -> Path:
-    return Path(os.environ.get("QUELLE_TEST_CACHE", Path.home() / ".cache" / "quelle-tests"))
 
+def debian_file(package: str, name: str) -> Path:
+    """A file from a Debian package (bench/debian.py). Skips where apt is missing, except in CI (CI=true),
+    where the real-world files must be tested."""
+    from bench.debian import FetchError, find
 
-def debian_doc(package: str, member: str) -> Path:
-    """A file from a Debian package, fetched with `apt-get download` (no install) and cached.
-
-    Skips where apt is missing, except in CI (CI=true), where the real-world files must be tested."""
-    import subprocess
-
-    dest = _cache_dir() / "debian" / package
-    target = dest / member
-    if target.exists():
-        return target
-    dest.mkdir(parents=True, exist_ok=True)
-
-    def fail(why: str):
+    try:
+        return find(package, name)
+    except FetchError as exc:
         if os.environ.get("CI"):
-            pytest.fail(f"cannot fetch Debian package {package}: {why}")
-        pytest.skip(f"cannot fetch Debian package {package}: {why}")
-
-    if not shutil.which("apt-get") or not shutil.which("dpkg-deb"):
-        fail("apt-get/dpkg-deb not available")
-    for attempt in range(2):
-        got = subprocess.run(["apt-get", "download", package], cwd=dest, capture_output=True, text=True)
-        if got.returncode == 0:
-            break
-        if attempt == 0 and os.geteuid() == 0:
-            subprocess.run(["apt-get", "update", "-qq"], capture_output=True, text=True)
-    else:
-        fail(got.stderr.strip()[-300:])
-    deb = next(dest.glob(f"{package}_*.deb"))
-    subprocess.run(["dpkg-deb", "-x", str(deb), str(dest / "x")], check=True)
-    found = next((dest / "x").rglob(Path(member).name), None)
-    if found is None:
-        fail(f"{member} not in the package")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(found, target)
-    return target
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="session")
 def debian_pdf() -> Path:
-    """Debian New Maintainers' Guide (maint-guide, GPL-2+): a real 63-page PDF not made by this project."""
-    return debian_doc("maint-guide", "maint-guide.en.pdf")
+    """Debian New Maintainers' Guide (package maint-guide): a real 63-page PDF not made by this project."""
+    return debian_file("maint-guide", "maint-guide.en.pdf")
