@@ -46,7 +46,7 @@ def corpus(quick: bool) -> tuple[list[Path], list[Path]]:
     files.sort(key=lambda p: (p.stat().st_size, p.name))
     a, b = files[0::2], files[1::2]
     if quick:
-        a, b = a[: len(a) // 4], b[: len(b) // 4]
+        a, b = a[::4], b[::4]
     return a, b
 
 
