@@ -1,70 +1,51 @@
-"""The embedded store: FAISS for vectors, SQLite for documents, chunks and the generation manifest.
+"""The embedded store: FAISS for vectors, SQLite for documents, chunks, keyword terms and the manifest.
 
 Crash safety. SQLite (WAL, synchronous=FULL) is the manifest: its `meta` table names the FAISS file of the
 current generation. A commit
   1. writes the vectors to a new file `vectors/g<N+1>.faiss` (written aside, fsynced, renamed, folder fsynced),
-  2. commits, in ONE SQLite transaction, every document and chunk change together with generation = N+1,
+  2. commits, in ONE SQLite transaction, every document, chunk and keyword change with generation = N+1,
   3. deletes FAISS files older than the previous generation.
 A process killed before step 2 leaves generation N (its file is untouched); killed after it, N+1. Either way
 the FAISS vector count equals the chunk rows. Opening for writing removes files no generation names.
-Readers keep working while a writer commits: the previous generation's file stays on disk.
+
+Readers (a read-only store, e.g. the service) never block the writer and never see a torn state: each read
+runs in one SQLite read transaction and uses the FAISS index of the generation that transaction sees,
+loading a newer generation when one was committed since (no restart needed).
 """
 
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import sqlite3
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
 
+from index import keyword, search
 from index.durable import fsync_dir, publish
 from index.errors import IndexCorruptError, IndexLockedError, IndexMismatchError
 from index.records import ChunkRecord, DocumentRecord, Hit
-from index.store import StoreStats
-
-SCHEMA_VERSION = "1"
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS documents (
-    id TEXT PRIMARY KEY, source TEXT NOT NULL UNIQUE, title TEXT NOT NULL, kind TEXT NOT NULL,
-    content_hash TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, pages INTEGER,
-    warnings TEXT NOT NULL DEFAULT '[]', n_chunks INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS chunks (
-    rowid INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
-    document_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
-    ordinal INTEGER NOT NULL, text TEXT NOT NULL, text_hash TEXT NOT NULL, page INTEGER,
-    heading_path TEXT NOT NULL, char_start INTEGER NOT NULL, char_end INTEGER NOT NULL, n_tokens INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS chunks_document ON chunks(document_id);
-CREATE INDEX IF NOT EXISTS chunks_text_hash ON chunks(text_hash);
-"""
-_CHUNK_COLS = (
-    "c.rowid, c.id, c.document_id, c.ordinal, c.text, c.page, c.heading_path, c.char_start, c.char_end, c.n_tokens"
+from index.sqlite_schema import (
+    CHUNK_COLS,
+    DOC_COLS,
+    SCHEMA,
+    SCHEMA_VERSION,
+    chunk_from_row,
+    chunk_params,
+    doc_from_row,
+    doc_params,
 )
+from index.store import Retrieved, SearchFilter, StoreStats
 
 
-def _chunk_from_row(row: Sequence[Any]) -> ChunkRecord:
-    return ChunkRecord(
-        id=row[1], document_id=row[2], ordinal=row[3], text=row[4], page=row[5],
-        heading_path=tuple(json.loads(row[6])), char_start=row[7], char_end=row[8], n_tokens=row[9],
-    )
-
-
-def _doc_from_row(row: Sequence[Any]) -> DocumentRecord:
-    return DocumentRecord(
-        id=row[0], source=row[1], title=row[2], kind=row[3], content_hash=row[4], size=row[5],
-        mtime_ns=row[6], pages=row[7], warnings=tuple(json.loads(row[8])),
-    )
-
-
-_DOC_COLS = "id, source, title, kind, content_hash, size, mtime_ns, pages, warnings"
+class _Stale(Exception):
+    """The generation a read transaction sees was superseded twice while it loaded: read again."""
 
 
 class FaissSqliteStore:
@@ -73,42 +54,55 @@ class FaissSqliteStore:
     def __init__(self, data_dir: Path, *, model_id: str | None, dim: int | None, writable: bool) -> None:
         self.data_dir = Path(data_dir)
         self.writable = writable
+        self._db_path = self.data_dir / "quelle.sqlite"
         self._lock_fd: int | None = None
         self._in_txn = False
         self._closed = False
-        db_path = self.data_dir / "quelle.sqlite"
-        if not writable and not db_path.exists():
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._load_lock = threading.Lock()
+        if not writable and not self._db_path.exists():
             raise IndexCorruptError(f"no index at {self.data_dir} (run `quelle ingest` first)")
         if writable:
             (self.data_dir / "vectors").mkdir(parents=True, exist_ok=True)
             self._take_writer_lock()
         try:
-            self._db = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
+            self._db = self._connect()
             self._open(model_id, dim)
         except BaseException:
-            if hasattr(self, "_db"):
-                self._db.close()
+            for conn in self._conns:
+                conn.close()
             self._release_lock()
             raise
 
+    # -- opening -------------------------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._db_path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        self._conns.append(conn)
+        return conn
+
     def _open(self, model_id: str | None, dim: int | None) -> None:
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
         if self.writable:
-            self._db.executescript(_SCHEMA)
+            self._db.executescript(SCHEMA)
             self._init_meta(model_id, dim)
-        meta = self._meta()
+        meta = self._meta(self._db)
         if not meta:
             raise IndexCorruptError(f"the index at {self.data_dir} has no metadata (never initialised)")
         self.model_id: str = meta["model_id"]
         self.dim: int = int(meta["dim"])
+        self.keyword_analyzer: str = meta.get("keyword_analyzer", keyword.ANALYZER)
         self._check_model(model_id, dim)
-        self.generation, self._index = self._load_current()
+        self._db.execute("BEGIN")
+        try:
+            self.generation, self._index = self._load(self._db)
+        finally:
+            self._db.execute("COMMIT")
         if self.writable:
             self._remove_orphans()
 
-    # -- opening -------------------------------------------------------------------------------------------
     def _take_writer_lock(self) -> None:
         fd = os.open(self.data_dir / "writer.lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -118,14 +112,16 @@ class FaissSqliteStore:
             raise IndexLockedError(f"{self.data_dir} is being written by another process") from None
         self._lock_fd = fd
 
-    def _meta(self) -> dict[str, str]:
-        return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+    @staticmethod
+    def _meta(db: sqlite3.Connection) -> dict[str, str]:
+        return dict(db.execute("SELECT key, value FROM meta").fetchall())
 
     def _init_meta(self, model_id: str | None, dim: int | None) -> None:
-        if self._meta() or model_id is None or dim is None:
+        if self._meta(self._db) or model_id is None or dim is None:
             return
         rows = {"schema_version": SCHEMA_VERSION, "model_id": model_id, "dim": str(dim),
-                "generation": "0", "faiss_file": "", "previous_faiss_file": ""}
+                "keyword_analyzer": keyword.ANALYZER, "generation": "0", "faiss_file": "",
+                "previous_faiss_file": ""}
         self._db.execute("BEGIN IMMEDIATE")
         self._db.executemany("INSERT INTO meta VALUES (?, ?)", rows.items())
         self._db.execute("COMMIT")
@@ -138,116 +134,139 @@ class FaissSqliteStore:
                 f"(QUELLE_EMBEDDING_MODEL={self.model_id}) or another --data-dir."
             )
 
-    def _load_current(self) -> tuple[int, Any]:
-        # one read transaction: the generation, its file name and the chunk count belong together
-        self._db.execute("BEGIN")
-        try:
-            meta = self._meta()
-            n_chunks = self._db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
-        finally:
-            self._db.execute("COMMIT")
+    def _load(self, db: sqlite3.Connection) -> tuple[int, Any]:
+        """The generation `db`'s open transaction sees, and its FAISS index, checked against the chunk rows."""
+        meta = self._meta(db)
         generation = int(meta["generation"])
+        n_chunks = db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
         index: Any
         if not meta["faiss_file"]:
             index = faiss.IndexIDMap2(faiss.IndexFlatIP(int(meta["dim"])))
         else:
             path = self.data_dir / "vectors" / meta["faiss_file"]
+            if not path.exists() and not self.writable:
+                raise _Stale(str(path))
             try:
                 index = faiss.read_index(str(path))
             except RuntimeError as exc:
                 raise IndexCorruptError(f"generation {generation}: cannot read {path}: {exc}") from None
         if index.ntotal != n_chunks:
             raise IndexCorruptError(
-                f"generation {generation} at {self.data_dir} holds {index.ntotal} vectors "
-                f"but {n_chunks} chunks"
+                f"generation {generation} at {self.data_dir} holds {index.ntotal} vectors but {n_chunks} chunks"
             )
         return generation, index
 
     def _remove_orphans(self) -> None:
-        meta = self._meta()
+        meta = self._meta(self._db)
         keep = {meta["faiss_file"], meta["previous_faiss_file"]}
         for path in (self.data_dir / "vectors").iterdir():
             if path.name not in keep:
                 path.unlink()
 
+    # -- consistent reads ----------------------------------------------------------------------------------
+    @contextmanager
+    def _read(self) -> Iterator[tuple[sqlite3.Connection, Any]]:
+        """(connection inside a read transaction, FAISS index of the generation that transaction sees)."""
+        if self.writable:  # the writer reads its own uncommitted state
+            yield self._db, self._index
+            return
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = self._connect()
+        for attempt in range(5):
+            db.execute("BEGIN")
+            try:
+                generation = int(db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
+                if generation != self.generation:
+                    with self._load_lock:
+                        if generation != self.generation:
+                            self.generation, self._index = self._load(db)
+                index = self._index
+            except _Stale:
+                db.execute("COMMIT")
+                if attempt == 4:
+                    raise IndexCorruptError(f"{self.data_dir}: the index changed too fast to read") from None
+                continue
+            try:
+                yield db, index
+            finally:
+                db.execute("COMMIT")
+            return
+
+    def refresh(self) -> int:
+        """Load the newest committed generation now (reads also do it on their own); returns it."""
+        with self._read():
+            return self.generation
+
     # -- reading -------------------------------------------------------------------------------------------
     def document_by_source(self, source: str) -> DocumentRecord | None:
-        row = self._db.execute(f"SELECT {_DOC_COLS} FROM documents WHERE source = ?", (source,)).fetchone()
-        return _doc_from_row(row) if row else None
+        with self._read() as (db, _):
+            row = db.execute(f"SELECT {DOC_COLS} FROM documents WHERE source = ?", (source,)).fetchone()
+        return doc_from_row(row) if row else None
 
     def document(self, doc_id: str) -> DocumentRecord | None:
-        row = self._db.execute(f"SELECT {_DOC_COLS} FROM documents WHERE id = ?", (doc_id,)).fetchone()
-        return _doc_from_row(row) if row else None
+        with self._read() as (db, _):
+            row = db.execute(f"SELECT {DOC_COLS} FROM documents WHERE id = ?", (doc_id,)).fetchone()
+        return doc_from_row(row) if row else None
 
-    def documents(self, offset: int = 0, limit: int = 100) -> list[DocumentRecord]:
-        rows = self._db.execute(
-            f"SELECT {_DOC_COLS} FROM documents ORDER BY source LIMIT ? OFFSET ?", (limit, offset)
-        ).fetchall()
-        return [_doc_from_row(r) for r in rows]
+    def documents(self, offset: int = 0, limit: int = 100) -> tuple[list[DocumentRecord], int]:
+        """A page of documents ordered by source, and the total count."""
+        with self._read() as (db, _):
+            rows = db.execute(f"SELECT {DOC_COLS} FROM documents ORDER BY source LIMIT ? OFFSET ?",
+                              (limit, offset)).fetchall()
+            total = db.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
+        return [doc_from_row(r) for r in rows], total
 
     def chunks_of(self, doc_id: str) -> list[ChunkRecord]:
-        rows = self._db.execute(
-            f"SELECT {_CHUNK_COLS} FROM chunks c WHERE c.document_id = ? ORDER BY c.ordinal", (doc_id,)
-        ).fetchall()
-        return [_chunk_from_row(r) for r in rows]
+        with self._read() as (db, _):
+            rows = db.execute(f"SELECT {CHUNK_COLS} FROM chunks c WHERE c.document_id = ? ORDER BY c.ordinal",
+                              (doc_id,)).fetchall()
+        return [chunk_from_row(r) for r in rows]
 
     def sources(self) -> list[str]:
-        return [r[0] for r in self._db.execute("SELECT source FROM documents ORDER BY source")]
+        with self._read() as (db, _):
+            return [r[0] for r in db.execute("SELECT source FROM documents ORDER BY source")]
 
     def vectors_for(self, text_hashes: Iterable[str]) -> dict[str, np.ndarray]:
         wanted = list(dict.fromkeys(text_hashes))
         found: dict[str, np.ndarray] = {}
-        for i in range(0, len(wanted), 500):
-            part = wanted[i : i + 500]
-            marks = ",".join("?" * len(part))
-            for rowid, th in self._db.execute(
-                f"SELECT MIN(rowid), text_hash FROM chunks WHERE text_hash IN ({marks}) GROUP BY text_hash", part
-            ):
-                found[th] = self._index.reconstruct(int(rowid))
+        with self._read() as (db, index):
+            for i in range(0, len(wanted), 500):
+                part = wanted[i : i + 500]
+                marks = ",".join("?" * len(part))
+                for rowid, th in db.execute(
+                    f"SELECT MIN(rowid), text_hash FROM chunks WHERE text_hash IN ({marks}) GROUP BY text_hash", part
+                ):
+                    found[th] = index.reconstruct(int(rowid))
         return found
 
-    def search(self, query: np.ndarray, k: int) -> list[Hit]:
-        if self._index.ntotal == 0 or k <= 0:
-            return []
-        q = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
-        fetch = min(self._index.ntotal, 2 * k)  # identical passages collapse into one hit
-        scores, ids = self._index.search(q, fetch)
-        pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
-        rows = self._rows_by_rowid([i for i, _ in pairs])
-        hits: list[Hit] = []
-        by_text: dict[str, int] = {}
-        for rowid, score in pairs:
-            row = rows[rowid]
-            th = row[10]
-            if th in by_text:
-                prev = hits[by_text[th]]
-                hits[by_text[th]] = Hit(prev.chunk, prev.score, prev.source, prev.title, (*prev.also_in, row[11]))
-                continue
-            by_text[th] = len(hits)
-            hits.append(Hit(_chunk_from_row(row), score, row[11], row[12]))
-        return hits[:k]
+    def search(self, query: np.ndarray, k: int, flt: SearchFilter | None = None) -> list[Hit]:
+        return self.retrieve(query, None, k, flt).dense
 
-    def _rows_by_rowid(self, rowids: list[int]) -> dict[int, Sequence[Any]]:
-        if not rowids:
-            return {}
-        marks = ",".join("?" * len(rowids))
-        rows = self._db.execute(
-            f"SELECT {_CHUNK_COLS}, c.text_hash, d.source, d.title FROM chunks c "
-            f"JOIN documents d ON d.id = c.document_id WHERE c.rowid IN ({marks})", rowids
-        ).fetchall()
-        return {r[0]: r for r in rows}
+    def retrieve(
+        self, query: np.ndarray | None, keywords: str | None, k: int, flt: SearchFilter | None = None
+    ) -> Retrieved:
+        with self._read() as (db, index):
+            allowed = search.allowed_rowids(db, flt)
+            dense = search.dense(db, index, query, k, allowed) if query is not None else []
+            kw = search.keyword(db, keywords, k, allowed) if keywords else []
+            return Retrieved(dense, kw, self.generation)
 
     def stats(self) -> StoreStats:
-        docs = self._db.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
-        chunks = self._db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+        with self._read() as (db, _):
+            docs = db.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
+            chunks = db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+            generation = self.generation
         size = sum(p.stat().st_size for p in self.data_dir.rglob("*") if p.is_file())
-        return StoreStats(docs, chunks, self.model_id, self.dim, self.generation, size)
+        return StoreStats(docs, chunks, self.model_id, self.dim, generation, size)
 
     def vector_count(self) -> int:
-        return int(self._index.ntotal)
+        with self._read() as (_, index):
+            return int(index.ntotal)
 
     def vector_ids(self) -> np.ndarray:
-        return faiss.vector_to_array(self._index.id_map).astype(np.int64)
+        with self._read() as (_, index):
+            return faiss.vector_to_array(index.id_map).astype(np.int64)
 
     # -- writing -------------------------------------------------------------------------------------------
     def _begin(self) -> None:
@@ -262,20 +281,18 @@ class FaissSqliteStore:
             raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
         self._begin()
         self.delete(doc.id)
-        self._db.execute(
-            f"INSERT INTO documents ({_DOC_COLS}, n_chunks) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (doc.id, doc.source, doc.title, doc.kind, doc.content_hash, doc.size, doc.mtime_ns, doc.pages,
-             json.dumps(list(doc.warnings), ensure_ascii=False), len(chunks)),
-        )
+        self._db.execute(f"INSERT INTO documents ({DOC_COLS}, n_chunks) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                         doc_params(doc, len(chunks)))
         rowids = []
         for c in chunks:
             cur = self._db.execute(
                 "INSERT INTO chunks (id, document_id, ordinal, text, text_hash, page, heading_path, char_start,"
-                " char_end, n_tokens) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (c.id, doc.id, c.ordinal, c.text, c.text_hash, c.page,
-                 json.dumps(list(c.heading_path), ensure_ascii=False), c.char_start, c.char_end, c.n_tokens),
-            )
+                " char_end, n_tokens) VALUES (?,?,?,?,?,?,?,?,?,?)", chunk_params(c))
             rowids.append(cur.lastrowid)
+        self._db.executemany(
+            "INSERT INTO chunks_fts (rowid, terms) VALUES (?, ?)",
+            [(r, " ".join(keyword.terms(c.embed_text))) for r, c in zip(rowids, chunks, strict=True)],
+        )
         if rowids:
             vecs = np.ascontiguousarray(vectors, dtype=np.float32)
             self._index.add_with_ids(vecs, np.asarray(rowids, dtype=np.int64))
@@ -285,12 +302,13 @@ class FaissSqliteStore:
         rowids = [r[0] for r in self._db.execute("SELECT rowid FROM chunks WHERE document_id = ?", (doc_id,))]
         if rowids:
             self._index.remove_ids(np.asarray(rowids, dtype=np.int64))
+            self._db.executemany("DELETE FROM chunks_fts WHERE rowid = ?", [(r,) for r in rowids])
         return self._db.execute("DELETE FROM documents WHERE id = ?", (doc_id,)).rowcount > 0
 
     def commit(self) -> int:
         if not self._in_txn:
             return self.generation
-        meta = self._meta()
+        meta = self._meta(self._db)
         nxt = self.generation + 1
         name = f"g{nxt:010d}.faiss"
         vectors_dir = self.data_dir / "vectors"
@@ -314,7 +332,11 @@ class FaissSqliteStore:
         if self._in_txn:
             self._db.execute("ROLLBACK")
             self._in_txn = False
-            self.generation, self._index = self._load_current()
+            self._db.execute("BEGIN")
+            try:
+                self.generation, self._index = self._load(self._db)
+            finally:
+                self._db.execute("COMMIT")
 
     def close(self) -> None:
         if self._closed:
@@ -323,7 +345,8 @@ class FaissSqliteStore:
         try:
             self.rollback()
         finally:
-            self._db.close()
+            for conn in self._conns:
+                conn.close()
             self._release_lock()
 
     def _release_lock(self) -> None:

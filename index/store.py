@@ -16,6 +16,28 @@ from index.records import ChunkRecord, DocumentRecord, Hit
 
 
 @dataclass(frozen=True)
+class SearchFilter:
+    """Which documents a search may look at. Applied before ranking, so top-k is taken among them only."""
+
+    document_ids: frozenset[str] | None = None
+    kinds: frozenset[str] | None = None
+    source_prefix: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.document_ids is None and self.kinds is None and self.source_prefix is None
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    """Dense and keyword candidates read from ONE generation of the index."""
+
+    dense: list[Hit]
+    keyword: list[Hit]
+    generation: int
+
+
+@dataclass(frozen=True)
 class StoreStats:
     documents: int
     chunks: int
@@ -49,7 +71,13 @@ class Store(Protocol):
 
     def rollback(self) -> None: ...
 
-    def search(self, query: np.ndarray, k: int) -> list[Hit]: ...
+    def search(self, query: np.ndarray, k: int, flt: SearchFilter | None = None) -> list[Hit]: ...
+
+    def retrieve(
+        self, query: np.ndarray | None, keywords: str | None, k: int, flt: SearchFilter | None = None
+    ) -> Retrieved:
+        """Top-k by vector and top-k by BM25 over the keyword terms of `keywords`, from one generation."""
+        ...
 
     def stats(self) -> StoreStats: ...
 

@@ -122,3 +122,54 @@ class StoreContract:
             open_store(tmp_path, model_id="other/model", dim=64)
         with pytest.raises(IndexMismatchError, match="dim 64"):
             open_store(tmp_path, dim=128)
+
+    def test_keyword_search_ranks_by_bm25_in_english_and_cjk(self, open_store, tmp_path):
+        store = open_store(tmp_path)
+        put(store, "/d/en.txt", ["Receipts must be uploaded within thirty days", "Laptops are replaced often"])
+        put(store, "/d/ja.txt", ["在宅勤務は週に三日まで認められます。", "通勤手当は月額二万円です。"])
+        put(store, "/d/zh.txt", ["员工每月可以申请最多八天远程办公。"])
+        store.commit()
+        got = store.retrieve(None, "How long do I have to upload receipts?", 3)
+        assert got.dense == [] and got.keyword[0].chunk.text.startswith("Receipts")
+        assert store.retrieve(None, "在宅勤務", 1).keyword[0].source == "/d/ja.txt"
+        assert store.retrieve(None, "远程办公几天", 1).keyword[0].source == "/d/zh.txt"
+        assert store.retrieve(None, "?!", 3).keyword == []
+        assert store.retrieve(None, 'quote" OR x', 3).keyword == []  # query syntax is never interpreted
+        store.close()
+
+    def test_filters_apply_before_ranking_in_both_paths(self, open_store, tmp_path):
+        from index.store import SearchFilter
+
+        store = open_store(tmp_path)
+        for i in range(12):
+            put(store, f"/pub/p{i}.txt", [f"holiday policy number {i} for everyone"])
+        secret = put(store, "/hr/secret.txt", ["holiday policy for executives only, rarely matching"])
+        store.commit()
+        q = EMB.embed_query("holiday policy number")
+        unfiltered = store.retrieve(q, "holiday policy number", 3)
+        assert "/hr/secret.txt" not in [h.source for h in unfiltered.dense + unfiltered.keyword]
+        only = SearchFilter(document_ids=frozenset({secret.id}))
+        got = store.retrieve(q, "holiday policy number", 3, only)
+        assert [h.source for h in got.dense] == ["/hr/secret.txt"] == [h.source for h in got.keyword]
+        pub = store.retrieve(q, "executives", 5, SearchFilter(source_prefix="/pub/"))
+        assert len(pub.dense) == 5 and all(h.source.startswith("/pub/") for h in pub.dense + pub.keyword)
+        none = store.retrieve(q, "holiday", 5, SearchFilter(document_ids=frozenset()))
+        assert none.dense == [] and none.keyword == []
+        store.close()
+
+    def test_a_reader_sees_new_generations_without_reopening(self, open_store, tmp_path):
+        writer = open_store(tmp_path)
+        put(writer, "/d/a.txt", ["first text"])
+        writer.commit()
+        reader = open_store(tmp_path, writable=False)
+        assert reader.stats().chunks == 1
+        put(writer, "/d/b.txt", ["second text here"])
+        assert reader.stats().chunks == 1  # uncommitted work is invisible
+        g = writer.commit()
+        got = reader.retrieve(EMB.embed_query("second text here"), "second", 2)
+        assert got.generation == g and got.dense[0].source == "/d/b.txt" and got.keyword[0].source == "/d/b.txt"
+        writer.delete(writer.document_by_source("/d/a.txt").id)
+        writer.commit()
+        assert reader.sources() == ["/d/b.txt"]
+        writer.close()
+        reader.close()

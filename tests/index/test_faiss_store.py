@@ -106,7 +106,7 @@ def test_mismatched_vector_file_is_reported_as_corrupt(tmp_path):
     store = FaissSqliteStore(tmp_path, model_id=EMB.model_id, dim=EMB.dim, writable=True)
     put(store, "/d/a.txt", ["first", "second"])
     store.commit()
-    name = store._meta()["faiss_file"]
+    name = store._meta(store._db)["faiss_file"]
     store.close()
     index = faiss.IndexIDMap2(faiss.IndexFlatIP(EMB.dim))
     index.add_with_ids(np.zeros((1, EMB.dim), dtype=np.float32), np.array([1], dtype=np.int64))
