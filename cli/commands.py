@@ -79,3 +79,46 @@ def search(settings: Settings, query: str, k: int, *, as_json: bool) -> int:
         snippet = " ".join(h.chunk.text.split())
         print(f"   {snippet[:300]}{'…' if len(snippet) > 300 else ''}")
     return 0
+
+
+def serve(settings: Settings) -> int:
+    import uvicorn
+
+    from cli.indexer import FileIngestor
+    from service import logs
+    from service.app import create_app
+
+    logs.configure(settings.log_level)
+    embedder = load_embedder(settings, threads=settings.query_threads)
+    ingest_file = FileIngestor(settings.data_dir, embedder, embedder.tokenizer,
+                               ChunkingConfig(settings.chunk_tokens, settings.chunk_overlap))
+    app = create_app(settings, embedder=embedder, ingest_file=ingest_file)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+    return 0
+
+
+def ask(settings: Settings, question: str, k: int | None, *, as_json: bool) -> int:
+    from service.app import build_services
+    from service.metrics import Metrics
+
+    embedder = load_embedder(settings, threads=settings.query_threads)
+    svc = build_services(settings, Metrics(), embedder=embedder, ingest_file=None, llm=None, llm_http_client=None)
+    try:
+        plan = svc.answers.plan(question, None, k, None)
+        answer = svc.answers.answer(plan)
+    finally:
+        svc.answers.conversations.close()
+        svc.store.close()
+    cites = answer.checked.citations
+    if as_json:
+        print(json.dumps({"answer": answer.checked.answer, "grounded": answer.checked.grounded,
+                          "abstained": answer.abstained, "citations": [c.__dict__ for c in cites]},
+                         ensure_ascii=False, indent=2))
+        return 0
+    print(answer.checked.answer)
+    if cites:
+        print("\nSources:")
+    for c in cites:
+        where = c.source + (f" p.{c.page}" if c.page else "")
+        print(f"[{c.n}] {c.title} — {where}\n    “{c.quote}”")
+    return 0

@@ -1,4 +1,4 @@
-"""The `quelle` command: ingest, stats, search.
+"""The `quelle` command: ingest, serve, ask, search, stats.
 
 Errors become one line on stderr: exit 1 for a failure, 2 for a usage error.
 """
@@ -34,6 +34,15 @@ def _parser() -> argparse.ArgumentParser:
 
     with_data_dir(sub.add_parser("stats", help="what the index holds")).add_argument("--json", action="store_true")
 
+    sv = with_data_dir(sub.add_parser("serve", help="run the HTTP API (uvicorn)"))
+    sv.add_argument("--host", help="address to listen on (default 127.0.0.1 or QUELLE_HOST)")
+    sv.add_argument("--port", type=int, help="port (default 8000 or QUELLE_PORT)")
+
+    ak = with_data_dir(sub.add_parser("ask", help="answer a question with its sources"))
+    ak.add_argument("question")
+    ak.add_argument("-k", type=int, help="how many chunks to retrieve")
+    ak.add_argument("--json", action="store_true")
+
     se = with_data_dir(sub.add_parser("search", help="the chunks closest to a query"))
     se.add_argument("query")
     se.add_argument("-k", type=int, default=5, help="how many chunks (default 5)")
@@ -44,9 +53,13 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    overrides = {"data_dir": args.data_dir} if args.data_dir else {}
+    overrides: dict[str, object] = {"data_dir": args.data_dir} if args.data_dir else {}
+    for name in ("host", "port"):
+        if getattr(args, name, None) is not None:
+            overrides[name] = getattr(args, name)
     settings = Settings(**overrides)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    if args.command != "serve":
+        logging.basicConfig(level="WARNING", format="%(levelname)s %(name)s: %(message)s")
     from cli import commands
 
     try:
@@ -60,6 +73,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             stats = commands.stats(settings)
             print(json.dumps(asdict(stats)) if args.json else "\n".join(f"{k}: {v}" for k, v in asdict(stats).items()))
             return 0
+        if args.command == "serve":
+            return commands.serve(settings)
+        if args.command == "ask":
+            if args.k is not None and not 1 <= args.k <= 50:
+                parser.error(f"-k must be between 1 and 50, got {args.k}")
+            return commands.ask(settings, args.question, args.k, as_json=args.json)
         if args.command == "search":
             if not 1 <= args.k <= 100:
                 parser.error(f"-k must be between 1 and 100, got {args.k}")

@@ -12,16 +12,12 @@ order and together cover every non-space character; every chunk fits the budget.
 from __future__ import annotations
 
 import bisect
-import re
 from dataclasses import dataclass
 
 from index.embedder import Tokenizer
 from index.records import ChunkRecord, chunk_id, embed_text
+from index.text import sentence_spans
 from ingest.document import ParsedDocument
-
-# a sentence ends after .!? (plus closing quotes/brackets) before a space, after 。！？ (plus closers),
-# or at a blank line
-_BOUNDARY = re.compile(r"(?<=[.!?])[\"'”’)\]]*(?=\s)|(?<=[。！？])[」』）】”’\"]*|\n\s*\n")
 
 
 @dataclass(frozen=True)
@@ -34,25 +30,6 @@ class ChunkingConfig:
             raise ValueError(f"chunk max_tokens must be at least 16, got {self.max_tokens}")
         if not 0 <= self.overlap < self.max_tokens // 2:
             raise ValueError(f"chunk overlap must be in [0, max_tokens/2), got {self.overlap}")
-
-
-def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) of each sentence, whitespace trimmed; together they hold every non-space character."""
-    spans = []
-    start = 0
-    for m in _BOUNDARY.finditer(text):
-        spans.append((start, m.end()))
-        start = m.end()
-    spans.append((start, len(text)))
-    out = []
-    for a, b in spans:
-        while a < b and text[a].isspace():
-            a += 1
-        while b > a and text[b - 1].isspace():
-            b -= 1
-        if a < b:
-            out.append((a, b))
-    return out
 
 
 class Chunker:

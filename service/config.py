@@ -6,8 +6,9 @@ Only the CLI and the service's create_app() build a Settings; library functions 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from index.embedder import BUNDLED_MINILM
@@ -16,6 +17,7 @@ from index.embedder import BUNDLED_MINILM
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="QUELLE_", env_file=".env", extra="ignore")
 
+    # index and ingestion
     data_dir: Path = Path("quelle-data")
     embedding_model: str = BUNDLED_MINILM
     query_prefix: str = ""
@@ -25,4 +27,43 @@ class Settings(BaseSettings):
     chunk_tokens: int = Field(250, ge=16)
     chunk_overlap: int = Field(40, ge=0)
     commit_interval: float = Field(30.0, ge=0)
-    log_level: str = "WARNING"
+    log_level: str = "INFO"
+
+    # service
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    query_threads: int = Field(1, ge=1, description="torch threads for query encoding")
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="largest JSON request body")
+    max_upload_bytes: int = Field(50_000_000, ge=1024, description="largest document upload")
+
+    # retrieval
+    top_k: int = Field(5, ge=1, le=50)
+    candidates: int = Field(50, ge=1, le=1000, description="candidates taken from each path before fusion")
+    rrf_k: int = Field(60, ge=1)
+    dense_weight: float = Field(1.0, ge=0)
+    keyword_weight: float = Field(1.0, ge=0)
+    rerank_model: str | None = Field(None, description="a sentence-transformers CrossEncoder name or path")
+    abstain_threshold: float | None = Field(None, description="best dense score below which Quelle abstains; "
+                                            "default: calibrated per embedding model")
+
+    # answering
+    answerer: Literal["auto", "extractive", "llm"] = "auto"
+    llm_base_url: str | None = None
+    llm_api_key: SecretStr | None = None
+    llm_model: str | None = None
+    llm_context_window: int = Field(8192, ge=512)
+    llm_answer_tokens: int = Field(512, ge=16)
+    llm_timeout: float = Field(60.0, gt=0)
+    llm_max_retries: int = Field(2, ge=0, le=10)
+    llm_temperature: float = Field(0.1, ge=0, le=2)
+
+    # conversations
+    sink_turns: int = Field(1, ge=0, description="first turns always kept (attention sinks)")
+    window_turns: int = Field(6, ge=1, description="most recent turns kept")
+    history_tokens: int = Field(1500, ge=0, description="token budget for conversation history")
+
+    @property
+    def use_llm(self) -> bool:
+        if self.answerer == "auto":
+            return bool(self.llm_model and (self.llm_base_url or self.llm_api_key))
+        return self.answerer == "llm"

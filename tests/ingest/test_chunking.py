@@ -5,7 +5,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from index.records import embed_text
-from ingest.chunking import Chunker, ChunkingConfig, sentence_spans
+from index.text import sentence_spans
+from ingest.chunking import Chunker, ChunkingConfig
 from ingest.document import ParsedDocument, Section
 
 WORDS = ["policy", "leave", "days", "approval", "manager", "receipt", "the", "a", "within", "thirty",

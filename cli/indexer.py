@@ -1,0 +1,34 @@
+"""Ingestion for the running service (uploads): one file through the same pipeline as `quelle ingest`.
+
+The CLI wires this into `create_app`, so `service` never imports `ingest`.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from index.embedder import Embedder, Tokenizer
+from index.faiss_store import FaissSqliteStore
+from ingest.chunking import Chunker, ChunkingConfig
+from ingest.pipeline import Ingestor
+
+
+class FileIngestor:
+    def __init__(self, data_dir: Path, embedder: Embedder, tokenizer: Tokenizer, chunking: ChunkingConfig) -> None:
+        self.data_dir = data_dir
+        self.embedder = embedder
+        self.chunker = Chunker(tokenizer, chunking)
+        self._lock = threading.Lock()  # one upload at a time in this process; other writers: IndexLockedError
+
+    def __call__(self, path: Path) -> dict[str, Any]:
+        with self._lock, FaissSqliteStore(self.data_dir, model_id=self.embedder.model_id, dim=self.embedder.dim,
+                                          writable=True) as store:
+            report = Ingestor(store, self.embedder, self.chunker, commit_interval=float("inf")).run([path])
+            doc = store.document_by_source(path.resolve().as_posix())
+        if report.failed:
+            return {"status": "failed", "reason": report.failures[0].reason}
+        status = "added" if report.added else "updated" if report.updated else "unchanged"
+        return {"status": status, "document_id": doc.id if doc else None, "chunks_written": report.chunks_written,
+                "warnings": report.warnings}

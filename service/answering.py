@@ -1,0 +1,180 @@
+"""Answering a question: memory, standalone rewrite, retrieval, abstention, the answer, checked citations."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from index.store import SearchFilter
+from service.citations import CheckedAnswer, CitationChecker, drop_invalid_markers
+from service.conversations import ConversationStore, Memory, rewrite_rule
+from service.errors import LLMUnavailableError
+from service.extractive import ExtractiveAnswerer
+from service.llm import ChatModel
+from service.metrics import Metrics
+from service.prompts import NOT_FOUND, build_prompt, not_found
+from service.retrieval import Candidate, Retriever
+
+log = logging.getLogger(__name__)
+
+REWRITE_PROMPT = ("Rewrite the last question so that it can be understood without the conversation. Keep its "
+                  "language. Reply with the rewritten question only.")
+SUMMARY_PROMPT = ("Update the summary of a conversation with one more exchange. Keep names, numbers and "
+                  "topics; at most 80 words. Reply with the summary only.")
+
+
+@dataclass
+class Plan:
+    question: str
+    query: str  # the standalone form used for retrieval
+    session_id: str
+    memory: Memory
+    contexts: list[Candidate]
+    generation: int
+    abstain: bool
+
+
+@dataclass
+class Answer:
+    checked: CheckedAnswer
+    abstained: bool
+    session_id: str
+    generation: int
+
+
+class AnswerService:
+    def __init__(self, retriever: Retriever, conversations: ConversationStore, checker: CitationChecker,
+                 extractive: ExtractiveAnswerer, metrics: Metrics, *, llm: ChatModel | None = None,
+                 default_k: int = 5, context_window: int = 8192, answer_tokens: int = 512) -> None:
+        self.retriever = retriever
+        self.conversations = conversations
+        self.checker = checker
+        self.extractive = extractive
+        self.metrics = metrics
+        self.llm = llm
+        self.default_k = default_k
+        self.context_window = context_window
+        self.answer_tokens = answer_tokens
+
+    # -- planning ------------------------------------------------------------------------------------------
+    def plan(self, question: str, session_id: str | None, top_k: int | None, flt: SearchFilter | None) -> Plan:
+        sid = session_id or self.conversations.new_id()
+        memory = self.conversations.memory(sid)
+        query = self.rewrite(question, memory)
+        started = time.perf_counter()
+        got = self.retriever.search(query, top_k or self.default_k, flt)
+        self.metrics.retrieval.observe(time.perf_counter() - started)
+        return Plan(question, query, sid, memory, got.candidates, got.generation, abstain=not got.relevant)
+
+    def rewrite(self, question: str, memory: Memory) -> str:
+        if not memory.turns:
+            return question
+        if self.llm is not None:
+            history = "\n".join(f"Q: {t.question}\nA: {t.answer}" for t in memory.turns[-3:])
+            try:
+                text = "".join(self.llm.complete([
+                    {"role": "system", "content": REWRITE_PROMPT},
+                    {"role": "user", "content": f"{history}\nLast question: {question}"}], max_tokens=96))
+                text = " ".join(text.split())
+                if 0 < len(text) <= 500:
+                    return text
+            except LLMUnavailableError as exc:
+                log.warning("query rewrite fell back to the rule: %s", exc.reason)
+        return rewrite_rule(question, memory)
+
+    def summarise(self, summary: str, question: str, answer: str) -> str:
+        """Fold a turn that leaves the window into the running summary (LLM configured only)."""
+        assert self.llm is not None
+        try:
+            text = "".join(self.llm.complete([
+                {"role": "system", "content": SUMMARY_PROMPT},
+                {"role": "user", "content": f"Summary so far: {summary or '(none)'}\nQ: {question}\nA: {answer}"}],
+                max_tokens=160))
+            return " ".join(text.split())[:1200] or summary
+        except LLMUnavailableError as exc:
+            log.warning("conversation summary not updated: %s", exc.reason)
+            return summary
+
+    # -- answering -----------------------------------------------------------------------------------------
+    def answer(self, plan: Plan) -> Answer:
+        return self.finish(plan, "".join(self.deltas(plan)))
+
+    def deltas(self, plan: Plan) -> Iterator[str]:
+        """The answer text as it is produced (invalid [n] markers already removed)."""
+        if plan.abstain or not plan.contexts:
+            yield not_found(plan.question)
+            return
+        if self.llm is None:
+            yield self.extractive.answer(plan.query, plan.contexts) or not_found(plan.question)
+            return
+        prompt = build_prompt(plan.question if plan.query == plan.question else plan.query, plan.contexts,
+                              plan.memory, context_window=self.context_window, answer_tokens=self.answer_tokens)
+        if not prompt.contexts:
+            log.warning("no context block fits the prompt budget (context window %d)", self.context_window)
+            yield not_found(plan.question)
+            return
+        plan.contexts = prompt.contexts
+        started = time.perf_counter()
+        try:
+            yield from MarkerFilter(len(prompt.contexts)).filter(
+                self.llm.complete(prompt.messages, max_tokens=self.answer_tokens))
+        except LLMUnavailableError as exc:
+            exc.sources = sources(plan.contexts)
+            raise
+        finally:
+            self.metrics.llm.observe(time.perf_counter() - started)
+
+    def finish(self, plan: Plan, text: str) -> Answer:
+        abstained = plan.abstain or not plan.contexts or _is_not_found(text)
+        checked = self.checker.check(text, plan.contexts, abstained=abstained)
+        if abstained:
+            self.metrics.abstentions.inc()
+        self.conversations.append(plan.session_id, plan.question, checked.answer)
+        return Answer(checked, abstained, plan.session_id, plan.generation)
+
+
+def _is_not_found(text: str) -> bool:
+    bare = re.sub(r"\[\d+\]", "", text).strip()
+    return any(bare.startswith(msg.rstrip(".。")) for msg in NOT_FOUND.values())
+
+
+def sources(contexts: list[Candidate]) -> list[dict]:
+    """The retrieved contexts as citation-shaped sources (returned when the LLM is unavailable)."""
+    out = []
+    for n, c in enumerate(contexts, start=1):
+        h = c.hit
+        first = " ".join(h.chunk.text.split())[:300]
+        out.append({"n": n, "document_id": h.chunk.document_id, "source": h.source, "title": h.title,
+                    "page": h.chunk.page, "quote": first, "chunk_id": h.chunk.id, "score": c.score,
+                    "supported": False})
+    return out
+
+
+class MarkerFilter:
+    """Removes [n] markers that point at no context block from a stream of text deltas, holding back only
+    the few characters of a marker that is still open."""
+
+    def __init__(self, n_contexts: int) -> None:
+        self.n = n_contexts
+
+    def filter(self, deltas: Iterator[str]) -> Iterator[str]:
+        pending = ""
+        for delta in deltas:
+            pending += delta
+            out, pending = self._split(pending)
+            if out:
+                yield out
+        if pending:
+            yield self._clean(pending)
+
+    def _split(self, text: str) -> tuple[str, str]:
+        cut = text.rfind("[")
+        if cut != -1 and "]" not in text[cut:] and len(text) - cut <= 16:
+            return self._clean(text[:cut]), text[cut:]
+        return self._clean(text), ""
+
+    def _clean(self, text: str) -> str:
+        return drop_invalid_markers(text, self.n)

@@ -1,0 +1,137 @@
+"""The FastAPI application. Nothing happens at import: `create_app(settings)` builds the app, and its lifespan
+loads the embedding model, opens the index and connects the answerer."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from index.embedder import Embedder, SentenceTransformerEmbedder
+from index.errors import IndexCorruptError, IndexLockedError, IndexMismatchError, QuelleError
+from index.faiss_store import FaissSqliteStore
+from service.answering import AnswerService
+from service.citations import CitationChecker
+from service.config import Settings
+from service.conversations import ConversationStore
+from service.errors import IngestUnavailable, LLMUnavailableError, NotFoundError
+from service.extractive import ExtractiveAnswerer
+from service.llm import ChatModel, OpenAIChatModel, Usage
+from service.metrics import Metrics
+from service.middleware import RequestMiddleware
+from service.retrieval import (
+    ABSTAIN_THRESHOLDS,
+    DEFAULT_ABSTAIN_THRESHOLD,
+    CrossEncoderReranker,
+    RetrievalConfig,
+    Retriever,
+)
+from service.routes import ask, documents, health, search
+from service.state import IngestFile, Services
+
+log = logging.getLogger("quelle.service")
+
+
+def create_app(settings: Settings, *, embedder: Embedder | None = None, ingest_file: IngestFile | None = None,
+               llm: ChatModel | None = None, llm_http_client: Any = None) -> FastAPI:
+    """`embedder`, `llm` and `llm_http_client` let tests and the CLI hand over parts they already built."""
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        svc = build_services(settings, metrics, embedder=embedder, ingest_file=ingest_file, llm=llm,
+                             llm_http_client=llm_http_client)
+        app.state.services = svc
+        svc.ready = True
+        log.info("ready", extra={"fields": {"generation": svc.store.generation, "model": svc.embedder.model_id,
+                                            "answerer": "llm" if svc.answers.llm else "extractive"}})
+        try:
+            yield
+        finally:
+            svc.ready = False
+            svc.answers.conversations.close()
+            svc.store.close()
+
+    app = FastAPI(title="Quelle", version="0.1.0", lifespan=lifespan,
+                  description="Answers questions from your own documents, with cited sources.")
+    for module in (search, ask, documents, health):
+        app.include_router(module.router)
+    _install_error_handlers(app)
+    app.add_middleware(RequestMiddleware, metrics=metrics, max_body=settings.max_body_bytes,
+                       max_upload=settings.max_upload_bytes)
+    return app
+
+
+def build_services(settings: Settings, metrics: Metrics, *, embedder: Embedder | None, ingest_file: IngestFile | None,
+                   llm: ChatModel | None, llm_http_client: Any) -> Services:
+    if embedder is None:
+        import torch
+
+        torch.set_num_threads(settings.query_threads)
+        embedder = SentenceTransformerEmbedder(settings.embedding_model, query_prefix=settings.query_prefix,
+                                               passage_prefix=settings.passage_prefix)
+    if not (settings.data_dir / "quelle.sqlite").exists():  # a fresh service starts with an empty index
+        FaissSqliteStore(settings.data_dir, model_id=embedder.model_id, dim=embedder.dim, writable=True).close()
+    store = FaissSqliteStore(settings.data_dir, model_id=embedder.model_id, dim=embedder.dim, writable=False)
+    threshold = settings.abstain_threshold
+    if threshold is None:
+        threshold = ABSTAIN_THRESHOLDS.get(embedder.model_id, DEFAULT_ABSTAIN_THRESHOLD)
+    reranker = CrossEncoderReranker(settings.rerank_model) if settings.rerank_model else None
+    retriever = Retriever(store, embedder, RetrievalConfig(
+        candidates=settings.candidates, rrf_k=settings.rrf_k, dense_weight=settings.dense_weight,
+        keyword_weight=settings.keyword_weight, abstain_threshold=threshold), reranker)
+    if llm is None and settings.use_llm:
+        if not settings.llm_model:
+            raise IndexCorruptError("QUELLE_ANSWERER=llm needs QUELLE_LLM_MODEL")
+        chat = OpenAIChatModel(
+            base_url=settings.llm_base_url, model=settings.llm_model, timeout=settings.llm_timeout,
+            api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
+            max_retries=settings.llm_max_retries, temperature=settings.llm_temperature, http_client=llm_http_client)
+
+        def on_usage(u: Usage) -> None:
+            metrics.llm_tokens.labels("prompt").inc(u.prompt_tokens)
+            metrics.llm_tokens.labels("completion").inc(u.completion_tokens)
+
+        chat.on_usage = on_usage
+        llm = chat
+    conversations = ConversationStore(settings.data_dir / "conversations.sqlite", sink_turns=settings.sink_turns,
+                                      window_turns=settings.window_turns, history_tokens=settings.history_tokens)
+    answers = AnswerService(retriever, conversations, CitationChecker(embedder), ExtractiveAnswerer(embedder),
+                            metrics, llm=llm, default_k=settings.top_k, context_window=settings.llm_context_window,
+                            answer_tokens=settings.llm_answer_tokens)
+    if llm is not None:
+        conversations.summariser = answers.summarise
+    embedder.embed_query("warm-up")  # the first query should not pay for lazy initialisation
+    return Services(settings, embedder, store, retriever, answers, metrics, ingest_file)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for e in exc.errors():
+            field = ".".join(str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path"))
+            problems.append({"field": field or "body", "message": e.get("msg", "invalid")})
+        summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
+        return JSONResponse(status_code=422, content={"error": f"invalid request: {summary}", "detail": problems})
+
+    def simple(status: int, title: str):  # type: ignore[no-untyped-def]
+        async def handler(_: Request, exc: Exception) -> JSONResponse:
+            return JSONResponse(status_code=status, content={"error": title, "detail": str(exc)})
+        return handler
+
+    app.add_exception_handler(NotFoundError, simple(404, "not found"))
+    app.add_exception_handler(IngestUnavailable, simple(501, "not enabled"))
+    app.add_exception_handler(IndexLockedError, simple(409, "index busy"))
+    app.add_exception_handler(IndexMismatchError, simple(500, "index built with another model"))
+    app.add_exception_handler(LLMUnavailableError, simple(503, "language model unavailable"))
+
+    @app.exception_handler(QuelleError)
+    async def other(_: Request, exc: QuelleError) -> JSONResponse:
+        log.error("unhandled Quelle error: %s", exc)
+        return JSONResponse(status_code=500, content={"error": "internal error", "detail": str(exc)})

@@ -1,0 +1,157 @@
+"""Short-term memory: conversations persisted in SQLite, bounded the way StreamingLLM bounds its cache.
+
+The first `sink_turns` turns stay as "sinks" (they usually set the topic), plus a sliding window of the most
+recent turns that fits `history_tokens`; the turns in between leave the prompt. When a summariser is given
+(an LLM is configured), each turn that leaves the window is folded into a running summary. Only sinks,
+window and summary are ever read, and turns that left the window are deleted, so a conversation of 1,000
+turns costs the same prompt size, memory and storage as one of 20.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from service.tokens import estimate_tokens
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, created REAL NOT NULL, turns INTEGER NOT NULL,
+                                     summary TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS turns (session_id TEXT NOT NULL, idx INTEGER NOT NULL, question TEXT NOT NULL,
+                                  answer TEXT NOT NULL, created REAL NOT NULL, PRIMARY KEY (session_id, idx));
+"""
+
+Summariser = Callable[[str, str, str], str]  # (summary so far, question, answer) -> new summary
+
+
+@dataclass(frozen=True)
+class Turn:
+    idx: int
+    question: str
+    answer: str
+
+
+@dataclass(frozen=True)
+class Memory:
+    turns: list[Turn]  # sinks first, then the recent window, in order
+    summary: str = ""
+    total_turns: int = 0
+
+    @property
+    def last_question(self) -> str | None:
+        return self.turns[-1].question if self.turns else None
+
+
+EMPTY = Memory([])
+
+
+class ConversationStore:
+    def __init__(self, path: Path, *, sink_turns: int = 1, window_turns: int = 6, history_tokens: int = 1500,
+                 summariser: Summariser | None = None) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+        self.sink_turns = sink_turns
+        self.window_turns = window_turns
+        self.history_tokens = history_tokens
+        self.summariser = summariser
+
+    @staticmethod
+    def new_id() -> str:
+        return uuid.uuid4().hex
+
+    def memory(self, session_id: str) -> Memory:
+        with self._lock:
+            row = self._db.execute("SELECT turns, summary FROM sessions WHERE id = ?", (session_id,)).fetchone()
+            if row is None:
+                return EMPTY
+            sinks = self._rows("SELECT idx, question, answer FROM turns WHERE session_id = ? AND idx < ? "
+                               "ORDER BY idx", (session_id, self.sink_turns))
+            recent = self._rows("SELECT idx, question, answer FROM turns WHERE session_id = ? AND idx >= ? "
+                                "ORDER BY idx DESC LIMIT ?", (session_id, self.sink_turns, self.window_turns))
+        budget = self.history_tokens - sum(_cost(t) for t in sinks) - estimate_tokens(row[1])
+        window: list[Turn] = []
+        for turn in recent:  # newest first, while they fit
+            budget -= _cost(turn)
+            if budget < 0:
+                break
+            window.append(turn)
+        return Memory(sinks + window[::-1], row[1], row[0])
+
+    def _rows(self, sql: str, params: tuple) -> list[Turn]:
+        return [Turn(*r) for r in self._db.execute(sql, params).fetchall()]
+
+    def append(self, session_id: str, question: str, answer: str) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute("SELECT turns FROM sessions WHERE id = ?", (session_id,)).fetchone()
+                idx = row[0] if row else 0
+                if row is None:
+                    self._db.execute("INSERT INTO sessions (id, created, turns) VALUES (?, ?, 0)",
+                                     (session_id, time.time()))
+                self._db.execute("INSERT INTO turns VALUES (?, ?, ?, ?, ?)",
+                                 (session_id, idx, question, answer, time.time()))
+                self._db.execute("UPDATE sessions SET turns = ? WHERE id = ?", (idx + 1, session_id))
+                leaving = self._rows(
+                    "SELECT idx, question, answer FROM turns WHERE session_id = ? AND idx >= ? AND idx <= ? "
+                    "ORDER BY idx", (session_id, self.sink_turns, idx - self.window_turns))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        if leaving:
+            self._evict(session_id, leaving)
+
+    def _evict(self, session_id: str, turns: list[Turn]) -> None:
+        """Turns that left the window: folded into the summary (when a summariser is set), then deleted."""
+        summary = None
+        if self.summariser is not None:
+            with self._lock:
+                summary = self._db.execute("SELECT summary FROM sessions WHERE id = ?", (session_id,)).fetchone()[0]
+            for t in turns:
+                summary = self.summariser(summary, t.question, t.answer)
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            if summary is not None:
+                self._db.execute("UPDATE sessions SET summary = ? WHERE id = ?", (summary, session_id))
+            self._db.executemany("DELETE FROM turns WHERE session_id = ? AND idx = ?",
+                                 [(session_id, t.idx) for t in turns])
+            self._db.execute("COMMIT")
+
+    def stored_turns(self, session_id: str) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM turns WHERE session_id = ?", (session_id,)).fetchone()[0]
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _cost(turn: Turn) -> int:
+    return estimate_tokens(turn.question) + estimate_tokens(turn.answer) + 8
+
+
+_FOLLOW_UP = {"it", "its", "that", "this", "those", "these", "they", "them", "there", "he", "she", "his", "her",
+              "same", "also", "else"}
+_CJK_FOLLOW_UP = ("それ", "その", "これ", "この", "あれ", "では", "じゃあ", "它", "这", "那", "他们", "呢")
+
+
+def rewrite_rule(question: str, memory: Memory) -> str:
+    """A follow-up question, made standalone by a simple rule: when it is short or leans on a pronoun,
+    prepend the previous question, so retrieval sees the topic."""
+    prev = memory.last_question
+    if not prev:
+        return question
+    words = question.lower().replace("?", " ").split()
+    short = len(words) <= 5 and len(question) < 40
+    leans = any(w.strip(".,!") in _FOLLOW_UP for w in words[:3]) or question.startswith(_CJK_FOLLOW_UP)
+    if short or leans:
+        return f"{prev} {question}"
+    return question

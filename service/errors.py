@@ -1,0 +1,33 @@
+"""The service's errors (children of index.errors.QuelleError), mapped to HTTP statuses in service/app.py.
+
+    QuelleError
+    └── ServiceError
+        ├── LLMUnavailableError   the language model could not be reached or failed (503)
+        ├── NotFoundError         an unknown document or session (404)
+        └── IngestUnavailable     this service was started without an ingestion pipeline (501)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from index.errors import QuelleError
+
+
+class ServiceError(QuelleError):
+    pass
+
+
+class LLMUnavailableError(ServiceError):
+    def __init__(self, reason: str, sources: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.sources = sources or []
+
+
+class NotFoundError(ServiceError):
+    pass
+
+
+class IngestUnavailable(ServiceError):
+    pass

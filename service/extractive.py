@@ -1,0 +1,58 @@
+"""The embedded default answerer: no model server, no keys. It composes the answer from the sentences of the
+retrieved chunks that are closest to the question (scored with the embedding model), each carrying its [n].
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from index.embedder import Embedder
+from index.keyword import terms
+from index.text import sentence_spans
+from service.retrieval import Candidate
+
+
+def candidate_sentences(contexts: list[Candidate]) -> list[tuple[int, str]]:
+    """(block number, sentence) for every sentence of every context block."""
+    out = []
+    for n, cand in enumerate(contexts, start=1):
+        text = cand.hit.chunk.text
+        for a, b in sentence_spans(text):
+            sentence = " ".join(text[a:b].split())
+            if len(sentence) >= 12:
+                out.append((n, sentence))
+    return out
+
+
+class ExtractiveAnswerer:
+    def __init__(self, embedder: Embedder, *, max_sentences: int = 3, min_score: float = 0.35,
+                 relative: float = 0.85) -> None:
+        self.embedder = embedder
+        self.max_sentences = max_sentences
+        self.min_score = min_score
+        self.relative = relative
+
+    def answer(self, question: str, contexts: list[Candidate]) -> str | None:
+        """The answer text with [n] markers, or None when no sentence is close enough to the question."""
+        pool = candidate_sentences(contexts)
+        if not pool:
+            return None
+        q = self.embedder.embed_query(question)
+        vecs = self.embedder.embed_passages([s for _, s in pool])
+        scores = vecs @ q
+        order = np.argsort(-scores)
+        best = float(scores[order[0]])
+        if best < self.min_score:
+            return None
+        picked: list[int] = []
+        seen: set[str] = set()
+        query_terms = set(terms(question, drop_stopwords=True))
+        for i in order[: 4 * self.max_sentences]:
+            if len(picked) == self.max_sentences or scores[i] < max(self.min_score, best * self.relative):
+                break
+            if picked and not query_terms & set(terms(pool[i][1])):
+                continue  # after the best sentence, only sentences that share a word with the question
+            if pool[i][1] not in seen:
+                seen.add(pool[i][1])
+                picked.append(int(i))
+        return " ".join(f"{pool[i][1]} [{pool[i][0]}]" for i in picked)

@@ -1,0 +1,120 @@
+"""Hybrid retrieval: dense (FAISS) and keyword (BM25) candidates fused with reciprocal rank fusion, then an
+optional reranker. Both candidate lists come from one generation of the index.
+
+Abstention: when the best dense score is below a threshold calibrated for the embedding model, nothing in
+the index is relevant and the caller answers "not in the documents" without calling a language model.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from index.embedder import BUNDLED_MINILM, Embedder
+from index.records import Hit
+from index.store import SearchFilter, Store
+
+# Best-dense-score thresholds below which no chunk is relevant, per embedding model. Calibrated on the sample
+# handbook's answerable and unanswerable questions (tests/service/test_retrieval.py, docs/quality.md).
+ABSTAIN_THRESHOLDS = {BUNDLED_MINILM: 0.30}
+DEFAULT_ABSTAIN_THRESHOLD = 0.30
+
+
+class Reranker(Protocol):
+    def scores(self, query: str, passages: Sequence[str]) -> list[float]: ...
+
+
+class CrossEncoderReranker:
+    """A sentence-transformers CrossEncoder (none ships offline, so this is off by default)."""
+
+    def __init__(self, model: str) -> None:
+        from sentence_transformers import CrossEncoder
+
+        self._model = CrossEncoder(model, device="cpu")
+
+    def scores(self, query: str, passages: Sequence[str]) -> list[float]:
+        if not passages:
+            return []
+        return [float(s) for s in self._model.predict([(query, p) for p in passages], show_progress_bar=False)]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    hit: Hit
+    score: float  # the fused (or reranked) score that orders results
+    dense_score: float | None = None
+    keyword_score: float | None = None
+    rerank_score: float | None = None
+
+
+@dataclass
+class Retrieval:
+    candidates: list[Candidate]
+    generation: int
+    best_dense: float | None
+    relevant: bool
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RetrievalConfig:
+    candidates: int = 50
+    rrf_k: int = 60
+    dense_weight: float = 1.0
+    keyword_weight: float = 1.0
+    abstain_threshold: float = DEFAULT_ABSTAIN_THRESHOLD
+    rerank_candidates: int = 20
+
+
+def rrf(lists: Sequence[tuple[float, Sequence[Hit]]], k: int) -> list[tuple[Hit, float]]:
+    """Reciprocal rank fusion: score(d) = sum over lists of weight / (k + rank of d), ranks from 1."""
+    scores: dict[str, float] = {}
+    first: dict[str, Hit] = {}
+    for weight, hits in lists:
+        if weight <= 0:
+            continue
+        for rank, hit in enumerate(hits, start=1):
+            key = hit.chunk.id
+            scores[key] = scores.get(key, 0.0) + weight / (k + rank)
+            first.setdefault(key, hit)
+    return sorted(((first[key], s) for key, s in scores.items()), key=lambda x: (-x[1], x[0].chunk.id))
+
+
+class Retriever:
+    def __init__(self, store: Store, embedder: Embedder, config: RetrievalConfig,
+                 reranker: Reranker | None = None) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.config = config
+        self.reranker = reranker
+
+    def search(self, query: str, k: int, flt: SearchFilter | None = None, *, mode: str = "hybrid") -> Retrieval:
+        """mode: "hybrid" (default), "dense" or "keyword"."""
+        t0 = time.perf_counter()
+        vec = self.embedder.embed_query(query) if mode != "keyword" else None
+        t1 = time.perf_counter()
+        pool = max(k, self.config.candidates)
+        got = self.store.retrieve(vec, query if mode != "dense" else None, pool, flt)
+        t2 = time.perf_counter()
+        dense_by_id = {h.chunk.id: h.score for h in got.dense}
+        kw_by_id = {h.chunk.id: h.score for h in got.keyword}
+        fused = rrf([(self.config.dense_weight if mode != "keyword" else 0.0, got.dense),
+                     (self.config.keyword_weight if mode != "dense" else 0.0, got.keyword)], self.config.rrf_k)
+        if mode == "dense":
+            fused = [(h, h.score) for h in got.dense]
+        elif mode == "keyword":
+            fused = [(h, h.score) for h in got.keyword]
+        cands = [Candidate(h, s, dense_by_id.get(h.chunk.id), kw_by_id.get(h.chunk.id)) for h, s in fused]
+        if self.reranker is not None and cands:
+            head = cands[: self.config.rerank_candidates]
+            rs = self.reranker.scores(query, [c.hit.chunk.text for c in head])
+            reranked = (Candidate(c.hit, r, c.dense_score, c.keyword_score, r) for c, r in zip(head, rs, strict=True))
+            head = sorted(reranked, key=lambda c: -c.score)
+            cands = head + cands[self.config.rerank_candidates:]
+        best = max((h.score for h in got.dense), default=None)
+        relevant = bool(cands) and (best is None or best >= self.config.abstain_threshold)
+        t3 = time.perf_counter()
+        return Retrieval(cands[:k], got.generation, best, relevant,
+                         {"encode": t1 - t0, "search": t2 - t1, "fuse": t3 - t2})

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from service.answering import Plan
+from service.errors import LLMUnavailableError
+from service.routes.common import ERRORS, LLM_ERROR, citation_out, to_filter
+from service.schemas import AskRequest, AskResponse
+from service.state import Services, services
+
+router = APIRouter(tags=["answers"])
+
+STREAM_DOC: dict[int | str, dict[str, Any]] = {200: {"content": {"text/event-stream": {"schema": {
+    "type": "string", "description": "events: `delta` {text}, then `citations` {answer, citations, grounded, "
+    "abstained}, then `done` {session_id, generation}; `error` {error, reason, sources} if the model fails"}}}}}
+
+
+@router.post("/v1/ask", response_model=AskResponse, responses={**ERRORS, **LLM_ERROR, **STREAM_DOC})
+def ask(req: AskRequest, request: Request, svc: Services = Depends(services)):  # type: ignore[no-untyped-def]
+    """Answer a question from the documents, with checked citations. `stream: true` (or `Accept:
+    text/event-stream`) sends Server-Sent Events."""
+    plan = svc.answers.plan(req.question, req.session_id, req.top_k, to_filter(req.filters))
+    if req.stream or "text/event-stream" in request.headers.get("accept", ""):
+        deltas = svc.answers.deltas(plan)
+        try:
+            first = next(deltas, "")  # fail with a 503 before the stream starts, when the model is down
+        except LLMUnavailableError as exc:
+            return _llm_error(exc)
+        return StreamingResponse(_events(svc, plan, first, deltas), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    try:
+        answer = svc.answers.answer(plan)
+    except LLMUnavailableError as exc:
+        return _llm_error(exc)
+    return AskResponse(answer=answer.checked.answer, citations=[citation_out(c) for c in answer.checked.citations],
+                       grounded=answer.checked.grounded, abstained=answer.abstained, session_id=answer.session_id,
+                       generation=answer.generation)
+
+
+def _llm_error(exc: LLMUnavailableError) -> JSONResponse:
+    return JSONResponse(status_code=503, headers={"Retry-After": "10"},
+                        content={"error": "language model unavailable", "reason": exc.reason, "sources": exc.sources})
+
+
+def _sse(event: str, data: object) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+def _events(svc: Services, plan: Plan, first: str, deltas: Iterator[str]) -> Iterator[str]:
+    parts = [first]
+    if first:
+        yield _sse("delta", {"text": first})
+    try:
+        for delta in deltas:
+            parts.append(delta)
+            yield _sse("delta", {"text": delta})
+    except LLMUnavailableError as exc:
+        yield _sse("error", {"error": "language model unavailable", "reason": exc.reason, "sources": exc.sources})
+        return
+    answer = svc.answers.finish(plan, "".join(parts))
+    yield _sse("citations", {"answer": answer.checked.answer, "grounded": answer.checked.grounded,
+                             "abstained": answer.abstained,
+                             "citations": [citation_out(c).model_dump() for c in answer.checked.citations]})
+    yield _sse("done", {"session_id": answer.session_id, "generation": answer.generation})

@@ -1,0 +1,114 @@
+"""Request and response bodies of the HTTP API (they make the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+SessionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SearchFilters(Strict):
+    document_ids: list[Annotated[str, StringConstraints(max_length=64)]] | None = Field(None, max_length=1000)
+    kinds: list[Literal["pdf", "html", "markdown", "text", "docx"]] | None = None
+    source_prefix: Annotated[str, StringConstraints(max_length=4096)] | None = None
+
+
+class SearchRequest(Strict):
+    query: Annotated[Text, StringConstraints(max_length=2000)]
+    top_k: int = Field(5, ge=1, le=50)
+    filters: SearchFilters | None = None
+    mode: Literal["hybrid", "dense", "keyword"] = "hybrid"
+
+
+class ChunkOut(BaseModel):
+    chunk_id: str
+    document_id: str
+    source: str
+    title: str
+    page: int | None
+    heading_path: list[str]
+    text: str
+    score: float
+    dense_score: float | None = None
+    keyword_score: float | None = None
+    char_start: int
+    char_end: int
+    also_in: list[str] = []
+
+
+class SearchResponse(BaseModel):
+    results: list[ChunkOut]
+    generation: int
+
+
+class AskRequest(Strict):
+    question: Annotated[Text, StringConstraints(max_length=4000)]
+    top_k: int | None = Field(None, ge=1, le=50)
+    session_id: SessionId | None = None
+    stream: bool = False
+    filters: SearchFilters | None = None
+
+
+class CitationOut(BaseModel):
+    n: int
+    document_id: str
+    source: str
+    title: str
+    page: int | None
+    quote: str
+    chunk_id: str
+    score: float
+    supported: bool = True
+
+
+class AskResponse(BaseModel):
+    answer: str
+    citations: list[CitationOut]
+    grounded: bool
+    abstained: bool = Field(description="true when the documents do not hold the answer")
+    session_id: str
+    generation: int
+
+
+class DocumentOut(BaseModel):
+    id: str
+    source: str
+    title: str
+    kind: str
+    pages: int | None
+    size: int
+    content_hash: str
+    warnings: list[str]
+    chunks: int | None = None
+
+
+class DocumentList(BaseModel):
+    documents: list[DocumentOut]
+    total: int
+    offset: int
+    limit: int
+
+
+class UploadReport(BaseModel):
+    status: Literal["added", "updated", "unchanged"]
+    document: DocumentOut | None
+    chunks_written: int
+    warnings: list[str] = []
+
+
+class ErrorOut(BaseModel):
+    error: str
+    detail: Any = None
+
+
+class LLMErrorOut(BaseModel):
+    error: str
+    reason: str
+    sources: list[CitationOut]

@@ -1,0 +1,37 @@
+"""What the running service holds: built once in the app's lifespan, reached by routes through `request`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+
+from index.embedder import Embedder
+from index.faiss_store import FaissSqliteStore
+from service.answering import AnswerService
+from service.config import Settings
+from service.metrics import Metrics
+from service.retrieval import Retriever
+
+# Ingests one file through the ingestion pipeline (wired by the CLI, so `service` never imports `ingest`):
+# returns {"status": "added"|"updated"|"unchanged"|"failed", "reason", "document_id", "chunks_written", "warnings"}
+IngestFile = Callable[[Path], dict[str, Any]]
+
+
+@dataclass
+class Services:
+    settings: Settings
+    embedder: Embedder
+    store: FaissSqliteStore
+    retriever: Retriever
+    answers: AnswerService
+    metrics: Metrics
+    ingest_file: IngestFile | None
+    ready: bool = False
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
