@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -24,13 +25,7 @@ from service.extractive import ExtractiveAnswerer
 from service.llm import ChatModel, OpenAIChatModel, Usage
 from service.metrics import Metrics
 from service.middleware import RequestMiddleware
-from service.retrieval import (
-    ABSTAIN_THRESHOLDS,
-    DEFAULT_ABSTAIN_THRESHOLD,
-    CrossEncoderReranker,
-    RetrievalConfig,
-    Retriever,
-)
+from service.retrieval import ABSTAIN_POLICIES, DEFAULT_POLICY, CrossEncoderReranker, RetrievalConfig, Retriever
 from service.routes import ask, documents, health, search
 from service.state import IngestFile, Services
 
@@ -78,13 +73,13 @@ def build_services(settings: Settings, metrics: Metrics, *, embedder: Embedder |
     if not (settings.data_dir / "quelle.sqlite").exists():  # a fresh service starts with an empty index
         FaissSqliteStore(settings.data_dir, model_id=embedder.model_id, dim=embedder.dim, writable=True).close()
     store = FaissSqliteStore(settings.data_dir, model_id=embedder.model_id, dim=embedder.dim, writable=False)
-    threshold = settings.abstain_threshold
-    if threshold is None:
-        threshold = ABSTAIN_THRESHOLDS.get(embedder.model_id, DEFAULT_ABSTAIN_THRESHOLD)
+    policy = ABSTAIN_POLICIES.get(embedder.model_id, DEFAULT_POLICY)
+    if settings.abstain_threshold is not None:
+        policy = replace(policy, dense_alone=settings.abstain_threshold)
     reranker = CrossEncoderReranker(settings.rerank_model) if settings.rerank_model else None
     retriever = Retriever(store, embedder, RetrievalConfig(
         candidates=settings.candidates, rrf_k=settings.rrf_k, dense_weight=settings.dense_weight,
-        keyword_weight=settings.keyword_weight, abstain_threshold=threshold), reranker)
+        keyword_weight=settings.keyword_weight, abstain=policy), reranker)
     if llm is None and settings.use_llm:
         if not settings.llm_model:
             raise IndexCorruptError("QUELLE_ANSWERER=llm needs QUELLE_LLM_MODEL")
@@ -115,7 +110,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         problems = []
         for e in exc.errors():
-            field = ".".join(str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path"))
+            loc = list(e.get("loc", ()))
+            if loc and loc[0] in ("body", "query", "path", "header"):
+                loc = loc[1:]
+            field = ".".join(str(p) for p in loc)
             problems.append({"field": field or "body", "message": e.get("msg", "invalid")})
         summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
         return JSONResponse(status_code=422, content={"error": f"invalid request: {summary}", "detail": problems})

@@ -43,8 +43,8 @@ class Settings(BaseSettings):
     dense_weight: float = Field(1.0, ge=0)
     keyword_weight: float = Field(1.0, ge=0)
     rerank_model: str | None = Field(None, description="a sentence-transformers CrossEncoder name or path")
-    abstain_threshold: float | None = Field(None, description="best dense score below which Quelle abstains; "
-                                            "default: calibrated per embedding model")
+    abstain_threshold: float | None = Field(None, description="dense score that alone shows relevance; "
+                                            "default: calibrated per embedding model (service/retrieval.py)")
 
     # answering
     answerer: Literal["auto", "extractive", "llm"] = "auto"

@@ -13,13 +13,52 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from index.embedder import BUNDLED_MINILM, Embedder
+from index.keyword import terms
 from index.records import Hit
 from index.store import SearchFilter, Store
 
-# Best-dense-score thresholds below which no chunk is relevant, per embedding model. Calibrated on the sample
-# handbook's answerable and unanswerable questions (tests/service/test_retrieval.py, docs/quality.md).
-ABSTAIN_THRESHOLDS = {BUNDLED_MINILM: 0.30}
-DEFAULT_ABSTAIN_THRESHOLD = 0.30
+
+@dataclass(frozen=True)
+class AbstainPolicy:
+    """When is anything in the index relevant to a question? Evidence from both paths:
+
+    relevant = best dense score >= dense_min, and either the top chunks hold at least `overlap_min` of the
+    question's content terms, or the best dense score alone reaches `dense_alone` (only for languages the
+    embedder is trusted in: an English-only model scores any two CJK texts as similar).
+    Calibrated per embedder on tests/data/qa.jsonl (docs/quality.md).
+    """
+
+    dense_min: float = 0.15
+    dense_alone: float = 0.5
+    overlap_min: float = 0.5
+    trusted_for_cjk: bool = False
+
+    def relevant(self, query: str, best_dense: float | None, candidates: Sequence[Candidate]) -> bool:
+        if not candidates:
+            return False
+        if best_dense is None:  # keyword-only retrieval: lexical evidence alone
+            return term_overlap(query, candidates) >= self.overlap_min
+        if best_dense < self.dense_min:
+            return False
+        if term_overlap(query, candidates) >= self.overlap_min:
+            return True
+        return best_dense >= self.dense_alone and (self.trusted_for_cjk or not has_cjk(query))
+
+
+ABSTAIN_POLICIES = {BUNDLED_MINILM: AbstainPolicy()}
+DEFAULT_POLICY = AbstainPolicy()
+
+
+def has_cjk(text: str) -> bool:
+    return any("\u3040" <= ch <= "\u30ff" or "\u3400" <= ch <= "\u9fff" for ch in text)
+
+
+def term_overlap(query: str, candidates: Sequence[Candidate], top: int = 3) -> float:
+    """Largest share of the query's content terms found in one of the top candidates."""
+    want = set(terms(query, drop_stopwords=True))
+    if not want:
+        return 0.0
+    return max(len(want & set(terms(c.hit.chunk.embed_text))) / len(want) for c in candidates[:top])
 
 
 class Reranker(Protocol):
@@ -64,7 +103,7 @@ class RetrievalConfig:
     rrf_k: int = 60
     dense_weight: float = 1.0
     keyword_weight: float = 1.0
-    abstain_threshold: float = DEFAULT_ABSTAIN_THRESHOLD
+    abstain: AbstainPolicy = DEFAULT_POLICY
     rerank_candidates: int = 20
 
 
@@ -114,7 +153,7 @@ class Retriever:
             head = sorted(reranked, key=lambda c: -c.score)
             cands = head + cands[self.config.rerank_candidates:]
         best = max((h.score for h in got.dense), default=None)
-        relevant = bool(cands) and (best is None or best >= self.config.abstain_threshold)
+        relevant = self.config.abstain.relevant(query, best, cands)
         t3 = time.perf_counter()
         return Retrieval(cands[:k], got.generation, best, relevant,
                          {"encode": t1 - t0, "search": t2 - t1, "fuse": t3 - t2})

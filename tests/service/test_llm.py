@@ -1,0 +1,129 @@
+"""The generative path against a scripted OpenAI-compatible server on 127.0.0.1 (real HTTP, official client)."""
+
+from __future__ import annotations
+
+import socket
+
+from service.prompts import template
+from tests.llm_server import Reply
+from tests.service.test_ask import sse_events
+
+Q = "What is the per diem outside Europe?"
+
+
+def test_the_exact_messages_sent_and_a_checked_answer(llm_client, llm):
+    llm.script("The per diem outside Europe is 80 EUR per day [1].")
+    body = llm_client.post("/v1/ask", json={"question": Q, "top_k": 3}).json()
+    assert len(llm.requests) == 1
+    req = llm.requests[0]
+    assert req["path"] == "/v1/chat/completions" and req["authorization"] == "Bearer test-key"
+    sent = req["body"]
+    assert sent["model"] == "scripted-model" and sent["stream"] is True and sent["max_tokens"] == 512
+    system, user = sent["messages"]
+    assert system == {"role": "system",
+                      "content": template("system.txt").format(not_found="I could not find this in the documents.")}
+    assert user["role"] == "user"
+    content = user["content"]
+    assert content.startswith("Context:\n<context n=\"1\" title=\"Travel and Expenses Policy\" section=\"Per diem\">\n")
+    assert content.count("<context n=") == 3 and content.endswith(f"\n\nQuestion: {Q}\n")
+    assert "80 EUR per day elsewhere" in content
+    assert body["answer"] == "The per diem outside Europe is 80 EUR per day [1]."
+    assert body["grounded"] and [c["n"] for c in body["citations"]] == [1]
+    assert "80 EUR per day elsewhere" in body["citations"][0]["quote"]
+
+
+def test_markers_pointing_at_no_context_are_removed_and_unsupported_claims_flagged(llm_client, llm):
+    llm.script("The per diem is 80 EUR [1][7]. Employees also get a free pony every year [2].")
+    body = llm_client.post("/v1/ask", json={"question": Q, "top_k": 2}).json()
+    assert "[7]" not in body["answer"] and "80 EUR [1]" in body["answer"]
+    assert body["grounded"] is False  # the pony is in no document
+    by_n = {c["n"]: c for c in body["citations"]}
+    assert by_n[1]["supported"] is True and by_n[2]["supported"] is False
+
+
+def test_an_answer_with_no_citation_is_not_grounded(llm_client, llm):
+    llm.script("The per diem outside Europe is 80 EUR.")
+    body = llm_client.post("/v1/ask", json={"question": Q}).json()
+    assert body["grounded"] is False and body["citations"] == []
+
+
+def test_the_model_saying_not_found_is_an_abstention(llm_client, llm):
+    llm.script("I could not find this in the documents.")
+    body = llm_client.post("/v1/ask", json={"question": "How long is parental leave?"}).json()
+    assert body["abstained"] and body["citations"] == []
+
+
+def test_nothing_relevant_means_no_llm_call(llm_client, llm):
+    body = llm_client.post("/v1/ask", json={"question": "Who won the football world cup in 2018?"}).json()
+    assert body["abstained"] and body["answer"] == "I could not find this in the documents."
+    assert llm.requests == []
+
+
+def test_streaming_passes_deltas_and_strips_bad_markers_split_across_them(llm_client, llm):
+    llm.script(Reply(deltas=["The per diem ", "is 80 EUR [", "1]", " and [", "9] done."]))
+    r = llm_client.post("/v1/ask", json={"question": Q, "stream": True, "top_k": 3})
+    events = sse_events(r.text)
+    text = "".join(d["text"] for e, d in events if e == "delta")
+    assert text == "The per diem is 80 EUR [1] and  done."
+    assert events[-2][0] == "citations" and events[-2][1]["answer"] == "The per diem is 80 EUR [1] and done."
+    assert events[-1][0] == "done"
+
+
+def test_timeout_gives_503_with_the_reason_and_the_sources(llm_client, llm):
+    llm.script(Reply(text="too late", sleep=5))
+    r = llm_client.post("/v1/ask", json={"question": Q, "top_k": 2})
+    assert r.status_code == 503 and r.headers["retry-after"]
+    body = r.json()
+    assert "timed out" in body["reason"] and len(body["sources"]) == 2
+    assert body["sources"][0]["source"].endswith("travel-and-expenses.docx")
+
+
+def test_unreachable_model_gives_503_and_stream_fails_before_starting(make_client):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once the socket closes
+    client = make_client(llm_base_url=f"http://127.0.0.1:{port}/v1", llm_model="m", llm_timeout=2,
+                         llm_max_retries=0)
+    r = client.post("/v1/ask", json={"question": Q})
+    assert r.status_code == 503 and "cannot reach the language model" in r.json()["reason"]
+    assert r.json()["sources"]
+    s = client.post("/v1/ask", json={"question": Q, "stream": True})
+    assert s.status_code == 503
+
+
+def test_http_errors_and_malformed_output_give_503(llm_client, llm):
+    llm.script(Reply(status=500, text="boom"), Reply(malformed=True), Reply(text=""))
+    reasons = [llm_client.post("/v1/ask", json={"question": Q}).json()["reason"] for _ in range(3)]
+    assert "HTTP 500" in reasons[0]
+    assert "malformed" in reasons[1]
+    assert "empty answer" in reasons[2]
+
+
+def test_retries_with_backoff_recover_from_a_transient_failure(make_client, llm):
+    client = make_client(llm_base_url=llm.base_url, llm_model="m", llm_timeout=5, llm_max_retries=2)
+    llm.script(Reply(status=503, text="busy"), "Per diem: 80 EUR outside Europe [1].")
+    body = client.post("/v1/ask", json={"question": Q}).json()
+    assert "80 EUR" in body["answer"] and len(llm.requests) == 2
+
+
+def test_follow_ups_are_rewritten_by_the_llm_with_history(llm_client, llm):
+    llm.script("The per diem within Europe is 60 EUR per day [1].")
+    sid = llm_client.post("/v1/ask", json={"question": "What is the per diem within Europe?"}).json()["session_id"]
+    llm.script("What is the per diem outside Europe?", "Outside Europe it is 80 EUR per day [1].")
+    body = llm_client.post("/v1/ask", json={"question": "And elsewhere?", "session_id": sid}).json()
+    rewrite, answer = llm.requests[1]["body"], llm.requests[2]["body"]
+    assert "Q: What is the per diem within Europe?" in rewrite["messages"][1]["content"]
+    assert "Last question: And elsewhere?" in rewrite["messages"][1]["content"]
+    # the answer prompt carries the history as turns, and the standalone question
+    roles = [m["role"] for m in answer["messages"]]
+    assert roles == ["system", "user", "assistant", "user"]
+    assert answer["messages"][1]["content"] == "What is the per diem within Europe?"
+    assert answer["messages"][-1]["content"].endswith("Question: What is the per diem outside Europe?\n")
+    assert "80 EUR" in body["answer"]
+
+
+def test_metrics_count_llm_tokens(llm_client, llm):
+    llm.script("Per diem outside Europe: 80 EUR [1].")
+    llm_client.post("/v1/ask", json={"question": Q})
+    text = llm_client.get("/metrics").text
+    assert 'quelle_llm_tokens_total{kind="completion"}' in text and "quelle_llm_seconds_count 1.0" in text
