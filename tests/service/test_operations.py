@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import json
+import logging
+
+
+def test_health_and_readiness(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz").json()
+    assert ready["status"] == "ready" and ready["generation"] >= 1
+    assert ready["model"] == "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def test_metrics_in_prometheus_format(client):
+    client.post("/v1/search", json={"query": "leave"})
+    client.post("/v1/search", json={"query": ""})
+    text = client.get("/metrics").text
+    assert 'quelle_requests_total{method="POST",route="/v1/search",status="200"} 1.0' in text
+    assert 'quelle_requests_total{method="POST",route="/v1/search",status="422"} 1.0' in text
+    assert 'quelle_request_seconds_count{route="/v1/search"} 2.0' in text
+    assert "quelle_retrieval_seconds_count 1.0" in text
+    assert "quelle_index_chunks " in text and "quelle_index_documents 13.0" in text
+
+
+def test_openapi_declares_every_status(client):
+    spec = client.get("/openapi.json").json()
+    paths = spec["paths"]
+    assert set(paths["/v1/ask"]["post"]["responses"]) >= {"200", "413", "422", "503"}
+    assert set(paths["/v1/search"]["post"]["responses"]) >= {"200", "413", "422"}
+    assert set(paths["/v1/documents/{document_id}"]["delete"]["responses"]) >= {"204", "404", "409", "422"}
+    assert set(paths["/v1/documents"]["post"]["responses"]) >= {"201", "409", "413", "422", "501"}
+    assert "text/event-stream" in paths["/v1/ask"]["post"]["responses"]["200"]["content"]
+
+
+def test_json_logs_carry_the_request_id(client, capsys):
+    from service.logs import JsonFormatter
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    access = logging.getLogger("quelle.access")
+    access.addHandler(handler)
+    access.setLevel(logging.INFO)
+    try:
+        client.get("/healthz", headers={"x-request-id": "req-42"})
+    finally:
+        access.removeHandler(handler)
+    line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert line["request_id"] == "req-42" and line["route"] == "/healthz" and line["status"] == 200
+
+
+def test_the_service_follows_new_generations_without_restart(client, data_dir, embedder):
+    from pathlib import Path
+
+    from index.faiss_store import FaissSqliteStore
+    from ingest.chunking import Chunker
+    from ingest.pipeline import Ingestor
+
+    before = client.get("/readyz").json()["generation"]
+    new = data_dir.parent / "new"
+    new.mkdir()
+    (new / "canteen.md").write_text("# Canteen\n\nThe canteen serves ramen every Thursday.\n")
+    with FaissSqliteStore(data_dir, model_id=embedder.model_id, dim=embedder.dim, writable=True) as store:
+        Ingestor(store, embedder, Chunker(embedder.tokenizer)).run([Path(new)])
+    hits = client.post("/v1/search", json={"query": "when is ramen served", "top_k": 1}).json()
+    assert hits["generation"] == before + 1 and "ramen" in hits["results"][0]["text"]
