@@ -98,13 +98,21 @@ class CitationChecker:
             return CheckedAnswer(MARKER.sub("", answer).strip(), [], True)
         claims = claims_of(answer)
         chunk_sents = {n: _sentences(contexts[n - 1].hit.chunk.text) for _, ns in claims for n in ns}
-        vectors = self._embed([c for c, _ in claims] + [s for ss in chunk_sents.values() for s in ss])
+        # a claim quoted word for word from its block needs no embedding: it is its own supporting span
+        verbatim = {(c, n) for c, ns in claims for n in ns if c in chunk_sents[n]}
+        to_embed = [c for c, ns in claims if any((c, n) not in verbatim for n in ns)]
+        to_embed += [s for n, ss in chunk_sents.items() if any((c, n) not in verbatim for c, ns in claims
+                                                                if n in ns) for s in ss]
+        vectors = self._embed(to_embed)
         best: dict[int, tuple[float, str, bool]] = {}  # n -> (support score, quote, supported)
         grounded = bool(claims)
         for bare, cited in claims:
             supported_any = False
             for n in cited:
-                score, quote = self._support(bare, chunk_sents[n], vectors)
+                if (bare, n) in verbatim:
+                    score, quote = 1.0, bare
+                else:
+                    score, quote = self._support(bare, chunk_sents[n], vectors)
                 ok = score >= self.cosine or _overlap(bare, contexts[n - 1].hit.chunk.text) >= self.overlap
                 supported_any |= ok
                 if n not in best or (ok, score) > (best[n][2], best[n][0]):

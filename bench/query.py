@@ -1,0 +1,162 @@
+"""Query latency over loopback: /v1/search and /v1/ask (extractive) at 1 and 16 concurrent clients, beside the
+bare query-encode + FAISS search time measured in the same run.
+
+    python bench/query.py            # the sample handbook plus two Debian manuals (fetched with apt-get)
+    python bench/query.py --quick    # the sample handbook only, fewer requests
+
+`quelle serve` runs as a real subprocess (uvicorn); clients are threads with their own httpx connection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+QUESTIONS = [
+    "How many days of paid annual leave do I get?", "What is the per diem outside Europe?",
+    "Who approves expenses above 2,000 EUR?", "How do I report a phishing email?",
+    "How long must a passphrase be?", "How do I build a Debian package from upstream source?",
+    "What does dh_make do?", "How should a maintainer handle a new upstream release?",
+    "Where are package bug reports sent?", "What is the role of the debian/control file?",
+    "在宅勤務は週に何日までできますか？", "出差餐补标准是多少？", "How long is parental leave?",
+    "What is the Debian policy for shared libraries?", "How do I sign an upload?", "When do laptops get replaced?",
+]
+
+
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+def build_index(data_dir: Path, quick: bool) -> None:
+    docs = data_dir.parent / "docs"
+    shutil.copytree(ROOT / "samples" / "handbook", docs / "handbook")
+    if not quick:
+        from bench.debian import package_root
+
+        for package in ("maint-guide", "developers-reference"):
+            for f in package_root(package).rglob("*.html"):
+                if "/en/" in f.as_posix() or f.name.endswith(".en.html") or package == "developers-reference":
+                    dest = docs / package / f.name
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy(f, dest)
+    subprocess.run([sys.executable, "-m", "cli.main", "ingest", str(docs), "--data-dir", str(data_dir), "--quiet"],
+                   cwd=ROOT, check=False, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def bare_latency(data_dir: Path, n: int) -> list[float]:
+    """Query encoding (sentence-transformers, 1 thread) + exact FAISS search of the same index: no service."""
+    import faiss
+    import torch
+
+    from index.embedder import SentenceTransformerEmbedder
+    from index.faiss_store import FaissSqliteStore
+
+    torch.set_num_threads(1)
+    emb = SentenceTransformerEmbedder()
+    with FaissSqliteStore(data_dir, model_id=None, dim=None, writable=False) as store:
+        name = store._meta(store._db)["faiss_file"]
+    index = faiss.read_index(str(data_dir / "vectors" / name))
+    for q in QUESTIONS:
+        index.search(emb.embed_query(q).reshape(1, -1), 50)
+    times = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        index.search(emb.embed_query(QUESTIONS[i % len(QUESTIONS)]).reshape(1, -1), 50)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def drive(url: str, route: str, body_of, clients: int, total: int) -> tuple[list[float], int]:
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+    counter = iter(range(total))
+
+    def worker() -> None:
+        nonlocal errors
+        with httpx.Client(base_url=url, timeout=120) as client:
+            while True:
+                with lock:
+                    i = next(counter, None)
+                if i is None:
+                    return
+                t0 = time.perf_counter()
+                r = client.post(route, json=body_of(QUESTIONS[i % len(QUESTIONS)]))
+                dt = time.perf_counter() - t0
+                with lock:
+                    latencies.append(dt)
+                    errors += r.status_code != 200
+
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return latencies, errors
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    n = 60 if args.quick else 200
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp) / "index"
+        build_index(data_dir, args.quick)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        url = f"http://127.0.0.1:{port}"
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "QUELLE_LOG_LEVEL": "WARNING"}
+        server = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--data-dir", str(data_dir), "--port",
+                                   str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(240):
+                try:
+                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.5)
+            metrics = httpx.get(f"{url}/metrics").text
+            chunks = re.search(r"^quelle_index_chunks (\S+)", metrics, re.M).group(1)  # type: ignore[union-attr]
+            drive(url, "/v1/search", lambda q: {"query": q}, 1, 2 * len(QUESTIONS))  # warm-up
+            rows = []
+            for route, body_of in (("/v1/search", lambda q: {"query": q, "top_k": 5}),
+                                   ("/v1/ask", lambda q: {"question": q})):
+                for clients in (1, 16):
+                    lat, errors = drive(url, route, body_of, clients, n)
+                    rows.append((route, clients, lat, errors))
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+        bare = bare_latency(data_dir, n)
+    print(f"index: {float(chunks):.0f} chunks; {n} requests per row; 2 cores shared by server and clients")
+    print(f"{'what':28} {'clients':>7} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>7} {'errors':>6}")
+    print(f"{'bare encode + FAISS search':28} {1:7d} {pct(bare, 50) * 1000:8.1f} {pct(bare, 99) * 1000:8.1f} "
+          f"{1 / statistics.mean(bare):7.1f} {0:6d}")
+    for route, clients, lat, errors in rows:
+        rate = len(lat) / (sum(lat) / clients)
+        print(f"{route:28} {clients:7d} {pct(lat, 50) * 1000:8.1f} {pct(lat, 99) * 1000:8.1f} {rate:7.1f} {errors:6d}")
+    search_1 = next(r for r in rows if r[0] == "/v1/search" and r[1] == 1)[2]
+    print(f"ratio /v1/search p50 (1 client) / bare p50: {pct(search_1, 50) / pct(bare, 50):.2f}  (target <= 1.3)")
+
+
+if __name__ == "__main__":
+    main()

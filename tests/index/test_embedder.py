@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from index.errors import ConfigError
+
+
+def test_vectors_are_normalised_and_the_model_is_recorded(embedder):
+    assert embedder.model_id == "sentence-transformers/all-MiniLM-L6-v2" and embedder.dim == 384
+    vecs = embedder.embed_passages(["Annual leave is 25 days.", "在宅勤務は週に三日まで。", "x" * 5000])
+    assert vecs.shape == (3, 384) and vecs.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("text", ["How many days of leave?", "出差餐补标准是多少？", "long " * 600])
+def test_the_fast_query_path_gives_the_same_vector_as_encode(embedder, text):
+    fast = embedder.embed_query(text)
+    slow = embedder._encode([text])[0]
+    assert fast.shape == (384,) and float(fast @ slow) > 0.9999
+
+
+def test_tokenizer_spans_are_character_offsets(embedder):
+    text = "Per diem: 80 EUR. 在宅勤務"
+    spans = embedder.tokenizer.spans(text)
+    assert spans[0] == (0, 3) and all(0 <= a < b <= len(text) for a, b in spans)
+    assert embedder.tokenizer.max_tokens == 254
+
+
+def test_an_unknown_model_is_a_clear_error(tmp_path):
+    from index.embedder import SentenceTransformerEmbedder
+
+    with pytest.raises(ConfigError, match="cannot load embedding model"):
+        SentenceTransformerEmbedder(str(tmp_path / "no-such-model"))
