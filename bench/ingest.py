@@ -148,8 +148,9 @@ def main() -> None:
         base = run_child("baseline", str(ix_a))
         q2 = run_child("quelle", str(ix_ab), *map(str, a + b))
     q_tps, b_tps = q["tokens"] / q["seconds"], base["tokens"] / base["seconds"]
-    print(f"corpus A: {len(a)} files, {q['bytes'] / 1e6:.1f} MB, {q['chunks']} chunks, {q['tokens']} tokens; "
-          f"A+B: {len(a) + len(b)} files, {q2['bytes'] / 1e6:.1f} MB, {q2['chunks']} chunks")
+    print(f"corpus A: {len(a)} files, {q['bytes'] / 1e6:.1f} MB, {q['chunks']} chunks, {q['tokens']} tokens, "
+          f"{q['failed']} failed; A+B: {len(a) + len(b)} files, {q2['bytes'] / 1e6:.1f} MB, {q2['chunks']} chunks, "
+          f"{q2['failed']} failed")
     print(f"{'run':34} {'seconds':>8} {'tokens/s':>9} {'chunks/s':>9} {'peak RSS MB':>12}")
     print(f"{'quelle ingest, A (end to end)':34} {q['seconds']:8.1f} {q_tps:9.0f} "
           f"{q['chunks'] / q['seconds']:9.1f} {q['peak_rss_mb']:12.0f}")

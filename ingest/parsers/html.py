@@ -26,7 +26,7 @@ _META_CHARSET = re.compile(rb"""<meta[^>]+charset=["']?([A-Za-z0-9_\-]+)""", re.
 class _Extractor(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
-        self.stack: list[str] = []
+        self.stack: list[tuple[str, bool, bool]] = []  # (tag, opened a skipped region, opened main content)
         self.skip_depth = 0
         self.main_depth = 0
         self.title = ""
@@ -38,23 +38,26 @@ class _Extractor(HTMLParser):
         self._new_block()
 
     def _new_block(self) -> None:
-        path = tuple(h for _, h in self.path)
-        if not self.blocks or self.blocks[-1][2] or self.blocks[-1][1] != path:
-            self.blocks.append((self.main_depth > 0, path, []))
+        """Start a new block of text, with the current heading path and main-content flag."""
+        block = (self.main_depth > 0, tuple(h for _, h in self.path), [])
+        if self.blocks and not self.blocks[-1][2]:
+            self.blocks[-1] = block  # nothing was written to the last one: take its place
+        else:
+            self.blocks.append(block)
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in _VOID:
             if tag == "br":
                 self.blocks[-1][2].append("\n")
             return
-        self.stack.append(tag)
+        attr = dict(attrs)
+        is_main = tag in ("main", "article") or attr.get("role") == "main"
+        is_skip = tag in _SKIP or "hidden" in attr or attr.get("role") in ("navigation", "search", "banner")
+        self.stack.append((tag, is_skip, is_main))
         if len(self.stack) > _MAX_DEPTH:
             raise ParseError("html", f"elements nested deeper than {_MAX_DEPTH} levels")
-        attr = dict(attrs)
-        if tag in ("main", "article") or attr.get("role") == "main":
-            self.main_depth += 1
-        if tag in _SKIP or attr.get("hidden") is not None or attr.get("role") == "navigation":
-            self.skip_depth += 1
+        self.main_depth += is_main
+        self.skip_depth += is_skip
         if tag == "title":
             self.in_title = True
         elif tag in _HEADINGS and not self.skip_depth:
@@ -63,25 +66,23 @@ class _Extractor(HTMLParser):
             self._new_block()
 
     def handle_endtag(self, tag: str) -> None:
-        if tag in _VOID or tag not in self.stack:
+        if tag in _VOID or all(t != tag for t, _, _ in self.stack):
             return
         while self.stack:  # close anything left open inside this element
-            top = self.stack.pop()
+            top, was_skip, was_main = self.stack.pop()
+            self.skip_depth -= was_skip
+            self.main_depth -= was_main
             self._close(top)
             if top == tag:
                 break
 
     def _close(self, tag: str) -> None:
-        if tag in ("main", "article") and self.main_depth:
-            self.main_depth -= 1
-        if tag in _SKIP and self.skip_depth:
-            self.skip_depth -= 1
         if tag == "title":
             self.in_title = False
         elif tag in _HEADINGS and self.heading is not None:
             level, parts = self.heading
             self.heading = None
-            name = " ".join("".join(parts).split())
+            name = " ".join("".join(parts).replace("¶", " ").split())  # Sphinx permalinks
             if name:
                 while self.path and self.path[-1][0] >= level:
                     self.path.pop()

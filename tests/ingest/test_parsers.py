@@ -144,3 +144,25 @@ def test_sample_corpus_parses_in_every_format_and_language():
     pdf = parse(SAMPLES / "employee-handbook.pdf")
     assert "在宅勤務" in pdf.sections[4].text and pdf.sections[4].page == 5
     assert "远程办公" in pdf.sections[5].text and pdf.sections[5].page == 6
+
+
+def test_html_regions_marked_by_role_or_hidden_end_with_their_element(tmp_path: Path):
+    p = tmp_path / "sphinx.html"
+    p.write_text('<html><head><title>Guide</title></head><body>'
+                 '<div class="related" role="navigation"><h3>Navigation</h3><ul><li>index</li></ul></div>'
+                 '<div class="body" role="main"><h1>Managing Packages</h1><p>Upload with dput.</p>'
+                 '<div hidden><p>secret hidden text</p></div><p>Then wait for the queue.</p></div>'
+                 '<div class="footer">Footer words</div></body></html>')
+    doc = parse(p)
+    assert doc.text == "Upload with dput.\n\nThen wait for the queue."
+    assert doc.sections[0].heading_path == ("Managing Packages",)
+
+
+def test_real_sphinx_html_from_debian_keeps_its_text():
+    from tests.conftest import debian_file
+
+    page = debian_file("developers-reference", "pkgs.html")
+    doc = parse(page)
+    assert doc.title.startswith("5. Managing Packages") and len(doc.text) > 50_000
+    assert "Navigation" not in doc.text[:200]
+    assert any(s.heading_path[:1] == ("5. Managing Packages",) for s in doc.sections)
