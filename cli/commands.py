@@ -122,3 +122,32 @@ def ask(settings: Settings, question: str, k: int | None, *, as_json: bool) -> i
         where = c.source + (f" p.{c.page}" if c.page else "")
         print(f"[{c.n}] {c.title} — {where}\n    “{c.quote}”")
     return 0
+
+
+def evaluate(settings: Settings, dataset: Path, *, as_json: bool) -> int:
+    from cli import evaluate as ev
+    from service.app import retrieval_config
+
+    embedder = load_embedder(settings)
+    config = retrieval_config(settings, embedder.model_id)
+    if dataset.is_dir():
+        def build(folder: Path, data_dir: Path) -> None:
+            chunker = Chunker(embedder.tokenizer, ChunkingConfig(settings.chunk_tokens, settings.chunk_overlap))
+            with FaissSqliteStore(data_dir, model_id=embedder.model_id, dim=embedder.dim, writable=True) as store:
+                Ingestor(store, embedder, chunker, commit_interval=float("inf")).run([folder])
+
+        data_dir, sources, (tmp, queries, qrels) = ev.beir_index(dataset, build)
+        with tmp:
+            retriever = ev.open_retriever(data_dir, embedder, config)
+            try:
+                report = ev.run_beir(retriever, queries, sources, qrels, settings.rerank_model)
+            finally:
+                retriever.store.close()
+    else:
+        retriever = ev.open_retriever(settings.data_dir, embedder, config)
+        try:
+            report = ev.run_golden(retriever, dataset, settings.rerank_model)
+        finally:
+            retriever.store.close()
+    print(json.dumps(report, indent=2) if as_json else ev.format_table(report))
+    return 0

@@ -43,6 +43,10 @@ def _parser() -> argparse.ArgumentParser:
     ak.add_argument("-k", type=int, help="how many chunks to retrieve")
     ak.add_argument("--json", action="store_true")
 
+    ev = with_data_dir(sub.add_parser("eval", help="retrieval quality: a BEIR folder or a golden JSONL file"))
+    ev.add_argument("dataset", type=Path, help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv) or .jsonl")
+    ev.add_argument("--json", action="store_true")
+
     se = with_data_dir(sub.add_parser("search", help="the chunks closest to a query"))
     se.add_argument("query")
     se.add_argument("-k", type=int, default=5, help="how many chunks (default 5)")
@@ -79,6 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.k is not None and not 1 <= args.k <= 50:
                 parser.error(f"-k must be between 1 and 50, got {args.k}")
             return commands.ask(settings, args.question, args.k, as_json=args.json)
+        if args.command == "eval":
+            if not args.dataset.exists():
+                parser.error(f"no such dataset: {args.dataset}")
+            return commands.evaluate(settings, args.dataset, as_json=args.json)
         if args.command == "search":
             if not 1 <= args.k <= 100:
                 parser.error(f"-k must be between 1 and 100, got {args.k}")

@@ -73,13 +73,8 @@ def build_services(settings: Settings, metrics: Metrics, *, embedder: Embedder |
     if not (settings.data_dir / "quelle.sqlite").exists():  # a fresh service starts with an empty index
         FaissSqliteStore(settings.data_dir, model_id=embedder.model_id, dim=embedder.dim, writable=True).close()
     store = FaissSqliteStore(settings.data_dir, model_id=embedder.model_id, dim=embedder.dim, writable=False)
-    policy = ABSTAIN_POLICIES.get(embedder.model_id, DEFAULT_POLICY)
-    if settings.abstain_threshold is not None:
-        policy = replace(policy, dense_alone=settings.abstain_threshold)
     reranker = CrossEncoderReranker(settings.rerank_model) if settings.rerank_model else None
-    retriever = Retriever(store, embedder, RetrievalConfig(
-        candidates=settings.candidates, rrf_k=settings.rrf_k, dense_weight=settings.dense_weight,
-        keyword_weight=settings.keyword_weight, abstain=policy), reranker)
+    retriever = Retriever(store, embedder, retrieval_config(settings, embedder.model_id), reranker)
     if llm is None and settings.use_llm:
         if not settings.llm_model:
             raise IndexCorruptError("QUELLE_ANSWERER=llm needs QUELLE_LLM_MODEL")
@@ -103,6 +98,14 @@ def build_services(settings: Settings, metrics: Metrics, *, embedder: Embedder |
         conversations.summariser = answers.summarise
     embedder.embed_query("warm-up")  # the first query should not pay for lazy initialisation
     return Services(settings, embedder, store, retriever, answers, metrics, ingest_file)
+
+
+def retrieval_config(settings: Settings, model_id: str) -> RetrievalConfig:
+    policy = ABSTAIN_POLICIES.get(model_id, DEFAULT_POLICY)
+    if settings.abstain_threshold is not None:
+        policy = replace(policy, dense_alone=settings.abstain_threshold)
+    return RetrievalConfig(candidates=settings.candidates, rrf_k=settings.rrf_k, dense_weight=settings.dense_weight,
+                           keyword_weight=settings.keyword_weight, abstain=policy)
 
 
 def _install_error_handlers(app: FastAPI) -> None:

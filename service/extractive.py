@@ -26,8 +26,9 @@ def candidate_sentences(contexts: list[Candidate]) -> list[tuple[int, str]]:
 
 class ExtractiveAnswerer:
     def __init__(self, embedder: Embedder, *, max_sentences: int = 3, min_score: float = 0.35,
-                 relative: float = 0.85) -> None:
+                 relative: float = 0.85, max_candidates: int = 24) -> None:
         self.embedder = embedder
+        self.max_candidates = max_candidates
         self.max_sentences = max_sentences
         self.min_score = min_score
         self.relative = relative
@@ -37,6 +38,11 @@ class ExtractiveAnswerer:
         pool = candidate_sentences(contexts)
         if not pool:
             return None
+        query_terms = set(terms(question, drop_stopwords=True))
+        if len(pool) > self.max_candidates:  # embed only the sentences that share most words with the question
+            shared = [len(query_terms & set(terms(sentence))) for _, sentence in pool]
+            keep = sorted(range(len(pool)), key=lambda i: (-shared[i], i))[: self.max_candidates]
+            pool = [pool[i] for i in sorted(keep)]
         q = self.embedder.embed_query(question)
         vecs = self.embedder.embed_passages([s for _, s in pool])
         scores = vecs @ q
@@ -46,7 +52,6 @@ class ExtractiveAnswerer:
             return None
         picked: list[int] = []
         seen: set[str] = set()
-        query_terms = set(terms(question, drop_stopwords=True))
         for i in order[: 4 * self.max_sentences]:
             if len(picked) == self.max_sentences or scores[i] < max(self.min_score, best * self.relative):
                 break

@@ -39,7 +39,7 @@ class _Extractor(HTMLParser):
 
     def _new_block(self) -> None:
         """Start a new block of text, with the current heading path and main-content flag."""
-        block = (self.main_depth > 0, tuple(h for _, h in self.path), [])
+        block: tuple[bool, tuple[str, ...], list[str]] = (self.main_depth > 0, tuple(h for _, h in self.path), [])
         if self.blocks and not self.blocks[-1][2]:
             self.blocks[-1] = block  # nothing was written to the last one: take its place
         else:

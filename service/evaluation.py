@@ -1,0 +1,54 @@
+"""Retrieval metrics, computed the way trec_eval (and so ir-measures / pytrec-eval) computes them.
+
+`ranked` is a list of document ids, best first (chunks already collapsed to their documents); `qrels` maps
+a document id to its graded relevance (> 0 is relevant).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+
+def recall_at(ranked: Sequence[str], qrels: Mapping[str, int], k: int) -> float:
+    relevant = {d for d, r in qrels.items() if r > 0}
+    if not relevant:
+        return 0.0
+    return len(relevant & set(ranked[:k])) / len(relevant)
+
+
+def mrr_at(ranked: Sequence[str], qrels: Mapping[str, int], k: int) -> float:
+    for i, d in enumerate(ranked[:k], start=1):
+        if qrels.get(d, 0) > 0:
+            return 1.0 / i
+    return 0.0
+
+
+def ndcg_at(ranked: Sequence[str], qrels: Mapping[str, int], k: int) -> float:
+    """nDCG with linear gain and log2(rank + 1) discount, as trec_eval's ndcg_cut."""
+    dcg = sum(qrels.get(d, 0) / math.log2(i + 1) for i, d in enumerate(ranked[:k], start=1) if qrels.get(d, 0) > 0)
+    ideal = sorted((r for r in qrels.values() if r > 0), reverse=True)[:k]
+    idcg = sum(r / math.log2(i + 1) for i, r in enumerate(ideal, start=1))
+    return dcg / idcg if idcg else 0.0
+
+
+METRICS = {
+    "R@1": lambda r, q: recall_at(r, q, 1),
+    "R@5": lambda r, q: recall_at(r, q, 5),
+    "R@10": lambda r, q: recall_at(r, q, 10),
+    "MRR@10": lambda r, q: mrr_at(r, q, 10),
+    "nDCG@10": lambda r, q: ndcg_at(r, q, 10),
+}
+
+
+def evaluate(runs: Mapping[str, Sequence[str]], qrels: Mapping[str, Mapping[str, int]]) -> dict[str, float]:
+    """Mean of each metric over the queries that have relevance judgements (a missing run scores 0)."""
+    judged = [q for q, rels in qrels.items() if any(r > 0 for r in rels.values())]
+    if not judged:
+        return {name: 0.0 for name in METRICS}
+    return {name: sum(fn(runs.get(q, []), qrels[q]) for q in judged) / len(judged) for name, fn in METRICS.items()}
+
+
+def dedupe(ids: Sequence[str]) -> list[str]:
+    """Document ids in order of their first (best) chunk."""
+    return list(dict.fromkeys(ids))

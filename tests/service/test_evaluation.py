@@ -1,0 +1,74 @@
+"""Retrieval metrics, cross-checked against ir-measures (trec_eval's definitions), and `quelle eval`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from service.evaluation import dedupe, evaluate, mrr_at, ndcg_at, recall_at
+from tests.conftest import DATA, ROOT
+
+DOCS = [f"d{i}" for i in range(15)]
+runs_st = st.dictionaries(st.sampled_from(["q1", "q2", "q3", "q4"]),
+                          st.lists(st.sampled_from(DOCS), unique=True, min_size=0, max_size=12), min_size=1)
+qrels_st = st.dictionaries(st.sampled_from(["q1", "q2", "q3", "q4"]),
+                           st.dictionaries(st.sampled_from(DOCS), st.integers(0, 3), min_size=1, max_size=5),
+                           min_size=1)
+
+
+def test_metrics_on_a_worked_example():
+    ranked = ["a", "x", "b", "y"]
+    qrels = {"a": 1, "b": 2, "c": 1}
+    assert recall_at(ranked, qrels, 1) == pytest.approx(1 / 3)
+    assert recall_at(ranked, qrels, 10) == pytest.approx(2 / 3)
+    assert mrr_at(["x", "b"], qrels, 10) == 0.5 and mrr_at(["x"], qrels, 10) == 0.0
+    dcg = 1 / 1 + 2 / 2  # ranks 1 and 3: log2(2) = 1, log2(4) = 2
+    idcg = 2 / 1 + 1 / 1.584962500721156 + 1 / 2
+    assert ndcg_at(ranked, qrels, 10) == pytest.approx(dcg / idcg)
+    assert dedupe(["a", "a", "b", "a", "c"]) == ["a", "b", "c"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(runs=runs_st, qrels=qrels_st)
+def test_metrics_match_ir_measures(runs, qrels):
+    ir_measures = pytest.importorskip("ir_measures")
+    from ir_measures import RR, R, ScoredDoc, nDCG
+
+    ours = evaluate(runs, qrels)
+    judged = {q: r for q, r in qrels.items() if any(v > 0 for v in r.values())}
+    if not judged:
+        return
+    qrel_rows = [ir_measures.Qrel(q, d, r) for q, rels in judged.items() for d, r in rels.items()]
+    run_rows = [ScoredDoc(q, d, float(100 - i)) for q, docs in runs.items() if q in judged
+                for i, d in enumerate(docs)]
+    theirs = ir_measures.calc_aggregate([R @ 1, R @ 5, R @ 10, RR @ 10, nDCG @ 10], qrel_rows, run_rows)
+    # both average over every judged query; a query with no run scores 0
+    for name, measure in [("R@1", R @ 1), ("R@5", R @ 5), ("R@10", R @ 10), ("MRR@10", RR @ 10),
+                          ("nDCG@10", nDCG @ 10)]:
+        assert ours[name] == pytest.approx(theirs.get(measure, 0.0), abs=1e-9), name
+
+
+@pytest.mark.integration
+def test_quelle_eval_on_a_beir_folder_and_a_golden_file(built_index):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = subprocess.run([sys.executable, "-m", "cli.main", "eval", str(DATA / "beir-mini"), "--json"],
+                         capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert set(report) == {"dense", "keyword", "hybrid"}
+    assert set(report["hybrid"]) == {"R@1", "R@5", "R@10", "MRR@10", "nDCG@10"}
+    assert report["hybrid"]["R@10"] >= 0.9 and report["hybrid"]["MRR@10"] >= 0.6
+    assert report["dense"]["R@1"] != report["keyword"]["R@1"] or report["dense"] != report["keyword"]
+    gold = subprocess.run([sys.executable, "-m", "cli.main", "eval", str(DATA / "qa.jsonl"), "--data-dir",
+                           str(built_index)], capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    assert gold.returncode == 0, gold.stderr
+    lines = gold.stdout.strip().splitlines()
+    assert lines[0].split() == ["configuration", "R@1", "R@5", "R@10", "MRR@10", "nDCG@10"]
+    hybrid = dict(zip(lines[0].split()[1:], map(float, lines[3].split()[1:]), strict=True))
+    assert lines[3].startswith("hybrid") and hybrid["R@5"] >= 0.8
