@@ -90,7 +90,8 @@ def build_services(settings: Settings, metrics: Metrics, *, embedder: Embedder |
         chat.on_usage = on_usage
         llm = chat
     conversations = ConversationStore(settings.data_dir / "conversations.sqlite", sink_turns=settings.sink_turns,
-                                      window_turns=settings.window_turns, history_tokens=settings.history_tokens)
+                                      window_turns=settings.window_turns, history_tokens=settings.history_tokens,
+                                      ttl_seconds=settings.session_ttl_seconds)
     answers = AnswerService(retriever, conversations, CitationChecker(embedder), ExtractiveAnswerer(embedder),
                             metrics, llm=llm, default_k=settings.top_k, context_window=settings.llm_context_window,
                             answer_tokens=settings.llm_answer_tokens)

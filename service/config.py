@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     sink_turns: int = Field(1, ge=0, description="first turns always kept (attention sinks)")
     window_turns: int = Field(6, ge=1, description="most recent turns kept")
     history_tokens: int = Field(1500, ge=0, description="token budget for conversation history")
+    session_ttl_seconds: float = Field(7 * 86400, gt=0, description="idle conversations are forgotten after this")
 
     @property
     def use_llm(self) -> bool:

@@ -21,7 +21,8 @@ from service.tokens import estimate_tokens
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, created REAL NOT NULL, turns INTEGER NOT NULL,
-                                     summary TEXT NOT NULL DEFAULT '');
+                                     summary TEXT NOT NULL DEFAULT '', updated REAL NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS sessions_updated ON sessions(updated);
 CREATE TABLE IF NOT EXISTS turns (session_id TEXT NOT NULL, idx INTEGER NOT NULL, question TEXT NOT NULL,
                                   answer TEXT NOT NULL, created REAL NOT NULL, PRIMARY KEY (session_id, idx));
 """
@@ -51,8 +52,10 @@ EMPTY = Memory([])
 
 
 class ConversationStore:
+    PRUNE_EVERY = 256  # appends between two sweeps of expired sessions
+
     def __init__(self, path: Path, *, sink_turns: int = 1, window_turns: int = 6, history_tokens: int = 1500,
-                 summariser: Summariser | None = None) -> None:
+                 summariser: Summariser | None = None, ttl_seconds: float = 7 * 86400) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -62,6 +65,8 @@ class ConversationStore:
         self.window_turns = window_turns
         self.history_tokens = history_tokens
         self.summariser = summariser
+        self.ttl_seconds = ttl_seconds
+        self._appends = 0
 
     @staticmethod
     def new_id() -> str:
@@ -99,7 +104,8 @@ class ConversationStore:
                                      (session_id, time.time()))
                 self._db.execute("INSERT INTO turns VALUES (?, ?, ?, ?, ?)",
                                  (session_id, idx, question, answer, time.time()))
-                self._db.execute("UPDATE sessions SET turns = ? WHERE id = ?", (idx + 1, session_id))
+                self._db.execute("UPDATE sessions SET turns = ?, updated = ? WHERE id = ?",
+                                 (idx + 1, time.time(), session_id))
                 leaving = self._rows(
                     "SELECT idx, question, answer FROM turns WHERE session_id = ? AND idx >= ? AND idx <= ? "
                     "ORDER BY idx", (session_id, self.sink_turns, idx - self.window_turns))
@@ -109,6 +115,20 @@ class ConversationStore:
                 raise
         if leaving:
             self._evict(session_id, leaving)
+        self._appends += 1
+        if self._appends % self.PRUNE_EVERY == 0:
+            self.prune()
+
+    def prune(self, now: float | None = None) -> int:
+        """Forget sessions idle for longer than the time to live; returns how many."""
+        cutoff = (now or time.time()) - self.ttl_seconds
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            old = [r[0] for r in self._db.execute("SELECT id FROM sessions WHERE updated < ?", (cutoff,))]
+            self._db.executemany("DELETE FROM turns WHERE session_id = ?", [(i,) for i in old])
+            self._db.executemany("DELETE FROM sessions WHERE id = ?", [(i,) for i in old])
+            self._db.execute("COMMIT")
+        return len(old)
 
     def _evict(self, session_id: str, turns: list[Turn]) -> None:
         """Turns that left the window: folded into the summary (when a summariser is set), then deleted."""

@@ -93,3 +93,14 @@ def test_prompt_budget_drops_whole_blocks_and_logs_them(caplog, built_index):
     for n, cand in enumerate(prompt.contexts, start=1):  # included blocks are whole
         assert cand.hit.chunk.text in prompt.messages[-1]["content"]
         assert f'<context n="{n}"' in prompt.messages[-1]["content"]
+
+
+def test_idle_sessions_expire(tmp_path):
+    import time
+
+    store = ConversationStore(tmp_path / "c.sqlite", ttl_seconds=3600)
+    fill(store, "old", 3)
+    fill(store, "new", 2)
+    assert store.prune(now=time.time() + 1800) == 0
+    assert store.prune(now=time.time() + 7200) == 2
+    assert store.memory("old").turns == [] and store.stored_turns("old") == 0
