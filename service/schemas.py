@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from service.citations import Citation
+
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 SessionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 
@@ -56,16 +58,7 @@ class AskRequest(Strict):
     filters: SearchFilters | None = None
 
 
-class CitationOut(BaseModel):
-    n: int
-    document_id: str
-    source: str
-    title: str
-    page: int | None
-    quote: str
-    chunk_id: str
-    score: float
-    supported: bool = True
+CitationOut = Citation  # a checked citation (service/citations.py): n, document, page, quote, support
 
 
 class AskResponse(BaseModel):

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -9,7 +10,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from service.answering import Plan
 from service.errors import LLMUnavailableError
-from service.routes.common import ERRORS, LLM_ERROR, citation_out, to_filter
+from service.routes.common import ERRORS, LLM_ERROR, to_filter
 from service.schemas import AskRequest, AskResponse
 from service.state import Services, services
 
@@ -37,7 +38,7 @@ def ask(req: AskRequest, request: Request, svc: Services = Depends(services)):  
         answer = svc.answers.answer(plan)
     except LLMUnavailableError as exc:
         return _llm_error(exc)
-    return AskResponse(answer=answer.checked.answer, citations=[citation_out(c) for c in answer.checked.citations],
+    return AskResponse(answer=answer.checked.answer, citations=answer.checked.citations,
                        grounded=answer.checked.grounded, abstained=answer.abstained, session_id=answer.session_id,
                        generation=answer.generation)
 
@@ -65,5 +66,5 @@ def _events(svc: Services, plan: Plan, first: str, deltas: Iterator[str]) -> Ite
     answer = svc.answers.finish(plan, "".join(parts))
     yield _sse("citations", {"answer": answer.checked.answer, "grounded": answer.checked.grounded,
                              "abstained": answer.abstained,
-                             "citations": [citation_out(c).model_dump() for c in answer.checked.citations]})
+                             "citations": [asdict(c) for c in answer.checked.citations]})
     yield _sse("done", {"session_id": answer.session_id, "generation": answer.generation})

@@ -6,9 +6,8 @@ from typing import Any
 
 from index.records import DocumentRecord
 from index.store import SearchFilter
-from service.citations import Citation
 from service.retrieval import Candidate
-from service.schemas import ChunkOut, CitationOut, DocumentOut, ErrorOut, LLMErrorOut, SearchFilters
+from service.schemas import ChunkOut, DocumentOut, ErrorOut, LLMErrorOut, SearchFilters
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorOut, "description": "request body too large"},
@@ -40,11 +39,6 @@ def chunk_out(c: Candidate) -> ChunkOut:
                     page=h.chunk.page, heading_path=list(h.chunk.heading_path), text=h.chunk.text, score=c.score,
                     dense_score=c.dense_score, keyword_score=c.keyword_score, char_start=h.chunk.char_start,
                     char_end=h.chunk.char_end, also_in=list(h.also_in))
-
-
-def citation_out(c: Citation) -> CitationOut:
-    return CitationOut(n=c.n, document_id=c.document_id, source=c.source, title=c.title, page=c.page,
-                       quote=c.quote, chunk_id=c.chunk_id, score=c.score, supported=c.supported)
 
 
 def document_out(d: DocumentRecord, chunks: int | None = None) -> DocumentOut:
