@@ -124,7 +124,7 @@ def ask(settings: Settings, question: str, k: int | None, *, as_json: bool) -> i
     return 0
 
 
-def evaluate(settings: Settings, dataset: Path, *, as_json: bool) -> int:
+def evaluate(settings: Settings, dataset: Path, *, as_json: bool, answers: bool = False) -> int:
     from cli import evaluate as ev
     from service.app import retrieval_config
 
@@ -149,5 +149,21 @@ def evaluate(settings: Settings, dataset: Path, *, as_json: bool) -> int:
             report = ev.run_golden(retriever, dataset, settings.rerank_model)
         finally:
             retriever.store.close()
-    print(json.dumps(report, indent=2) if as_json else ev.format_table(report))
+    answer_report = None
+    if answers and not dataset.is_dir():
+        from service.app import build_services
+        from service.metrics import Metrics
+
+        svc = build_services(settings, Metrics(), embedder=embedder, ingest_file=None, llm=None, llm_http_client=None)
+        try:
+            answer_report = ev.run_answers(svc.answers, dataset)
+        finally:
+            svc.answers.conversations.close()
+            svc.store.close()
+    if as_json:
+        print(json.dumps({"retrieval": report, "answers": answer_report} if answers else report, indent=2))
+        return 0
+    print(ev.format_table(report))
+    for name, value in (answer_report or {}).items():
+        print(f"{name:20} {value:.3f}")
     return 0

@@ -114,3 +114,12 @@ def beir_index(dataset: Path, build) -> tuple[Path, dict[str, str], Any]:  # typ
 def open_retriever(data_dir: Path, embedder, config) -> Retriever:  # type: ignore[no-untyped-def]
     store = FaissSqliteStore(data_dir, model_id=embedder.model_id, dim=embedder.dim, writable=False)
     return Retriever(store, embedder, config)
+
+
+def run_answers(answers, golden: Path) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Answer-level metrics of the configured answerer on a golden file (service.evaluation.answer_metrics)."""
+    from service.evaluation import answer_metrics
+
+    rows = [json.loads(line) for line in golden.read_text(encoding="utf-8").splitlines() if line.strip()]
+    results = [answers.answer(answers.plan(row["question"], None, None, None)) for row in rows]
+    return answer_metrics(rows, results)

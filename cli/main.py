@@ -46,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     ev = with_data_dir(sub.add_parser("eval", help="retrieval quality: a BEIR folder or a golden JSONL file"))
     ev.add_argument("dataset", type=Path, help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv) or .jsonl")
     ev.add_argument("--json", action="store_true")
+    ev.add_argument("--answers", action="store_true", help="also answer-level metrics (golden file only)")
 
     se = with_data_dir(sub.add_parser("search", help="the chunks closest to a query"))
     se.add_argument("query")
@@ -86,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "eval":
             if not args.dataset.exists():
                 parser.error(f"no such dataset: {args.dataset}")
-            return commands.evaluate(settings, args.dataset, as_json=args.json)
+            return commands.evaluate(settings, args.dataset, as_json=args.json, answers=args.answers)
         if args.command == "search":
             if not 1 <= args.k <= 100:
                 parser.error(f"-k must be between 1 and 100, got {args.k}")

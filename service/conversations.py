@@ -22,7 +22,6 @@ from service.tokens import estimate_tokens
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, created REAL NOT NULL, turns INTEGER NOT NULL,
                                      summary TEXT NOT NULL DEFAULT '', updated REAL NOT NULL DEFAULT 0);
-CREATE INDEX IF NOT EXISTS sessions_updated ON sessions(updated);
 CREATE TABLE IF NOT EXISTS turns (session_id TEXT NOT NULL, idx INTEGER NOT NULL, question TEXT NOT NULL,
                                   answer TEXT NOT NULL, created REAL NOT NULL, PRIMARY KEY (session_id, idx));
 """
@@ -60,6 +59,10 @@ class ConversationStore:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(sessions)")}
+        if "updated" not in columns:  # a file from before sessions expired
+            self._db.execute("ALTER TABLE sessions ADD COLUMN updated REAL NOT NULL DEFAULT 0")
+        self._db.execute("CREATE INDEX IF NOT EXISTS sessions_updated ON sessions(updated)")
         self._lock = threading.Lock()
         self.sink_turns = sink_turns
         self.window_turns = window_turns

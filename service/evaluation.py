@@ -52,3 +52,54 @@ def evaluate(runs: Mapping[str, Sequence[str]], qrels: Mapping[str, Mapping[str,
 def dedupe(ids: Sequence[str]) -> list[str]:
     """Document ids in order of their first (best) chunk."""
     return list(dict.fromkeys(ids))
+
+
+def answer_metrics(rows: Sequence[Mapping], answers: Sequence) -> dict[str, float]:  # type: ignore[type-arg]
+    """Answer-level quality on a golden set. `rows` have "answerable" and optionally "source" (a file name)
+    and "answer_contains"; `answers` are service.answering.Answer objects in the same order.
+
+    - citation_precision: citations whose chunk supports the sentence that cites it
+    - citation_recall: answer sentences (claims) that carry at least one supporting citation
+    - abstention_accuracy: unanswerable questions answered "not in the documents"
+    - answered_rate: answerable questions not abstained
+    - groundedness: answered questions whose every claim is supported
+    - source_hit: answered questions citing the expected document (where one is given)
+    - fact_hit: answered questions whose answer holds the expected words (where given)
+    """
+    from service.citations import claims_of
+
+    cites = supported = claims = claimed = 0
+    unanswerable = abstained_right = answerable = answered = grounded = 0
+    with_source = source_hits = with_fact = fact_hits = 0
+    for row, ans in zip(rows, answers, strict=True):
+        if not row.get("answerable", True):
+            unanswerable += 1
+            abstained_right += ans.abstained
+            continue
+        answerable += 1
+        if ans.abstained:
+            continue
+        answered += 1
+        grounded += ans.checked.grounded
+        cites += len(ans.checked.citations)
+        supported += sum(c.supported for c in ans.checked.citations)
+        ok = {c.n for c in ans.checked.citations if c.supported}
+        for _, ns in claims_of(ans.checked.answer):
+            claims += 1
+            claimed += bool(ok & set(ns))
+        if row.get("source"):
+            with_source += 1
+            source_hits += any(c.source.rsplit("/", 1)[-1] == row["source"] for c in ans.checked.citations)
+        if row.get("answer_contains"):
+            with_fact += 1
+            fact_hits += row["answer_contains"] in ans.checked.answer
+
+    def ratio(a: int, b: int) -> float:
+        return a / b if b else 0.0
+
+    return {
+        "citation_precision": ratio(supported, cites), "citation_recall": ratio(claimed, claims),
+        "abstention_accuracy": ratio(abstained_right, unanswerable), "answered_rate": ratio(answered, answerable),
+        "groundedness": ratio(grounded, answered), "source_hit": ratio(source_hits, with_source),
+        "fact_hit": ratio(fact_hits, with_fact),
+    }

@@ -104,3 +104,18 @@ def test_idle_sessions_expire(tmp_path):
     assert store.prune(now=time.time() + 1800) == 0
     assert store.prune(now=time.time() + 7200) == 2
     assert store.memory("old").turns == [] and store.stored_turns("old") == 0
+
+
+def test_a_conversation_file_from_before_expiry_is_upgraded(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "c.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript("CREATE TABLE sessions (id TEXT PRIMARY KEY, created REAL NOT NULL, turns INTEGER NOT NULL,"
+                     " summary TEXT NOT NULL DEFAULT '');"
+                     "INSERT INTO sessions VALUES ('s', 0, 0, '');")
+    db.commit()
+    db.close()
+    store = ConversationStore(path)
+    store.append("s", "q?", "a.")
+    assert store.memory("s").total_turns == 1

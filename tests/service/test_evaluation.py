@@ -72,3 +72,31 @@ def test_quelle_eval_on_a_beir_folder_and_a_golden_file(built_index):
     assert lines[0].split() == ["configuration", "R@1", "R@5", "R@10", "MRR@10", "nDCG@10"]
     hybrid = dict(zip(lines[0].split()[1:], map(float, lines[3].split()[1:]), strict=True))
     assert lines[3].startswith("hybrid") and hybrid["R@5"] >= 0.8
+
+
+def test_answer_level_metrics_on_the_golden_set(client):
+    from service.evaluation import answer_metrics
+
+    svc = client.app.state.services
+    rows = [json.loads(line) for line in (DATA / "qa.jsonl").read_text(encoding="utf-8").splitlines()]
+    answers = [svc.answers.answer(svc.answers.plan(r["question"], None, None, None)) for r in rows]
+    m = answer_metrics(rows, answers)
+    # extractive answers quote their chunks word for word: every citation supports its sentence
+    assert m["citation_precision"] == 1.0 and m["citation_recall"] == 1.0 and m["groundedness"] == 1.0
+    assert m["abstention_accuracy"] == 1.0 and m["answered_rate"] >= 0.9
+    assert m["source_hit"] >= 0.85 and m["fact_hit"] >= 0.85
+
+
+def test_answer_metrics_count_unsupported_citations():
+    from service.answering import Answer
+    from service.citations import CheckedAnswer, Citation
+    from service.evaluation import answer_metrics
+
+    good = Citation(1, "d", "/x/a.md", "A", None, "q", "c", 1.0, True)
+    bad = Citation(2, "d", "/x/b.md", "B", None, "q", "c", 1.0, False)
+    answers = [Answer(CheckedAnswer("Fact one [1]. Made up [2]. Uncited.", [good, bad], False), False, "s", 1),
+               Answer(CheckedAnswer("Not found.", [], True), True, "s", 1)]
+    rows = [{"answerable": True, "source": "a.md", "answer_contains": "Fact"}, {"answerable": False}]
+    m = answer_metrics(rows, answers)
+    assert m["citation_precision"] == 0.5 and m["citation_recall"] == pytest.approx(1 / 3)
+    assert m["groundedness"] == 0.0 and m["abstention_accuracy"] == 1.0 and m["source_hit"] == 1.0
