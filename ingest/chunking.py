@@ -39,7 +39,7 @@ class Chunker:
 
     def budget(self, heading_path: tuple[str, ...]) -> int:
         """Tokens left for text once the heading prefix (embedded with every chunk) is counted."""
-        room = self.tok.max_tokens - len(self.tok.spans(embed_text(heading_path, "")))
+        room = self.tok.max_tokens - self.tok.count(embed_text(heading_path, ""))
         return max(16, min(self.config.max_tokens, room))
 
     def chunk(self, doc: ParsedDocument, source: str, doc_id: str) -> list[ChunkRecord]:
@@ -84,6 +84,11 @@ class Chunker:
                 j -= 1
                 b = units[j][1]
                 n = self._exact(text[a:b])
+            if n > budget:  # one unit over budget by the exact count (cut positions were approximate)
+                halves = self._halve(text, units[i])
+                if halves:
+                    units[i : i + 1] = halves
+                    continue
             out.append((a, b, n))
             if j + 1 >= len(units):
                 break
@@ -113,4 +118,16 @@ class Chunker:
         return pieces
 
     def _exact(self, text: str) -> int:
-        return len(self.tok.spans(text))
+        return self.tok.count(text)
+
+    def _halve(self, text: str, unit: tuple[int, int]) -> list[tuple[int, int]] | None:
+        """Split a unit in two at the cut position nearest its middle (None when it cannot be cut)."""
+        a, b = unit
+        cuts = [s for s, _ in self.tok.spans(text[a:b])][1:]
+        if not cuts:
+            return None
+        mid = a + min(cuts, key=lambda c: abs(c - (b - a) / 2))
+        left_end, right_start = mid, mid
+        while left_end > a and text[left_end - 1].isspace():
+            left_end -= 1
+        return [(a, left_end), (right_start, b)]

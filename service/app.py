@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from index.embedder import Embedder, SentenceTransformerEmbedder
+from index.embedder import Embedder, load_embedder
 from index.errors import IndexCorruptError, IndexLockedError, IndexMismatchError, QuelleError
 from index.faiss_store import FaissSqliteStore
 from service.answering import AnswerService
@@ -68,8 +68,8 @@ def build_services(settings: Settings, metrics: Metrics, *, embedder: Embedder |
         import torch
 
         torch.set_num_threads(settings.query_threads)
-        embedder = SentenceTransformerEmbedder(settings.embedding_model, query_prefix=settings.query_prefix,
-                                               passage_prefix=settings.passage_prefix)
+        embedder = load_embedder(settings.embedding_model, query_prefix=settings.query_prefix,
+                                 passage_prefix=settings.passage_prefix, threads=settings.query_threads)
     if not (settings.data_dir / "quelle.sqlite").exists():  # a fresh service starts with an empty index
         FaissSqliteStore(settings.data_dir, model_id=embedder.model_id, dim=embedder.dim, writable=True).close()
     store = FaissSqliteStore(settings.data_dir, model_id=embedder.model_id, dim=embedder.dim, writable=False)

@@ -24,6 +24,9 @@ class RegexTokenizer:
     def spans(self, text: str) -> list[tuple[int, int]]:
         return [m.span() for m in _TOKEN.finditer(text)]
 
+    def count(self, text: str) -> int:
+        return len(self.spans(text))
+
 
 class HashEmbedder:
     def __init__(self, dim: int = 64, model_id: str = "test/hash-embedder") -> None:
