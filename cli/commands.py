@@ -28,7 +28,8 @@ def ingest(settings: Settings, paths: list[Path], *, sync: bool, as_json: bool, 
            commit_interval: float | None) -> int:
     embedder = load_embedder(settings)
     chunker = Chunker(embedder.tokenizer, ChunkingConfig(settings.chunk_tokens, settings.chunk_overlap))
-    with FaissSqliteStore(settings.data_dir, model_id=embedder.model_id, dim=embedder.dim, writable=True) as store:
+    with FaissSqliteStore(settings.data_dir, model_id=embedder.model_id, dim=embedder.dim, writable=True,
+                          keyword_analyzer=settings.keyword_analyzer) as store:
         ingestor = Ingestor(store, embedder, chunker, commit_interval=(
             settings.commit_interval if commit_interval is None else commit_interval))
         bar = None
@@ -134,7 +135,8 @@ def evaluate(settings: Settings, dataset: Path, *, as_json: bool, answers: bool 
     if dataset.is_dir():
         def build(folder: Path, data_dir: Path) -> None:
             chunker = Chunker(embedder.tokenizer, ChunkingConfig(settings.chunk_tokens, settings.chunk_overlap))
-            with FaissSqliteStore(data_dir, model_id=embedder.model_id, dim=embedder.dim, writable=True) as store:
+            with FaissSqliteStore(data_dir, model_id=embedder.model_id, dim=embedder.dim, writable=True,
+                                  keyword_analyzer=settings.keyword_analyzer) as store:
                 Ingestor(store, embedder, chunker, commit_interval=float("inf")).run([folder])
 
         data_dir, sources, (tmp, queries, qrels) = ev.beir_index(dataset, build)

@@ -51,7 +51,8 @@ class _Stale(Exception):
 class FaissSqliteStore:
     """One data directory: `quelle.sqlite`, `vectors/g<N>.faiss`, `writer.lock`."""
 
-    def __init__(self, data_dir: Path, *, model_id: str | None, dim: int | None, writable: bool) -> None:
+    def __init__(self, data_dir: Path, *, model_id: str | None, dim: int | None, writable: bool,
+                 keyword_analyzer: str | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.writable = writable
         self._db_path = self.data_dir / "quelle.sqlite"
@@ -68,7 +69,7 @@ class FaissSqliteStore:
             self._take_writer_lock()
         try:
             self._db = self._connect()
-            self._open(model_id, dim)
+            self._open(model_id, dim, keyword_analyzer)
         except BaseException:
             for conn in self._conns:
                 conn.close()
@@ -84,10 +85,10 @@ class FaissSqliteStore:
         self._conns.append(conn)
         return conn
 
-    def _open(self, model_id: str | None, dim: int | None) -> None:
+    def _open(self, model_id: str | None, dim: int | None, analyzer: str | None) -> None:
         if self.writable:
             self._db.executescript(SCHEMA)
-            self._init_meta(model_id, dim)
+            self._init_meta(model_id, dim, analyzer or keyword.ANALYZER)
         meta = self._meta(self._db)
         if not meta:
             raise IndexCorruptError(f"the index at {self.data_dir} has no metadata (never initialised)")
@@ -95,6 +96,10 @@ class FaissSqliteStore:
         self.dim: int = int(meta["dim"])
         self.keyword_analyzer: str = meta.get("keyword_analyzer", keyword.ANALYZER)
         self._check_model(model_id, dim)
+        if analyzer is not None and analyzer != self.keyword_analyzer:
+            raise IndexMismatchError(
+                f"the index at {self.data_dir} uses keyword analyzer {self.keyword_analyzer!r}, not {analyzer!r}: "
+                f"set QUELLE_KEYWORD_ANALYZER={self.keyword_analyzer} or use another --data-dir")
         self._db.execute("BEGIN")
         try:
             self.generation, self._index = self._load(self._db)
@@ -116,11 +121,11 @@ class FaissSqliteStore:
     def _meta(db: sqlite3.Connection) -> dict[str, str]:
         return dict(db.execute("SELECT key, value FROM meta").fetchall())
 
-    def _init_meta(self, model_id: str | None, dim: int | None) -> None:
+    def _init_meta(self, model_id: str | None, dim: int | None, analyzer: str) -> None:
         if self._meta(self._db) or model_id is None or dim is None:
             return
         rows = {"schema_version": SCHEMA_VERSION, "model_id": model_id, "dim": str(dim),
-                "keyword_analyzer": keyword.ANALYZER, "generation": "0", "faiss_file": "",
+                "keyword_analyzer": analyzer, "generation": "0", "faiss_file": "",
                 "previous_faiss_file": ""}
         self._db.execute("BEGIN IMMEDIATE")
         self._db.executemany("INSERT INTO meta VALUES (?, ?)", rows.items())
@@ -249,7 +254,7 @@ class FaissSqliteStore:
         with self._read() as (db, index):
             allowed = search.allowed_rowids(db, flt)
             dense = search.dense(db, index, query, k, allowed) if query is not None else []
-            kw = search.keyword(db, keywords, k, allowed) if keywords else []
+            kw = search.keyword(db, keywords, k, allowed, self.keyword_analyzer) if keywords else []
             return Retrieved(dense, kw, self.generation)
 
     def stats(self) -> StoreStats:
@@ -291,7 +296,8 @@ class FaissSqliteStore:
             rowids.append(cur.lastrowid)
         self._db.executemany(
             "INSERT INTO chunks_fts (rowid, terms) VALUES (?, ?)",
-            [(r, " ".join(keyword.terms(c.embed_text))) for r, c in zip(rowids, chunks, strict=True)],
+            [(r, " ".join(keyword.terms(c.embed_text, analyzer=self.keyword_analyzer)))
+             for r, c in zip(rowids, chunks, strict=True)],
         )
         if rowids:
             vecs = np.ascontiguousarray(vectors, dtype=np.float32)

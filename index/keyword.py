@@ -1,9 +1,13 @@
 """Keyword terms for BM25, without assuming words are separated by spaces.
 
-Latin-script text gives lowercased words (NFKC-normalised, so full-width letters and digits match their ASCII
-forms); runs of Chinese, Japanese or Korean characters give overlapping character bigrams (a single
-character on its own), the usual dictionary-free way to index CJK text. The store keeps these terms in a
-SQLite FTS5 table, ranked with its bm25().
+Two analyzers, chosen per index (QUELLE_KEYWORD_ANALYZER when the index is created, recorded in it):
+- "bigram" (default, no dictionary): Latin-script text gives lowercased words (NFKC-normalised, so
+  full-width letters and digits match their ASCII forms); runs of Chinese, Japanese or Korean characters give
+  overlapping character bigrams (a single character on its own).
+- "morph": the same words, but CJK runs are cut into words by a morphological analyzer: fugashi with the
+  bundled unidic-lite dictionary for Japanese (any text with kana), jieba for Chinese; particles, auxiliary
+  verbs and punctuation are left out. Needs `pip install -e ".[multilingual]"`.
+The store keeps the terms in a SQLite FTS5 table, ranked with its bm25().
 """
 
 from __future__ import annotations
@@ -11,7 +15,10 @@ from __future__ import annotations
 import re
 import unicodedata
 
-ANALYZER = "words+cjk-bigrams/1"
+from index.errors import ConfigError
+
+ANALYZER = "bigram"
+ANALYZERS = ("bigram", "morph")
 
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af\u31f0-\u31ff"
 _TOKEN = re.compile(rf"([{_CJK}]+)|([^\W_{_CJK}]+)")
@@ -22,20 +29,64 @@ STOPWORDS = frozenset(
 )
 
 
-def terms(text: str, *, drop_stopwords: bool = False) -> list[str]:
+def terms(text: str, *, drop_stopwords: bool = False, analyzer: str = ANALYZER) -> list[str]:
+    text = unicodedata.normalize("NFKC", text).lower()
+    cut = _cjk_words(text) if analyzer == "morph" else _bigrams
     out: list[str] = []
-    for m in _TOKEN.finditer(unicodedata.normalize("NFKC", text).lower()):
+    for m in _TOKEN.finditer(text):
         cjk, word = m.group(1), m.group(2)
         if cjk:
-            out += [cjk] if len(cjk) == 1 else [cjk[i : i + 2] for i in range(len(cjk) - 1)]
+            out += cut(cjk)
         elif not (drop_stopwords and word in STOPWORDS):
             out.append(word)
     return out
 
 
-def match_expression(query: str) -> str | None:
+def _bigrams(run: str) -> list[str]:
+    return [run] if len(run) == 1 else [run[i : i + 2] for i in range(len(run) - 1)]
+
+
+_JA_SKIP = {"助詞", "助動詞", "補助記号", "記号", "空白"}
+_ZH_SKIP = {"的", "了", "是", "在", "和", "与", "及", "或", "吗", "呢", "吧", "啊", "之", "其", "也", "都", "就"}
+
+
+def _cjk_words(text: str):  # type: ignore[no-untyped-def]
+    """A CJK-run cutter for this text: Japanese when it holds kana, Chinese otherwise."""
+    if any("\u3040" <= ch <= "\u30ff" for ch in text):
+        tagger = _japanese()
+        return lambda run: [w.surface for w in tagger(run) if w.feature.pos1 not in _JA_SKIP]
+    jieba = _chinese()
+    return lambda run: [w for w in jieba.cut_for_search(run) if w.strip() and w not in _ZH_SKIP]
+
+
+_CACHE: dict[str, object] = {}
+
+
+def _japanese():  # type: ignore[no-untyped-def]
+    if "ja" not in _CACHE:
+        try:
+            import fugashi  # type: ignore[import-untyped]
+        except ImportError as exc:
+            raise ConfigError('keyword analyzer "morph" needs: pip install fugashi unidic-lite') from exc
+        _CACHE["ja"] = fugashi.Tagger()
+    return _CACHE["ja"]
+
+
+def _chinese():  # type: ignore[no-untyped-def]
+    if "zh" not in _CACHE:
+        try:
+            import jieba  # type: ignore[import-untyped]
+        except ImportError as exc:
+            raise ConfigError('keyword analyzer "morph" needs: pip install jieba') from exc
+        jieba.setLogLevel(60)
+        _CACHE["zh"] = jieba
+    return _CACHE["zh"]
+
+
+def match_expression(query: str, analyzer: str = ANALYZER) -> str | None:
     """An FTS5 MATCH expression that ORs the query's distinct terms (None when it has none)."""
-    seen = dict.fromkeys(terms(query, drop_stopwords=True)) or dict.fromkeys(terms(query))
+    seen = (dict.fromkeys(terms(query, drop_stopwords=True, analyzer=analyzer))
+            or dict.fromkeys(terms(query, analyzer=analyzer)))
     if not seen:
         return None
     return " OR ".join('"' + t.replace('"', '""') + '"' for t in seen)

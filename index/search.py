@@ -49,8 +49,9 @@ def dense(db: sqlite3.Connection, index: Any, query: np.ndarray, k: int, allowed
     pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
     return hits(db, pairs, k)
 
-def keyword(db: sqlite3.Connection, text: str, k: int, allowed: np.ndarray | None) -> list[Hit]:
-    expr = keywords.match_expression(text)
+def keyword(db: sqlite3.Connection, text: str, k: int, allowed: np.ndarray | None,
+            analyzer: str = keywords.ANALYZER) -> list[Hit]:
+    expr = keywords.match_expression(text, analyzer)
     if expr is None or k <= 0 or (allowed is not None and len(allowed) == 0):
         return []
     sql = "SELECT rowid, bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ?"

@@ -71,7 +71,8 @@ def build_services(settings: Settings, metrics: Metrics, *, embedder: Embedder |
         embedder = load_embedder(settings.embedding_model, query_prefix=settings.query_prefix,
                                  passage_prefix=settings.passage_prefix, threads=settings.query_threads)
     if not (settings.data_dir / "quelle.sqlite").exists():  # a fresh service starts with an empty index
-        FaissSqliteStore(settings.data_dir, model_id=embedder.model_id, dim=embedder.dim, writable=True).close()
+        FaissSqliteStore(settings.data_dir, model_id=embedder.model_id, dim=embedder.dim, writable=True,
+                         keyword_analyzer=settings.keyword_analyzer).close()
     store = FaissSqliteStore(settings.data_dir, model_id=embedder.model_id, dim=embedder.dim, writable=False)
     reranker = CrossEncoderReranker(settings.rerank_model) if settings.rerank_model else None
     retriever = Retriever(store, embedder, retrieval_config(settings, embedder.model_id), reranker)

@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     chunk_tokens: int = Field(250, ge=16)
     chunk_overlap: int = Field(40, ge=0)
     commit_interval: float = Field(30.0, ge=0)
+    keyword_analyzer: Literal["bigram", "morph"] = Field(
+        "bigram", description="BM25 terms for a new index: CJK character bigrams, or words by fugashi/jieba")
     log_level: str = "INFO"
 
     # service

@@ -118,3 +118,28 @@ def test_mismatched_vector_file_is_reported_as_corrupt(tmp_path):
 def test_reading_a_missing_index_says_how_to_make_one(tmp_path):
     with pytest.raises(IndexCorruptError, match="quelle ingest"):
         FaissSqliteStore(tmp_path / "nothing", model_id=None, dim=None, writable=False)
+
+
+def test_morphological_keyword_analyzer_for_japanese_and_chinese(tmp_path):
+    pytest.importorskip("fugashi")
+    pytest.importorskip("jieba")
+    from index.keyword import terms
+
+    assert terms("通勤手当の上限はいくらですか？", analyzer="morph") == ["通勤", "手当", "上限", "いくら"]
+    assert "远程" in terms("每月可以申请最多八天远程办公。", analyzer="morph")
+    store = FaissSqliteStore(tmp_path, model_id=EMB.model_id, dim=EMB.dim, writable=True, keyword_analyzer="morph")
+    put(store, "/d/ja.txt", ["通勤手当は月額二万円を上限として支給されます。"])
+    put(store, "/d/ja2.txt", ["在宅勤務は週に三日まで認められます。"])
+    put(store, "/d/zh.txt", ["上海办公室的员工每月可以申请最多八天远程办公。"])
+    store.commit()
+    assert store.retrieve(None, "通勤手当の上限はいくらですか？", 3).keyword[0].source == "/d/ja.txt"
+    assert store.retrieve(None, "每月可以远程办公几天？", 3).keyword[0].source == "/d/zh.txt"
+    store.close()
+    reader = FaissSqliteStore(tmp_path, model_id=None, dim=None, writable=False)
+    assert reader.keyword_analyzer == "morph"  # recorded in the index, used for queries
+    assert reader.retrieve(None, "在宅勤務", 1).keyword[0].source == "/d/ja2.txt"
+    reader.close()
+    from index.errors import IndexMismatchError
+
+    with pytest.raises(IndexMismatchError, match="keyword analyzer 'morph'"):
+        FaissSqliteStore(tmp_path, model_id=EMB.model_id, dim=EMB.dim, writable=True, keyword_analyzer="bigram")
