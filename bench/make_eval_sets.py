@@ -1,0 +1,88 @@
+"""Build retrieval test sets in the BEIR layout from real documentation not written by this project.
+
+    python bench/make_eval_sets.py [--max-queries N] [--out DIR]
+
+Source: the Debian Reference (Osamu Aoki; packages debian-reference-en, -ja, -zh-cn, fetched with
+`apt-get download`), the same manual in English, Japanese and Chinese. Each section becomes a passage
+(its text, without its heading: the parser keeps headings apart); the section's own heading, numbering
+stripped, is the query whose relevant passage it is. Sections left untranslated (mostly Latin script in the
+Japanese or Chinese manual) are skipped. Nothing derived is committed: the sets are rebuilt into
+bench/.cache/eval/ (or --out) and evaluated with `quelle eval DIR`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+LANGS = {"en": "debian-reference-en", "ja": "debian-reference-ja", "zh": "debian-reference-zh-cn"}
+SUFFIX = {"en": "en", "ja": "ja", "zh": "zh-cn"}
+_NUMBER = re.compile(r"^\s*[\dA-Z]+(\.\d+)*\.?\s+")
+
+
+def cjk_share(text: str) -> float:
+    letters = [ch for ch in text if ch.isalpha()]
+    if not letters:
+        return 0.0
+    return sum("\u3040" <= ch <= "\u30ff" or "\u3400" <= ch <= "\u9fff" for ch in letters) / len(letters)
+
+
+def sections(lang: str) -> list[tuple[str, str]]:
+    """(query, passage) for every usable section of the manual in one language."""
+    from bench.debian import package_root
+    from ingest.parsers import parse
+
+    out = []
+    for page in sorted(package_root(LANGS[lang]).rglob(f"ch*.{SUFFIX[lang]}.html")):
+        for s in parse(page).sections:
+            if not s.heading_path or len(s.text) < 150:
+                continue
+            query = _NUMBER.sub("", s.heading_path[-1]).strip()
+            if len(query) < 4:
+                continue
+            if lang != "en" and (cjk_share(query) < 0.3 or cjk_share(s.text) < 0.3):
+                continue  # left untranslated
+            out.append((query, s.text))
+    return out
+
+
+def write_set(lang: str, out: Path, max_queries: int, max_passages: int = 0, seed: int = 7) -> Path:
+    pairs = sections(lang)
+    if max_passages:
+        pairs = pairs[:max_passages]
+    rng = random.Random(seed)
+    chosen = set(rng.sample(range(len(pairs)), min(max_queries, len(pairs))))
+    folder = out / f"debian-reference-{lang}"
+    (folder / "qrels").mkdir(parents=True, exist_ok=True)
+    with open(folder / "corpus.jsonl", "w", encoding="utf-8") as c, \
+            open(folder / "queries.jsonl", "w", encoding="utf-8") as q, \
+            open(folder / "qrels" / "test.tsv", "w", encoding="utf-8") as r:
+        r.write("query-id\tcorpus-id\tscore\n")
+        for i, (query, passage) in enumerate(pairs):
+            c.write(json.dumps({"_id": f"s{i}", "title": "", "text": passage}, ensure_ascii=False) + "\n")
+            if i in chosen:
+                q.write(json.dumps({"_id": f"q{i}", "text": query}, ensure_ascii=False) + "\n")
+                r.write(f"q{i}\ts{i}\t1\n")
+    print(f"{folder}: {len(pairs)} passages, {len(chosen)} queries")
+    return folder
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--max-queries", type=int, default=100)
+    ap.add_argument("--max-passages", type=int, default=0, help="keep only the first N passages (0: all)")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / ".cache" / "eval")
+    args = ap.parse_args()
+    for lang in LANGS:
+        write_set(lang, args.out, args.max_queries, args.max_passages)
+
+
+if __name__ == "__main__":
+    main()
