@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -139,9 +140,11 @@ def evaluate(settings: Settings, dataset: Path, *, as_json: bool, answers: bool 
                                   keyword_analyzer=settings.keyword_analyzer) as store:
                 Ingestor(store, embedder, chunker, commit_interval=float("inf")).run([folder])
 
-        data_dir, sources, (tmp, queries, qrels) = ev.beir_index(dataset, build)
-        with tmp:
-            retriever = ev.open_retriever(data_dir, embedder, config)
+        corpus, queries, qrels = ev.load_beir(dataset)
+        with tempfile.TemporaryDirectory(prefix="quelle-eval-") as tmp:
+            sources = ev.write_corpus(corpus, Path(tmp) / "corpus")
+            build(Path(tmp) / "corpus", Path(tmp) / "index")
+            retriever = ev.open_retriever(Path(tmp) / "index", embedder, config)
             try:
                 report = ev.run_beir(retriever, queries, sources, qrels, settings.rerank_model)
             finally:

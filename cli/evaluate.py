@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import json
 import re
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -99,16 +98,6 @@ def format_table(report: dict[str, dict[str, float]]) -> str:
     for config, metrics in report.items():
         lines.append(f"{config:16}" + "".join(f"{metrics[n]:9.3f}" for n in names))
     return "\n".join(lines)
-
-
-def beir_index(dataset: Path, build) -> tuple[Path, dict[str, str], Any]:  # type: ignore[no-untyped-def]
-    """Ingest the BEIR corpus into a temporary index with `build(folder, data_dir)`."""
-    corpus, queries, qrels = load_beir(dataset)
-    tmp = tempfile.TemporaryDirectory(prefix="quelle-eval-")
-    root = Path(tmp.name)
-    sources = write_corpus(corpus, root / "corpus")
-    build(root / "corpus", root / "index")
-    return root / "index", sources, (tmp, queries, qrels)
 
 
 def open_retriever(data_dir: Path, embedder, config) -> Retriever:  # type: ignore[no-untyped-def]

@@ -43,7 +43,6 @@ def delete_document(document_id: str, svc: Services = Depends(services)) -> None
         if not writer.delete(document_id):
             raise NotFoundError(f"no document with id {document_id!r}")
         writer.commit()
-    svc.store.refresh()
 
 
 _SAFE = re.compile(r"[^A-Za-z0-9._\-\u3040-\u30ff\u3400-\u9fff]+")
@@ -72,7 +71,6 @@ def upload_document(file: UploadFile = File(..., description="a PDF, HTML, Markd
     if result["status"] == "failed":
         target.unlink(missing_ok=True)
         return JSONResponse(status_code=422, content={"error": f"cannot ingest {name}", "detail": result["reason"]})
-    svc.store.refresh()
     doc = svc.store.document(result["document_id"]) if result.get("document_id") else None
     return UploadReport(status=result["status"], document=document_out(doc) if doc else None,
                         chunks_written=result.get("chunks_written", 0), warnings=result.get("warnings", []))
