@@ -134,16 +134,11 @@ def evaluate(settings: Settings, dataset: Path, *, as_json: bool, answers: bool 
     embedder = load_embedder(settings)
     config = retrieval_config(settings, embedder.model_id)
     if dataset.is_dir():
-        def build(folder: Path, data_dir: Path) -> None:
-            chunker = Chunker(embedder.tokenizer, ChunkingConfig(settings.chunk_tokens, settings.chunk_overlap))
-            with FaissSqliteStore(data_dir, model_id=embedder.model_id, dim=embedder.dim, writable=True,
-                                  keyword_analyzer=settings.keyword_analyzer) as store:
-                Ingestor(store, embedder, chunker, commit_interval=float("inf")).run([folder])
-
         corpus, queries, qrels = ev.load_beir(dataset)
         with tempfile.TemporaryDirectory(prefix="quelle-eval-") as tmp:
             sources = ev.write_corpus(corpus, Path(tmp) / "corpus")
-            build(Path(tmp) / "corpus", Path(tmp) / "index")
+            ev.build_index(Path(tmp) / "corpus", Path(tmp) / "index", embedder,
+                           ChunkingConfig(settings.chunk_tokens, settings.chunk_overlap), settings.keyword_analyzer)
             retriever = ev.open_retriever(Path(tmp) / "index", embedder, config)
             try:
                 report = ev.run_beir(retriever, queries, sources, qrels, settings.rerank_model)

@@ -14,13 +14,18 @@ from __future__ import annotations
 import csv
 import json
 import re
-from dataclasses import replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from index.embedder import Embedder
 from index.faiss_store import FaissSqliteStore
-from service.evaluation import dedupe, evaluate
-from service.retrieval import CrossEncoderReranker, Retriever
+from index.store import Retrieved, SearchFilter, Store
+from ingest.chunking import Chunker, ChunkingConfig
+from ingest.pipeline import Ingestor
+from service.evaluation import AbstainPoint, dedupe, evaluate
+from service.retrieval import CrossEncoderReranker, RetrievalConfig, Retriever, fuse, has_cjk, term_overlap
 
 CHUNK_DEPTH = 100  # chunks retrieved per query before collapsing them into documents
 
@@ -63,15 +68,45 @@ def configurations(retriever: Retriever, rerank_model: str | None) -> dict[str, 
     return configs
 
 
+def build_index(folder: Path, data_dir: Path, embedder: Embedder, chunking: ChunkingConfig,
+                keyword_analyzer: str = "bigram") -> None:
+    """Ingest a folder into a new index through the normal pipeline (one commit at the end)."""
+    chunker = Chunker(embedder.tokenizer, chunking)
+    with FaissSqliteStore(data_dir, model_id=embedder.model_id, dim=embedder.dim, writable=True,
+                          keyword_analyzer=keyword_analyzer) as store:
+        Ingestor(store, embedder, chunker, commit_interval=float("inf")).run([folder])
+
+
+def collect(store: Store, embedder: Embedder, queries: dict[str, str], depth: int = CHUNK_DEPTH,
+            flt: Callable[[str], SearchFilter | None] | None = None) -> dict[str, Retrieved]:
+    """Both candidate lists for every query, read once, so any fusion setting can be scored without
+    searching again. `flt(qid)` may restrict a query's search (e.g. to leave its own passage out)."""
+    out = {}
+    for qid, text in queries.items():
+        out[qid] = store.retrieve(embedder.embed_query(text), text, depth, flt(qid) if flt else None)
+    return out
+
+
+def ranked_runs(collected: dict[str, Retrieved], sources: dict[str, str], mode: str,
+                config: RetrievalConfig) -> dict[str, list[str]]:
+    """Document ids per query, best first, as the Retriever would rank them in `mode`."""
+    return {qid: dedupe([sources.get(c.hit.source, "") for c in fuse(got, mode, config)])
+            for qid, got in collected.items()}
+
+
 def run_beir(retriever: Retriever, queries: dict[str, str], sources: dict[str, str],
              qrels: dict[str, dict[str, int]], rerank_model: str | None) -> dict[str, dict[str, float]]:
-    report = {}
+    judged = {qid: queries[qid] for qid in qrels if qid in queries}
+    collected = collect(retriever.store, retriever.embedder, judged)
+    report = {mode: evaluate(ranked_runs(collected, sources, mode, retriever.config), qrels)
+              for mode in ("dense", "keyword", "hybrid")}
     for name, (r, mode) in configurations(retriever, rerank_model).items():
+        if name in report:
+            continue
         runs = {}
-        for qid in qrels:
-            if qid in queries:
-                got = r.search(queries[qid], CHUNK_DEPTH, mode=mode)
-                runs[qid] = dedupe([sources.get(c.hit.source, "") for c in got.candidates])
+        for qid, text in judged.items():
+            got = r.search(text, CHUNK_DEPTH, mode=mode)
+            runs[qid] = dedupe([sources.get(c.hit.source, "") for c in got.candidates])
         report[name] = evaluate(runs, qrels)
     return report
 
@@ -112,3 +147,86 @@ def run_answers(answers, golden: Path) -> dict[str, float]:  # type: ignore[no-u
     rows = [json.loads(line) for line in golden.read_text(encoding="utf-8").splitlines() if line.strip()]
     results = [answers.answer(answers.plan(row["question"], None, None, None)) for row in rows]
     return answer_metrics(rows, results)
+
+
+@dataclass
+class EvalRun:
+    """A BEIR set ingested into an index, with both candidate lists read once per query: everything the
+    evaluation, the tuning bench and the retrieval-quality notebook look at comes from here."""
+
+    name: str
+    store: Store
+    embedder: Embedder
+    corpus: dict[str, str]  # corpus id -> passage text
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+    sources: dict[str, str]  # indexed source path -> corpus id
+    collected: dict[str, Retrieved]
+
+    @classmethod
+    def open(cls, dataset: Path, embedder: Embedder, workdir: Path, chunking: ChunkingConfig | None = None,
+             keyword_analyzer: str = "bigram") -> EvalRun:
+        """Ingest `dataset` under `workdir` (reused when already built there) and search every query."""
+        corpus, queries, qrels = load_beir(dataset)
+        sources = write_corpus(corpus, workdir / "corpus")
+        index_dir = workdir / "index"
+        if not (index_dir / "complete").exists():
+            build_index(workdir / "corpus", index_dir, embedder, chunking or ChunkingConfig(), keyword_analyzer)
+            (index_dir / "complete").write_text("ok")
+        store = FaissSqliteStore(index_dir, model_id=embedder.model_id, dim=embedder.dim, writable=False)
+        judged = {q: queries[q] for q in qrels if q in queries}
+        return cls(dataset.name, store, embedder, {str(d["_id"]): d["text"] for d in corpus}, judged, qrels,
+                   sources, collect(store, embedder, judged))
+
+    def report(self, config: RetrievalConfig, modes: Sequence[str] = ("dense", "keyword", "hybrid")
+               ) -> dict[str, dict[str, float]]:
+        return {mode: evaluate(ranked_runs(self.collected, self.sources, mode, config), self.qrels)
+                for mode in modes}
+
+    def failures(self, mode: str, config: RetrievalConfig, k: int = 5) -> list[dict[str, Any]]:
+        """Queries whose relevant passage is not in the top k: the query, the expected passage, and what was
+        retrieved instead, with scores."""
+        out = []
+        for qid, text in self.queries.items():
+            cands = fuse(self.collected[qid], mode, config)
+            top = []
+            for c in cands:
+                doc = self.sources.get(c.hit.source, "")
+                if doc not in [t["doc"] for t in top]:
+                    top.append({"doc": doc, "score": c.score, "dense": c.dense_score, "keyword": c.keyword_score,
+                                "relevant": self.qrels[qid].get(doc, 0) > 0, "text": c.hit.chunk.text})
+                if len(top) == k:
+                    break
+            if not any(t["relevant"] for t in top):
+                expected = [self.corpus.get(d, "") for d, r in self.qrels[qid].items() if r > 0]
+                out.append({"qid": qid, "query": text, "expected": expected, "retrieved": top})
+        return out
+
+    def dense_scores(self) -> tuple[list[float], list[float]]:
+        """Dense scores of relevant and of irrelevant retrieved chunks, over all queries."""
+        rel, irrel = [], []
+        for qid, got in self.collected.items():
+            for h in got.dense:
+                (rel if self.qrels[qid].get(self.sources.get(h.source, ""), 0) > 0 else irrel).append(h.score)
+        return rel, irrel
+
+    def abstain_points(self) -> list[AbstainPoint]:
+        """The policy's evidence for every query with its passage in the index (answerable) and with its
+        passage filtered out (a near miss: the rest of the corpus is about the same topics)."""
+        doc_of = {self.sources[d.source]: d.id for d in self.store.documents(0, 10**9)[0] if d.source in self.sources}
+        every = frozenset(doc_of.values())
+
+        def without_own(qid: str) -> SearchFilter:
+            return SearchFilter(document_ids=every - {doc_of[c] for c in self.qrels[qid] if c in doc_of})
+
+        held_out = collect(self.store, self.embedder, self.queries, flt=without_own)
+        points = []
+        for qid, text in self.queries.items():
+            for answerable, got in ((True, self.collected[qid]), (False, held_out[qid])):
+                cands = fuse(got, "hybrid", RetrievalConfig())
+                points.append(AbstainPoint(max((h.score for h in got.dense), default=None),
+                                           term_overlap(text, cands), has_cjk(text), answerable))
+        return points
+
+    def close(self) -> None:
+        self.store.close()

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from service.retrieval import AbstainPolicy
 
 
 def recall_at(ranked: Sequence[str], qrels: Mapping[str, int], k: int) -> float:
@@ -103,3 +106,29 @@ def answer_metrics(rows: Sequence[Mapping], answers: Sequence) -> dict[str, floa
         "groundedness": ratio(grounded, answered), "source_hit": ratio(source_hits, with_source),
         "fact_hit": ratio(fact_hits, with_fact),
     }
+
+
+@dataclass(frozen=True)
+class AbstainPoint:
+    """The evidence the abstention policy saw for one question, and whether its answer was in the index."""
+
+    best_dense: float | None
+    overlap: float
+    cjk: bool
+    answerable: bool
+
+
+def abstention_curve(points: Sequence[AbstainPoint], policy: AbstainPolicy, knob: str,
+                     values: Sequence[float]) -> list[dict[str, float]]:
+    """The trade-off as one bar of the policy moves: for each value of `knob` ("dense_min", "dense_alone" or
+    "overlap_min"), the share of answerable questions answered and of unanswerable ones abstained."""
+    answerable = [p for p in points if p.answerable]
+    unanswerable = [p for p in points if not p.answerable]
+    curve = []
+    for v in values:
+        pol = replace(policy, **{knob: v})  # type: ignore[arg-type]
+        answered = sum(pol.decide(p.best_dense, p.overlap, p.cjk) for p in answerable)
+        abstained = sum(not pol.decide(p.best_dense, p.overlap, p.cjk) for p in unanswerable)
+        curve.append({knob: v, "answered_rate": answered / len(answerable) if answerable else 0.0,
+                      "abstention_accuracy": abstained / len(unanswerable) if unanswerable else 0.0})
+    return curve

@@ -15,7 +15,7 @@ from typing import Protocol
 from index.embedder import BUNDLED_MINILM, Embedder
 from index.keyword import terms
 from index.records import Hit
-from index.store import SearchFilter, Store
+from index.store import Retrieved, SearchFilter, Store
 
 
 @dataclass(frozen=True)
@@ -36,13 +36,18 @@ class AbstainPolicy:
     def relevant(self, query: str, best_dense: float | None, candidates: Sequence[Candidate]) -> bool:
         if not candidates:
             return False
+        return self.decide(best_dense, term_overlap(query, candidates), has_cjk(query))
+
+    def decide(self, best_dense: float | None, overlap: float, cjk: bool) -> bool:
+        """The decision from its evidence: best dense score (None: keyword-only), top-3 term overlap,
+        whether the question is Japanese/Chinese."""
         if best_dense is None:  # keyword-only retrieval: lexical evidence alone
-            return term_overlap(query, candidates) >= self.overlap_min
+            return overlap >= self.overlap_min
         if best_dense < self.dense_min:
             return False
-        if term_overlap(query, candidates) >= self.overlap_min:
+        if overlap >= self.overlap_min:
             return True
-        return best_dense >= self.dense_alone and (self.trusted_for_cjk or not has_cjk(query))
+        return best_dense >= self.dense_alone and (self.trusted_for_cjk or not cjk)
 
 
 ABSTAIN_POLICIES = {
@@ -127,6 +132,19 @@ def rrf(lists: Sequence[tuple[float, Sequence[Hit]]], k: int) -> list[tuple[Hit,
     return sorted(((first[key], s) for key, s in scores.items()), key=lambda x: (-x[1], x[0].chunk.id))
 
 
+def fuse(got: Retrieved, mode: str, config: RetrievalConfig) -> list[Candidate]:
+    """One ranked candidate list from the two paths: RRF for "hybrid", one path's own order otherwise."""
+    if mode == "dense":
+        fused = [(h, h.score) for h in got.dense]
+    elif mode == "keyword":
+        fused = [(h, h.score) for h in got.keyword]
+    else:
+        fused = rrf([(config.dense_weight, got.dense), (config.keyword_weight, got.keyword)], config.rrf_k)
+    dense_by_id = {h.chunk.id: h.score for h in got.dense}
+    kw_by_id = {h.chunk.id: h.score for h in got.keyword}
+    return [Candidate(h, s, dense_by_id.get(h.chunk.id), kw_by_id.get(h.chunk.id)) for h, s in fused]
+
+
 class Retriever:
     def __init__(self, store: Store, embedder: Embedder, config: RetrievalConfig,
                  reranker: Reranker | None = None) -> None:
@@ -143,15 +161,7 @@ class Retriever:
         pool = max(k, self.config.candidates)
         got = self.store.retrieve(vec, query if mode != "dense" else None, pool, flt)
         t2 = time.perf_counter()
-        dense_by_id = {h.chunk.id: h.score for h in got.dense}
-        kw_by_id = {h.chunk.id: h.score for h in got.keyword}
-        fused = rrf([(self.config.dense_weight if mode != "keyword" else 0.0, got.dense),
-                     (self.config.keyword_weight if mode != "dense" else 0.0, got.keyword)], self.config.rrf_k)
-        if mode == "dense":
-            fused = [(h, h.score) for h in got.dense]
-        elif mode == "keyword":
-            fused = [(h, h.score) for h in got.keyword]
-        cands = [Candidate(h, s, dense_by_id.get(h.chunk.id), kw_by_id.get(h.chunk.id)) for h, s in fused]
+        cands = fuse(got, mode, self.config)
         if self.reranker is not None and cands:
             head = cands[: self.config.rerank_candidates]
             rs = self.reranker.scores(query, [c.hit.chunk.text for c in head])

@@ -53,3 +53,20 @@ def debian_file(package: str, name: str) -> Path:
 def debian_pdf() -> Path:
     """Debian New Maintainers' Guide (package maint-guide): a real 63-page PDF not made by this project."""
     return debian_file("maint-guide", "maint-guide.en.pdf")
+
+
+@pytest.fixture(scope="session")
+def built_index(tmp_path_factory, embedder) -> Path:
+    """A real index of the sample handbook and tests/data, built once with the real model."""
+    root = tmp_path_factory.mktemp("corpus")
+    docs = root / "docs"
+    shutil.copytree(SAMPLES, docs / "handbook")
+    shutil.copytree(DATA, docs / "data", ignore=shutil.ignore_patterns("*.py"))
+    data_dir = root / "index"
+    from index.faiss_store import FaissSqliteStore
+    from ingest.chunking import Chunker
+    from ingest.pipeline import Ingestor
+
+    with FaissSqliteStore(data_dir, model_id=embedder.model_id, dim=embedder.dim, writable=True) as store:
+        Ingestor(store, embedder, Chunker(embedder.tokenizer)).run([docs])
+    return data_dir

@@ -7,26 +7,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cli.indexer import FileIngestor
-from index.faiss_store import FaissSqliteStore
-from ingest.chunking import Chunker, ChunkingConfig
-from ingest.pipeline import Ingestor
+from ingest.chunking import ChunkingConfig
 from service.app import create_app
 from service.config import Settings
-from tests.conftest import DATA, SAMPLES
 from tests.llm_server import ScriptedLLM
-
-
-@pytest.fixture(scope="session")
-def built_index(tmp_path_factory, embedder) -> Path:
-    """A real index of the sample handbook and tests/data, built once with the real model."""
-    root = tmp_path_factory.mktemp("corpus")
-    docs = root / "docs"
-    shutil.copytree(SAMPLES, docs / "handbook")
-    shutil.copytree(DATA, docs / "data", ignore=shutil.ignore_patterns("*.py"))
-    data_dir = root / "index"
-    with FaissSqliteStore(data_dir, model_id=embedder.model_id, dim=embedder.dim, writable=True) as store:
-        Ingestor(store, embedder, Chunker(embedder.tokenizer)).run([docs])
-    return data_dir
 
 
 @pytest.fixture

