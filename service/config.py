@@ -20,8 +20,8 @@ class Settings(BaseSettings):
     # index and ingestion
     data_dir: Path = Path("quelle-data")
     embedding_model: str = BUNDLED_MINILM
-    query_prefix: str = ""
-    passage_prefix: str = ""
+    query_prefix: str | None = Field(None, description="default: the model's own prompts or its family's")
+    passage_prefix: str | None = Field(None, description="default: the model's own prompts or its family's")
     embed_batch_size: int = Field(32, ge=1, le=4096)
     embed_threads: int | None = Field(None, ge=1)
     chunk_tokens: int = Field(250, ge=16)

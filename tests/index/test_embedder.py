@@ -32,3 +32,33 @@ def test_an_unknown_model_is_a_clear_error(tmp_path):
 
     with pytest.raises(ConfigError, match="cannot load embedding model"):
         SentenceTransformerEmbedder(str(tmp_path / "no-such-model"))
+
+
+def test_query_and_passage_prefixes_follow_the_model(embedder, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    from index.embedder import SentenceTransformerEmbedder, model_prefixes
+
+    assert model_prefixes("intfloat/multilingual-e5-small", {}) == ("query: ", "passage: ")
+    assert model_prefixes("intfloat/e5-base-v2", {}) == ("query: ", "passage: ")
+    assert model_prefixes("intfloat/multilingual-e5-large-instruct", {}) == ("", "")
+    assert model_prefixes("BAAI/bge-m3", {}) == ("", "")
+    assert model_prefixes("BAAI/bge-small-en-v1.5", {})[0].startswith("Represent this sentence")
+    assert model_prefixes("/models/all-MiniLM-L6-v2", {}) == ("", "")
+    assert model_prefixes("any", {"query": "q: ", "document": "d: "}) == ("q: ", "d: ")
+    assert (embedder.query_prefix, embedder.passage_prefix) == ("", "")
+
+    # a real local model whose configuration carries its prompts; another named like an E5 model
+    weights = embedder._model
+    with_prompts = tmp_path / "with-prompts"
+    SentenceTransformer(modules=list(weights), prompts={"query": "q: ", "document": "d: "}).save(str(with_prompts))
+    loaded = SentenceTransformerEmbedder(str(with_prompts))
+    assert (loaded.query_prefix, loaded.passage_prefix) == ("q: ", "d: ")
+    e5_like = tmp_path / "models" / "multilingual-e5-small"
+    weights.save(str(e5_like))
+    loaded = SentenceTransformerEmbedder(str(e5_like))
+    assert (loaded.query_prefix, loaded.passage_prefix) == ("query: ", "passage: ")
+    assert np.allclose(loaded.embed_query("vacation days"), embedder.embed_passages(["query: vacation days"])[0],
+                       atol=1e-5)
+    explicit = SentenceTransformerEmbedder(str(e5_like), query_prefix="", passage_prefix="")
+    assert (explicit.query_prefix, explicit.passage_prefix) == ("", "")
