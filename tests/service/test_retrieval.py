@@ -57,3 +57,34 @@ def test_reranking_stage_reorders_candidates_by_the_cross_encoder(built_index, e
     assert all(s is not None for s in scores) and scores == sorted(scores, reverse=True)
     direct = reranker.scores("What is the per diem outside Europe?", [c.hit.chunk.text for c in plain.candidates])
     assert sorted(direct, reverse=True) == pytest.approx(scores, abs=1e-5)
+
+
+def test_cjk_queries_take_their_own_dense_weight():
+    from index.store import Retrieved
+    from service.retrieval import fuse
+
+    a, b, c = hit("a"), hit("b"), hit("c")
+    got = Retrieved(dense=[a, b], keyword=[c, b], generation=1)
+    config = RetrievalConfig(rrf_k=60, dense_weight=1.0, keyword_weight=0.5, cjk_dense_weight=0.0)
+    assert [x.hit.chunk.id for x in fuse(got, "hybrid", config, "vacation days")] == ["b", "a", "c"]
+    assert [x.hit.chunk.id for x in fuse(got, "hybrid", config, "年次有給休暇は何日ですか")] == ["c", "b"]
+    unset = RetrievalConfig(rrf_k=60, dense_weight=1.0, keyword_weight=0.5)
+    assert [x.hit.chunk.id for x in fuse(got, "hybrid", unset, "年次有給休暇は何日ですか")] == ["b", "a", "c"]
+    assert [x.hit.chunk.id for x in fuse(got, "dense", config, "年次有給休暇")] == ["a", "b"]
+
+
+def test_fusion_defaults_follow_the_embedder_and_settings_override_them(monkeypatch):
+    from index.embedder import BUNDLED_MINILM
+    from service.app import retrieval_config
+    from service.config import Settings
+    from service.retrieval import FUSIONS
+
+    calibrated = FUSIONS[BUNDLED_MINILM]
+    config = retrieval_config(Settings(_env_file=None), BUNDLED_MINILM)
+    assert (config.rrf_k, config.dense_weight, config.keyword_weight, config.cjk_dense_weight) == (
+        calibrated.rrf_k, calibrated.dense_weight, calibrated.keyword_weight, calibrated.cjk_dense_weight)
+    monkeypatch.setenv("QUELLE_KEYWORD_WEIGHT", "2.5")
+    monkeypatch.setenv("QUELLE_CJK_DENSE_WEIGHT", "0.3")
+    config = retrieval_config(Settings(_env_file=None), BUNDLED_MINILM)
+    assert (config.rrf_k, config.keyword_weight, config.cjk_dense_weight) == (calibrated.rrf_k, 2.5, 0.3)
+    assert retrieval_config(Settings(_env_file=None, rrf_k=7), "some/other-model").rrf_k == 7
