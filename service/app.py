@@ -17,6 +17,7 @@ from index.embedder import Embedder, load_embedder
 from index.errors import IndexCorruptError, IndexLockedError, IndexMismatchError, QuelleError
 from index.faiss_store import FaissSqliteStore
 from service.answering import AnswerService
+from service.auth import AuthError, KeyStore
 from service.citations import CitationChecker
 from service.config import Settings
 from service.conversations import ConversationStore
@@ -59,6 +60,8 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None, ingest_f
             svc.ready = False
             svc.answers.conversations.close()
             svc.store.close()
+            if svc.keys is not None:
+                svc.keys.close()
 
     app = FastAPI(title="Quelle", version="0.1.0", lifespan=lifespan,
                   description="Answers questions from your own documents, with cited sources.")
@@ -76,7 +79,8 @@ def build_services(settings: Settings, metrics: Metrics, *, embedder: Embedder |
         import torch
 
         torch.set_num_threads(settings.query_threads)
-        embedder = load_embedder(settings.embedding_model, query_prefix=settings.query_prefix,
+        embedder = load_embedder(settings.model_for_index(FaissSqliteStore.recorded_model(settings.data_dir)),
+                                 query_prefix=settings.query_prefix,
                                  passage_prefix=settings.passage_prefix, threads=settings.query_threads)
     if not (settings.data_dir / "quelle.sqlite").exists():  # a fresh service starts with an empty index
         FaissSqliteStore(settings.data_dir, model_id=embedder.model_id, dim=embedder.dim, writable=True,
@@ -107,7 +111,13 @@ def build_services(settings: Settings, metrics: Metrics, *, embedder: Embedder |
     if llm is not None:
         conversations.summariser = answers.summarise
     embedder.embed_query("warm-up")  # the first query should not pay for lazy initialisation
-    return Services(settings, embedder, store, retriever, answers, metrics, ingest_file)
+    keys = None
+    if settings.auth == "keys":
+        keys = KeyStore(settings.data_dir / "keys.sqlite")
+    else:
+        log.warning("AUTHENTICATION IS OFF (QUELLE_AUTH=off): anyone who can reach this service can read every "
+                    "document. Use it for local trials only.")
+    return Services(settings, embedder, store, retriever, answers, metrics, ingest_file, keys)
 
 
 def retrieval_config(settings: Settings, model_id: str) -> RetrievalConfig:
@@ -141,6 +151,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         async def handler(_: Request, exc: Exception) -> JSONResponse:
             return JSONResponse(status_code=status, content={"error": title, "detail": str(exc)})
         return handler
+
+    @app.exception_handler(AuthError)
+    async def unauthorized(_: Request, exc: AuthError) -> JSONResponse:
+        return JSONResponse(status_code=401, content={"error": "unauthorized", "detail": str(exc)},
+                            headers={"WWW-Authenticate": "Bearer"})
 
     app.add_exception_handler(NotFoundError, simple(404, "not found"))
     app.add_exception_handler(IngestUnavailable, simple(501, "not enabled"))

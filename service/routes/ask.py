@@ -10,11 +10,11 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from service.answering import Plan
 from service.errors import LLMUnavailableError
-from service.routes.common import ERRORS, LLM_ERROR, to_filter
+from service.routes.common import ERRORS, LLM_ERROR, principal, to_filter
 from service.schemas import AskRequest, AskResponse
 from service.state import Services, services
 
-router = APIRouter(tags=["answers"])
+router = APIRouter(tags=["answers"], dependencies=[Depends(principal)])
 
 STREAM_DOC: dict[int | str, dict[str, Any]] = {200: {"content": {"text/event-stream": {"schema": {
     "type": "string", "description": "events: `delta` {text}, then `citations` {answer, citations, grounded, "

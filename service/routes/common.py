@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
 from index.records import DocumentRecord
 from index.store import SearchFilter
+from service.auth import LOCAL, AuthError, Principal
 from service.retrieval import Candidate
 from service.schemas import ChunkOut, DocumentOut, ErrorOut, LLMErrorOut, SearchFilters
+from service.state import Services, services
 
 ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorOut, "description": "missing, unknown or revoked API key"},
     413: {"model": ErrorOut, "description": "request body too large"},
     422: {"model": ErrorOut, "description": "invalid request: the detail names the field"},
 }
@@ -21,6 +27,22 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut, "descript
 CONFLICT: dict[int | str, dict[str, Any]] = {
     409: {"model": ErrorOut, "description": "another process is writing the index; retry later"},
 }
+
+
+_bearer = HTTPBearer(auto_error=False, description="an API key from `quelle keys create`")
+
+
+def principal(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
+              svc: Services = Depends(services)) -> Principal:
+    """Who is calling: the API key's owner and groups (every /v1 route depends on this)."""
+    if svc.keys is None:
+        who = LOCAL
+    elif credentials is None:
+        raise AuthError("this route needs an API key: send 'Authorization: Bearer <key>'")
+    else:
+        who = svc.keys.verify(credentials.credentials)
+    request.state.principal = who
+    return who
 
 
 def to_filter(f: SearchFilters | None) -> SearchFilter | None:

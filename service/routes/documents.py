@@ -10,11 +10,11 @@ from fastapi.responses import JSONResponse
 
 from index.faiss_store import FaissSqliteStore
 from service.errors import IngestUnavailable, NotFoundError
-from service.routes.common import CONFLICT, ERRORS, NOT_FOUND, document_out
+from service.routes.common import CONFLICT, ERRORS, NOT_FOUND, document_out, principal
 from service.schemas import DocumentList, DocumentOut, ErrorOut, UploadReport
 from service.state import Services, services
 
-router = APIRouter(tags=["documents"])
+router = APIRouter(tags=["documents"], dependencies=[Depends(principal)])
 
 
 @router.get("/v1/documents", response_model=DocumentList, responses=ERRORS)

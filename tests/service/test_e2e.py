@@ -64,15 +64,20 @@ def test_quelle_serve_answers_over_http(built_index, tmp_path):
     data_dir = tmp_path / "index"
     shutil.copytree(built_index, data_dir)
     port = free_port()
+    made = subprocess.run([sys.executable, "-m", "cli.main", "keys", "create", "--name", "e2e", "--data-dir",
+                           str(data_dir)], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    auth = {"Authorization": f"Bearer {made.stdout.strip()}"}
     with serve(data_dir, port, tmp_path):
         base = f"http://127.0.0.1:{port}"
-        r = httpx.post(f"{base}/v1/ask", json={"question": "How long is parental leave?"}, timeout=60)
+        assert httpx.post(f"{base}/v1/ask", json={"question": "How long is parental leave?"}, timeout=60
+                          ).status_code == 401
+        r = httpx.post(f"{base}/v1/ask", json={"question": "How long is parental leave?"}, headers=auth, timeout=60)
         assert r.status_code == 200 and "20 weeks" in r.json()["answer"] and r.json()["citations"]
         with httpx.stream("POST", f"{base}/v1/ask", json={"question": "How long is parental leave?", "stream": True},
-                          timeout=60) as s:
+                          headers=auth, timeout=60) as s:
             events = [line for line in s.iter_lines() if line.startswith("event: ")]
         assert events[-2:] == ["event: citations", "event: done"]
-        assert httpx.post(f"{base}/v1/search", json={"query": ""}, timeout=30).status_code == 422
+        assert httpx.post(f"{base}/v1/search", json={"query": ""}, headers=auth, timeout=30).status_code == 422
     log = (tmp_path / "serve.log").read_text()
     assert '"message": "ready"' in log and '"request_id"' in log
 
@@ -98,7 +103,8 @@ def test_generative_path_with_a_real_local_model(built_index, tmp_path):
     with running(llama_server_cmd(llm_port), f"http://127.0.0.1:{llm_port}/v1/models", dict(os.environ),
                  tmp_path / "llama.log"), \
             serve(data_dir, port, tmp_path, QUELLE_LLM_BASE_URL=f"http://127.0.0.1:{llm_port}/v1",
-                  QUELLE_LLM_MODEL="smollm2", QUELLE_LLM_CONTEXT_WINDOW="4096", QUELLE_LLM_TIMEOUT="120"):
+                  QUELLE_LLM_MODEL="smollm2", QUELLE_LLM_CONTEXT_WINDOW="4096", QUELLE_LLM_TIMEOUT="120",
+                  QUELLE_AUTH="off"):
         base = f"http://127.0.0.1:{port}"
         r = httpx.post(f"{base}/v1/ask", json={"question": "How long is parental leave?", "top_k": 3}, timeout=300)
         assert r.status_code == 200, r.text

@@ -1,0 +1,122 @@
+"""API keys: who is asking, and which groups they belong to.
+
+A key is `qk_<id>_<secret>`: the id finds the row, the secret (32 random bytes) is checked against its
+SHA-256, compared in constant time. Only the hash is stored (keys.sqlite in the data folder); the full key is
+shown once, when it is created. A fast hash is enough: the secret is random, not a password, so there is
+nothing to guess from the hash. Revoked keys stop working on the next request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from index.errors import QuelleError
+
+PREFIX = "qk_"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    secret_sha256 TEXT NOT NULL,
+    groups TEXT NOT NULL,
+    created REAL NOT NULL,
+    revoked REAL
+);
+"""
+
+
+class AuthError(QuelleError):
+    """A missing, malformed, unknown or revoked key (HTTP 401)."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller: a user name and the groups whose documents they may read."""
+
+    name: str
+    groups: frozenset[str]
+    key_id: str | None = None
+
+
+LOCAL = Principal("local", frozenset(), None)  # the caller when authentication is off
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    id: str
+    name: str
+    groups: tuple[str, ...]
+    created: float
+    revoked: float | None
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def parse_groups(text: str) -> tuple[str, ...]:
+    groups = tuple(sorted({g.strip() for g in text.split(",") if g.strip()}))
+    for g in groups:
+        if not all(ch.isalnum() or ch in "-_.:@" for ch in g):
+            raise QuelleError(f"group {g!r}: use letters, digits and - _ . : @ only")
+    return groups
+
+
+class KeyStore:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+
+    def create(self, name: str, groups: tuple[str, ...] = ()) -> tuple[str, KeyInfo]:
+        """A new key: (the key itself, shown only now; what is stored about it)."""
+        name = name.strip()
+        if not name:
+            raise QuelleError("a key needs a --name")
+        key_id = secrets.token_hex(6)
+        secret = secrets.token_urlsafe(32)
+        info = KeyInfo(key_id, name, tuple(groups), time.time(), None)
+        with self._lock:
+            self._db.execute("INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, NULL)",
+                             (key_id, name, _hash(secret), ",".join(groups), info.created))
+        return f"{PREFIX}{key_id}_{secret}", info
+
+    def revoke(self, key_id_or_name: str) -> list[KeyInfo]:
+        """Revoke a key by id, or every active key of a name; returns what was revoked."""
+        now = time.time()
+        with self._lock:
+            rows = self._db.execute("SELECT id FROM api_keys WHERE (id = ? OR name = ?) AND revoked IS NULL",
+                                    (key_id_or_name, key_id_or_name)).fetchall()
+            self._db.executemany("UPDATE api_keys SET revoked = ? WHERE id = ?", [(now, r[0]) for r in rows])
+        return [k for k in self.list() if k.id in {r[0] for r in rows}]
+
+    def list(self) -> list[KeyInfo]:
+        with self._lock:
+            rows = self._db.execute("SELECT id, name, groups, created, revoked FROM api_keys ORDER BY created")
+            return [KeyInfo(r[0], r[1], tuple(g for g in r[2].split(",") if g), r[3], r[4]) for r in rows]
+
+    def verify(self, key: str) -> Principal:
+        if not key.startswith(PREFIX) or key.count("_") < 2:
+            raise AuthError("malformed API key (expected qk_<id>_<secret>)")
+        key_id, secret = key[len(PREFIX):].split("_", 1)
+        with self._lock:
+            row = self._db.execute("SELECT name, secret_sha256, groups, revoked FROM api_keys WHERE id = ?",
+                                   (key_id,)).fetchone()
+        if row is None or not hmac.compare_digest(row[1], _hash(secret)):
+            raise AuthError("unknown API key")
+        if row[3] is not None:
+            raise AuthError("this API key was revoked")
+        return Principal(row[0], frozenset(g for g in row[2].split(",") if g), key_id)
+
+    def close(self) -> None:
+        self._db.close()
