@@ -55,8 +55,10 @@ def build_index(data_dir: Path, quick: bool) -> None:
                     dest = docs / package / f.name
                     dest.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy(f, dest)
+    # the bare baseline is MiniLM: build the index with it (the service then reads it with the same model)
     subprocess.run([sys.executable, "-m", "cli.main", "ingest", str(docs), "--data-dir", str(data_dir), "--quiet"],
-                   cwd=ROOT, check=False, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                   cwd=ROOT, check=False,
+                   env={**os.environ, "PYTHONPATH": str(ROOT), "QUELLE_EMBEDDING_MODEL": "all-MiniLM-L6-v2"})
 
 
 def bare_latency(data_dir: Path, n: int) -> list[float]:
@@ -123,7 +125,7 @@ def main() -> None:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         url = f"http://127.0.0.1:{port}"
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "QUELLE_LOG_LEVEL": "WARNING"}
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "QUELLE_LOG_LEVEL": "WARNING", "QUELLE_AUTH": "off"}
         server = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--data-dir", str(data_dir), "--port",
                                    str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:

@@ -95,7 +95,8 @@ def summarise_abstention(results: list[dict]) -> None:
     with it left out, and the trade-off as `dense_min` moves."""
     for model in sorted({r["model"] for r in results}):
         policy = ABSTAIN_POLICIES.get(model, DEFAULT_POLICY)
-        rows = [r for r in results if r["model"] == model and r.get("abstain") and tuple(r["chunk"]) == (250, 40)]
+        rows = [r for r in results if r["model"] == model and r.get("abstain") and tuple(r["chunk"]) == (250, 40)
+                and "answerable" in r["abstain"][0]]
         if not rows:
             continue
         print(f"\nabstention, {model}, {policy}")
