@@ -4,6 +4,7 @@ loads the embedding model, opens the index and connects the answerer."""
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -26,6 +27,7 @@ from service.extractive import ExtractiveAnswerer
 from service.llm import ChatModel, OpenAIChatModel, Usage
 from service.metrics import Metrics
 from service.middleware import RequestMiddleware
+from service.ratelimit import RateLimited, RateLimiter
 from service.retrieval import (
     ABSTAIN_POLICIES,
     DEFAULT_FUSION,
@@ -117,7 +119,8 @@ def build_services(settings: Settings, metrics: Metrics, *, embedder: Embedder |
     else:
         log.warning("AUTHENTICATION IS OFF (QUELLE_AUTH=off): anyone who can reach this service can read every "
                     "document. Use it for local trials only.")
-    return Services(settings, embedder, store, retriever, answers, metrics, ingest_file, keys)
+    limiter = RateLimiter(settings.rate_limit, settings.rate_burst) if settings.rate_limit > 0 else None
+    return Services(settings, embedder, store, retriever, answers, metrics, ingest_file, keys, limiter)
 
 
 def retrieval_config(settings: Settings, model_id: str) -> RetrievalConfig:
@@ -156,6 +159,11 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def unauthorized(_: Request, exc: AuthError) -> JSONResponse:
         return JSONResponse(status_code=401, content={"error": "unauthorized", "detail": str(exc)},
                             headers={"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(RateLimited)
+    async def too_many(_: Request, exc: RateLimited) -> JSONResponse:
+        return JSONResponse(status_code=429, content={"error": "too many requests", "detail": str(exc)},
+                            headers={"Retry-After": str(max(1, math.ceil(exc.retry_after)))})
 
     app.add_exception_handler(NotFoundError, simple(404, "not found"))
     app.add_exception_handler(IngestUnavailable, simple(501, "not enabled"))

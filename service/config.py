@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     # service
     auth: Literal["keys", "off"] = Field("keys", description="keys: every /v1 route needs an API key "
                                         "(quelle keys create); off: anyone may read everything (local use)")
+    rate_limit: float = Field(20.0, ge=0, description="requests per second per API key (0: no limit)")
+    rate_burst: int = Field(40, ge=1, description="requests a key may make at once before the rate applies")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     query_threads: int = Field(1, ge=1, description="torch threads for query encoding")

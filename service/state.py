@@ -15,6 +15,7 @@ from service.answering import AnswerService
 from service.auth import KeyStore
 from service.config import Settings
 from service.metrics import Metrics
+from service.ratelimit import RateLimiter
 from service.retrieval import Retriever
 
 # Ingests one file through the ingestion pipeline (wired by the CLI, so `service` never imports `ingest`):
@@ -32,6 +33,7 @@ class Services:
     metrics: Metrics
     ingest_file: IngestFile | None
     keys: KeyStore | None = None  # None: authentication is off
+    limiter: RateLimiter | None = None
     ready: bool = False
 
 

@@ -16,6 +16,7 @@ from service.state import Services, services
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut, "description": "missing, unknown or revoked API key"},
+    429: {"model": ErrorOut, "description": "rate limit of this API key exceeded; see Retry-After"},
     413: {"model": ErrorOut, "description": "request body too large"},
     422: {"model": ErrorOut, "description": "invalid request: the detail names the field"},
 }
@@ -41,6 +42,8 @@ def principal(request: Request, credentials: HTTPAuthorizationCredentials | None
         raise AuthError("this route needs an API key: send 'Authorization: Bearer <key>'")
     else:
         who = svc.keys.verify(credentials.credentials)
+        if svc.limiter is not None and who.key_id:
+            svc.limiter.check(who.key_id)
     request.state.principal = who
     return who
 

@@ -87,3 +87,39 @@ def test_keys_command(tmp_path):
     assert again.returncode == 1 and "no active key" in again.stderr
     bad = quelle("keys", "create", "--name", "x", "--groups", "a b", "--data-dir", str(tmp_path))
     assert bad.returncode == 1 and "group 'a b'" in bad.stderr
+
+
+def test_token_bucket_refills_at_the_rate():
+    from service.ratelimit import RateLimited, RateLimiter
+
+    now = [0.0]
+    limiter = RateLimiter(rate=2.0, burst=3, clock=lambda: now[0])
+    for _ in range(3):
+        limiter.check("a")
+    with pytest.raises(RateLimited) as exc:
+        limiter.check("a")
+    assert exc.value.retry_after == pytest.approx(0.5)
+    limiter.check("b")  # another key has its own bucket
+    now[0] = 0.5
+    limiter.check("a")
+    with pytest.raises(RateLimited):
+        limiter.check("a")
+    now[0] = 100.0
+    for _ in range(3):  # refilled up to the burst, not beyond
+        limiter.check("a")
+    with pytest.raises(RateLimited):
+        limiter.check("a")
+
+
+def test_a_key_over_its_rate_gets_429_with_retry_after(make_client, data_dir):
+    client = make_client(auth="keys", rate_limit=0.5, rate_burst=2)
+    store = KeyStore(data_dir / "keys.sqlite")
+    fast, _ = store.create("fast")
+    other, _ = store.create("other")
+    store.close()
+    headers = {"Authorization": f"Bearer {fast}"}
+    assert [client.get("/v1/documents", headers=headers).status_code for _ in range(2)] == [200, 200]
+    limited = client.get("/v1/documents", headers=headers)
+    assert limited.status_code == 429 and 1 <= int(limited.headers["retry-after"]) <= 2
+    assert "rate limit" in limited.json()["detail"]
+    assert client.get("/v1/documents", headers={"Authorization": f"Bearer {other}"}).status_code == 200
