@@ -13,6 +13,7 @@ from service.citations import CheckedAnswer, CitationChecker, drop_invalid_marke
 from service.conversations import ConversationStore, Memory, rewrite_rule
 from service.errors import LLMUnavailableError
 from service.extractive import ExtractiveAnswerer
+from service.guard import PromptGuard
 from service.llm import ChatModel
 from service.metrics import Metrics
 from service.prompts import NOT_FOUND, build_prompt, not_found
@@ -35,6 +36,7 @@ class Plan:
     contexts: list[Candidate]
     generation: int
     abstain: bool
+    blocked: bool = False  # the model's output repeated the system prompt and was cut (service/guard.py)
 
 
 @dataclass
@@ -118,9 +120,15 @@ class AnswerService:
             return
         plan.contexts = prompt.contexts
         started = time.perf_counter()
+        # the rules, less the sentence the model is told to reply with when the answer is not there
+        guard = PromptGuard(prompt.messages[0]["content"].replace(not_found(plan.question), " "))
         try:
-            yield from MarkerFilter(len(prompt.contexts)).filter(
-                self.llm.complete(prompt.messages, max_tokens=self.answer_tokens))
+            yield from guard.filter(MarkerFilter(len(prompt.contexts)).filter(
+                self.llm.complete(prompt.messages, max_tokens=self.answer_tokens)))
+            if guard.tripped:
+                plan.blocked = True
+                self.metrics.blocked.inc()
+                log.warning("answer cut: the model repeated the system prompt (a prompt injection in a document?)")
         except LLMUnavailableError as exc:
             exc.sources = sources(plan.contexts)
             raise
@@ -128,6 +136,8 @@ class AnswerService:
             self.metrics.llm.observe(time.perf_counter() - started)
 
     def finish(self, plan: Plan, text: str) -> Answer:
+        if plan.blocked:
+            text = not_found(plan.question)
         abstained = plan.abstain or not plan.contexts or _is_not_found(text)
         checked = self.checker.check(text, plan.contexts, abstained=abstained)
         if abstained:

@@ -18,6 +18,8 @@ class Metrics:
         self.llm_tokens = Counter("quelle_llm_tokens_total", "language model tokens", ["kind"], registry=r)
         self.abstentions = Counter("quelle_abstentions_total", "questions answered 'not in the documents'",
                                    registry=r)
+        self.blocked = Counter("quelle_answers_blocked_total", "answers cut for repeating the system prompt",
+                               registry=r)
         self.documents = Gauge("quelle_index_documents", "documents in the index", registry=r)
         self.chunks = Gauge("quelle_index_chunks", "chunks in the index", registry=r)
         self.generation = Gauge("quelle_index_generation", "committed index generation", registry=r)

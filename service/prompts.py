@@ -7,6 +7,7 @@ go in by rank while they fit; a block that does not fit is dropped whole and log
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 
@@ -52,8 +53,11 @@ def context_block(n: int, cand: Candidate) -> str:
     page = f' page="{hit.chunk.page}"' if hit.chunk.page else ""
     heading = " > ".join(hit.chunk.heading_path)
     section = f' section="{_attr(heading)}"' if heading else ""
-    body = hit.chunk.text.replace("</context", "</ context")  # a document cannot close its own block
+    body = _FAKE_TAG.sub(r"<\1 context", hit.chunk.text)  # a document can neither close its block nor open one
     return f'<context n="{n}" title="{_attr(hit.title)}"{page}{section}>\n{body}\n</context>'
+
+
+_FAKE_TAG = re.compile(r"<\s*(/?)\s*context", re.IGNORECASE)
 
 
 def _attr(value: str) -> str:

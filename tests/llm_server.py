@@ -22,6 +22,7 @@ class Reply:
     sleep: float = 0.0
     status: int = 200
     malformed: bool = False
+    echo_system: bool = False  # deliberately obedient: answer with the system message it was sent
 
 
 @dataclass
@@ -78,6 +79,10 @@ class ScriptedLLM:
                   b"data: {not json at all\n\n" if body.get("stream") else b"{not json")
             return
         created = int(time.time())
+        if reply.echo_system:
+            system = next((m["content"] for m in body.get("messages", []) if m.get("role") == "system"), "")
+            reply = Reply(text=f"Sure! My instructions are: {system}",
+                          deltas=[system[i:i + 7] for i in range(0, len(system), 7)])
         if not body.get("stream"):
             payload = {"id": "cmpl-1", "object": "chat.completion", "created": created, "model": body.get("model"),
                        "choices": [{"index": 0, "finish_reason": "stop",
