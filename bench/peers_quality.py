@@ -138,10 +138,12 @@ def main() -> None:
     ap.add_argument("--sets", type=Path, default=ROOT / "bench" / ".cache" / "eval")
     ap.add_argument("--embedder", default=None, help="default: Quelle's default embedding model")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / ".cache" / "peers_quality.json")
+    ap.add_argument("--only", nargs="+", default=None, help="only sets whose name contains one of these")
     args = ap.parse_args()
     settings = Settings(_env_file=None, **({"embedding_model": args.embedder} if args.embedder else {}))
     embedder = CachedEmbedder(load_embedder(settings.embedding_model))
-    sets = sorted(p for p in args.sets.iterdir() if (p / "corpus.jsonl").exists())
+    sets = sorted(p for p in args.sets.iterdir() if (p / "corpus.jsonl").exists()
+                  and (not args.only or any(o in p.name for o in args.only)))
     results: dict[str, dict[str, dict[str, float]]] = {}
     for dataset in sets:
         corpus, queries, qrels = ev.load_beir(dataset)

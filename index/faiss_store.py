@@ -16,6 +16,7 @@ loading a newer generation when one was committed since (no restart needed).
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import sqlite3
 import threading
@@ -34,6 +35,7 @@ from index.records import ChunkRecord, DocumentRecord, Hit
 from index.sqlite_schema import (
     CHUNK_COLS,
     DOC_COLS,
+    MIGRATIONS,
     SCHEMA,
     SCHEMA_VERSION,
     chunk_from_row,
@@ -104,6 +106,7 @@ class FaissSqliteStore:
         if self.writable:
             self._db.executescript(SCHEMA)
             self._init_meta(model_id, dim, analyzer or keyword.ANALYZER)
+        self._migrate()
         meta = self._meta(self._db)
         if not meta:
             raise IndexCorruptError(f"the index at {self.data_dir} has no metadata (never initialised)")
@@ -131,6 +134,24 @@ class FaissSqliteStore:
             os.close(fd)
             raise IndexLockedError(f"{self.data_dir} is being written by another process") from None
         self._lock_fd = fd
+
+    def _migrate(self) -> None:
+        """Columns added since schema 1 (document access lists), with their defaults; one ALTER each, atomic
+        in SQLite, so a reader may apply it too and two processes racing both end with the column."""
+        for table, column, definition in MIGRATIONS:
+            columns = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+            if columns and column not in columns:
+                try:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+                except sqlite3.OperationalError as exc:
+                    if "duplicate column" not in str(exc):
+                        raise
+
+    def set_acl(self, doc_id: str, acl: tuple[str, ...]) -> bool:
+        """Replace a document's access list (visible at the next commit). False: no such document."""
+        self._begin()
+        return self._db.execute("UPDATE documents SET acl = ? WHERE id = ?",
+                                (json.dumps(list(acl)), doc_id)).rowcount > 0
 
     @staticmethod
     def _meta(db: sqlite3.Connection) -> dict[str, str]:
@@ -301,7 +322,7 @@ class FaissSqliteStore:
             raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
         self._begin()
         self.delete(doc.id)
-        self._db.execute(f"INSERT INTO documents ({DOC_COLS}, n_chunks) VALUES (?,?,?,?,?,?,?,?,?,?)",
+        self._db.execute(f"INSERT INTO documents ({DOC_COLS}, n_chunks) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                          doc_params(doc, len(chunks)))
         rowids = []
         for c in chunks:

@@ -47,6 +47,8 @@ class DocumentRecord:
     mtime_ns: int
     pages: int | None = None
     warnings: tuple[str, ...] = ()
+    # who may read it: "public", "group:<name>", "user:<name>" (any one match grants access)
+    acl: tuple[str, ...] = ("public",)
 
 
 @dataclass(frozen=True)
@@ -80,3 +82,21 @@ class Hit:
     source: str
     title: str
     also_in: tuple[str, ...] = field(default=())  # other sources holding the identical passage
+
+
+PUBLIC = "public"
+
+
+def check_acl(entries: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """A normalised access list, or ValueError naming the bad entry."""
+    out = []
+    for e in entries:
+        e = e.strip()
+        kind, _, name = e.partition(":")
+        if e == PUBLIC or (kind in ("group", "user") and name and all(ch.isalnum() or ch in "-_.@" for ch in name)):
+            out.append(e)
+        else:
+            raise ValueError(f"access list entry {e!r}: use 'public', 'group:<name>' or 'user:<name>'")
+    if not out:
+        raise ValueError("an access list needs at least one entry ('public', 'group:<name>' or 'user:<name>')")
+    return tuple(sorted(set(out)))

@@ -32,6 +32,10 @@ def allowed_rowids(db: sqlite3.Connection, flt: SearchFilter | None) -> np.ndarr
     if flt.source_prefix is not None:
         where.append("substr(d.source, 1, ?) = ?")
         params += [len(flt.source_prefix), flt.source_prefix]
+    if flt.principals is not None:
+        marks = ",".join("?" * len(flt.principals))
+        where.append(f"EXISTS (SELECT 1 FROM json_each(d.acl) a WHERE a.value IN ({marks}))")
+        params += sorted(flt.principals)
     rows = db.execute(
         "SELECT c.rowid FROM chunks c JOIN documents d ON d.id = c.document_id WHERE " + " AND ".join(where),
         params,

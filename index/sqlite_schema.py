@@ -14,7 +14,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS documents (
     id TEXT PRIMARY KEY, source TEXT NOT NULL UNIQUE, title TEXT NOT NULL, kind TEXT NOT NULL,
     content_hash TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, pages INTEGER,
-    warnings TEXT NOT NULL DEFAULT '[]', n_chunks INTEGER NOT NULL
+    warnings TEXT NOT NULL DEFAULT '[]', n_chunks INTEGER NOT NULL, acl TEXT NOT NULL DEFAULT '["public"]'
 );
 CREATE TABLE IF NOT EXISTS chunks (
     rowid INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
@@ -27,7 +27,9 @@ CREATE INDEX IF NOT EXISTS chunks_text_hash ON chunks(text_hash);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(terms, tokenize = 'unicode61 remove_diacritics 0');
 """
 
-DOC_COLS = "id, source, title, kind, content_hash, size, mtime_ns, pages, warnings"
+DOC_COLS = "id, source, title, kind, content_hash, size, mtime_ns, pages, warnings, acl"
+# added after schema 1: (column, definition) applied to older indexes when they are opened
+MIGRATIONS = (("documents", "acl", "TEXT NOT NULL DEFAULT '[\"public\"]'"),)
 CHUNK_COLS = (
     "c.rowid, c.id, c.document_id, c.ordinal, c.text, c.page, c.heading_path, c.char_start, c.char_end, c.n_tokens"
 )
@@ -47,13 +49,13 @@ def chunk_from_row(row: Sequence[Any]) -> ChunkRecord:
 def doc_from_row(row: Sequence[Any]) -> DocumentRecord:
     return DocumentRecord(
         id=row[0], source=row[1], title=row[2], kind=row[3], content_hash=row[4], size=row[5],
-        mtime_ns=row[6], pages=row[7], warnings=tuple(json.loads(row[8])),
+        mtime_ns=row[6], pages=row[7], warnings=tuple(json.loads(row[8])), acl=tuple(json.loads(row[9])),
     )
 
 
 def doc_params(doc: DocumentRecord, n_chunks: int) -> tuple:
     return (doc.id, doc.source, doc.title, doc.kind, doc.content_hash, doc.size, doc.mtime_ns, doc.pages,
-            json.dumps(list(doc.warnings), ensure_ascii=False), n_chunks)
+            json.dumps(list(doc.warnings), ensure_ascii=False), json.dumps(list(doc.acl)), n_chunks)
 
 
 def chunk_params(c: ChunkRecord) -> tuple:

@@ -22,10 +22,14 @@ class SearchFilter:
     document_ids: frozenset[str] | None = None
     kinds: frozenset[str] | None = None
     source_prefix: str | None = None
+    # the caller's access tokens ("public", "group:hr", "user:alice"): only documents whose access list holds
+    # one of them; None: no access restriction (authentication off, or an administrator)
+    principals: frozenset[str] | None = None
 
     @property
     def empty(self) -> bool:
-        return self.document_ids is None and self.kinds is None and self.source_prefix is None
+        return (self.document_ids is None and self.kinds is None and self.source_prefix is None
+                and self.principals is None)
 
 
 @dataclass(frozen=True)

@@ -157,6 +157,42 @@ class StoreContract:
         assert none.dense == [] and none.keyword == []
         store.close()
 
+    def test_access_lists_filter_before_ranking_and_changes_hold_from_the_next_commit(self, open_store, tmp_path):
+        from index.store import SearchFilter
+
+        store = open_store(tmp_path)
+        acls = {"/a.txt": ("public",), "/b.txt": ("group:hr",), "/c.txt": ("user:alice", "group:legal"),
+                "/d.txt": ("group:hr", "group:finance")}
+        docs = {}
+        for i, (source, acl) in enumerate(acls.items()):
+            doc, chunks = make_doc(source, [f"salary review budget memo {i} " + "filler " * i])
+            doc = DocumentRecord(**{**doc.__dict__, "acl": acl})
+            store.put(doc, chunks, EMB.embed_passages([c.embed_text for c in chunks]))
+            docs[source] = doc
+        store.commit()
+        assert store.document(docs["/c.txt"].id).acl == ("user:alice", "group:legal")
+        q, text = EMB.embed_query("salary review budget memo"), "salary review budget memo"
+
+        reader = open_store(tmp_path, writable=False)
+
+        def visible(principals):
+            got = reader.retrieve(q, text, 10, SearchFilter(principals=frozenset(principals)))
+            assert {h.source for h in got.dense} == {h.source for h in got.keyword}
+            return {h.source for h in got.dense}
+
+        assert visible({"public"}) == {"/a.txt"}
+        assert visible({"public", "group:hr"}) == {"/a.txt", "/b.txt", "/d.txt"}
+        assert visible({"public", "user:alice"}) == {"/a.txt", "/c.txt"}
+        assert visible(set()) == set()
+        assert len(reader.retrieve(q, text, 10).dense) == 4  # no restriction
+        assert store.set_acl(docs["/b.txt"].id, ("group:finance",)) and not store.set_acl("nope", ("public",))
+        assert visible({"public", "group:hr"}) == {"/a.txt", "/b.txt", "/d.txt"}  # not committed yet
+        store.commit()
+        assert visible({"public", "group:hr"}) == {"/a.txt", "/d.txt"}
+        assert visible({"group:finance"}) == {"/b.txt", "/d.txt"}
+        reader.close()
+        store.close()
+
     def test_a_reader_sees_new_generations_without_reopening(self, open_store, tmp_path):
         writer = open_store(tmp_path)
         put(writer, "/d/a.txt", ["first text"])

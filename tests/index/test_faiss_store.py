@@ -143,3 +143,32 @@ def test_morphological_keyword_analyzer_for_japanese_and_chinese(tmp_path):
 
     with pytest.raises(IndexMismatchError, match="keyword analyzer 'morph'"):
         FaissSqliteStore(tmp_path, model_id=EMB.model_id, dim=EMB.dim, writable=True, keyword_analyzer="bigram")
+
+
+def test_an_index_from_before_access_lists_opens_with_every_document_public(tmp_path):
+    import sqlite3
+
+    from index.store import SearchFilter
+    from tests.index.contract import EMB, put
+
+    with FaissSqliteStore(tmp_path, model_id=EMB.model_id, dim=EMB.dim, writable=True) as store:
+        put(store, "/old.txt", ["an old memo about the canteen"])
+        store.commit()
+    db = sqlite3.connect(tmp_path / "quelle.sqlite")
+    db.execute("ALTER TABLE documents DROP COLUMN acl")  # what schema 1 looked like
+    db.commit()
+    db.close()
+    with FaissSqliteStore(tmp_path, model_id=EMB.model_id, dim=EMB.dim, writable=False) as reader:
+        got = reader.retrieve(EMB.embed_query("canteen memo"), "canteen memo", 3,
+                              SearchFilter(principals=frozenset({"public"})))
+        assert [h.source for h in got.dense] == ["/old.txt"]
+        assert reader.documents()[0][0].acl == ("public",)
+
+
+def test_access_list_entries_are_checked():
+    from index.records import check_acl
+
+    assert check_acl(["group:hr", "public", "group:hr"]) == ("group:hr", "public")
+    for bad in (["everyone"], ["group:"], ["user:a b"], [], ["role:admin"]):
+        with pytest.raises(ValueError, match="access list"):
+            check_acl(bad)

@@ -1,0 +1,57 @@
+"""Access lists against a set-based oracle: random documents, access lists, users and queries. Whatever the
+caller may read, results come only from readable documents and are exactly the top k of the unrestricted
+ranking among them (filtered before ranking, so never fewer and no score shaped by unreadable documents)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from index.faiss_store import FaissSqliteStore
+from index.records import DocumentRecord
+from index.store import SearchFilter
+from tests.index.contract import EMB, make_doc
+
+WORDS = ["salary", "budget", "review", "holiday", "merger", "laptop", "policy", "memo", "travel", "audit"]
+ENTRIES = ["public", "group:hr", "group:finance", "group:legal", "user:alice", "user:bob"]
+
+acl_lists = st.lists(st.sampled_from(ENTRIES), min_size=1, max_size=3).map(lambda xs: tuple(sorted(set(xs))))
+documents = st.lists(st.tuples(st.lists(st.sampled_from(WORDS), min_size=3, max_size=8), acl_lists),
+                     min_size=1, max_size=14)
+callers = st.lists(st.frozensets(st.sampled_from(ENTRIES), max_size=4), min_size=1, max_size=6)
+queries = st.lists(st.lists(st.sampled_from(WORDS), min_size=1, max_size=3).map(" ".join), min_size=1, max_size=5)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(docs=documents, who=callers, texts=queries, k=st.integers(1, 6))
+def test_no_leak_and_exact_top_k_among_readable_documents(docs, who, texts, k):
+    with tempfile.TemporaryDirectory() as tmp:
+        store = FaissSqliteStore(Path(tmp), model_id=EMB.model_id, dim=EMB.dim, writable=True)
+        acl_of = {}
+        for i, (words, acl) in enumerate(docs):
+            doc, chunks = make_doc(f"/d{i}.txt", [" ".join(words) + f" doc{i}"])
+            store.put(DocumentRecord(**{**doc.__dict__, "acl": acl}), chunks,
+                      EMB.embed_passages([c.embed_text for c in chunks]))
+            acl_of[f"/d{i}.txt"] = set(acl)
+        store.commit()
+        try:
+            for text in texts:
+                q = EMB.embed_query(text)
+                full = store.retrieve(q, text, len(docs) + 1)
+                for principals in who:
+                    readable = {s for s, acl in acl_of.items() if acl & principals}
+                    got = store.retrieve(q, text, k, SearchFilter(principals=principals))
+                    for path in ("dense", "keyword"):
+                        mine = [(h.source, h.score) for h in getattr(got, path)]
+                        assert {s for s, _ in mine} <= readable, f"{path} leaked"
+                        oracle = [(h.source, h.score) for h in getattr(full, path) if h.source in readable][:k]
+                        # the same k results; among equal scores the order is arbitrary
+                        assert len(mine) == len(oracle), (path, principals, text)
+                        assert [round(x, 4) for _, x in mine] == [round(x, 4) for _, x in oracle]
+                        cut = oracle[-1][1] if oracle else 0.0
+                        assert {s for s, x in oracle if x > cut + 1e-4} <= {s for s, _ in mine}
+        finally:
+            store.close()
