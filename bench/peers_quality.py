@@ -33,8 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from cli import evaluate as ev  # noqa: E402
+from cli.commands import chunking as chunking_of  # noqa: E402
 from index.embedder import load_embedder  # noqa: E402
-from ingest.chunking import ChunkingConfig  # noqa: E402
 from service.app import retrieval_config  # noqa: E402
 from service.config import Settings  # noqa: E402
 from service.evaluation import dedupe, evaluate  # noqa: E402
@@ -124,7 +124,7 @@ def haystack_runs(embedder: Any, corpus: list[dict], queries: dict[str, str]) ->
 
 
 def quelle_report(dataset: Path, embedder: CachedEmbedder, settings: Settings, work: Path) -> dict[str, float]:
-    chunking = ChunkingConfig(settings.chunk_tokens, settings.chunk_overlap)
+    chunking = chunking_of(settings)
     run = ev.EvalRun.open(dataset, embedder, work, chunking, settings.keyword_analyzer)  # type: ignore[arg-type]
     try:
         embedder.remember(run.store)
@@ -152,6 +152,8 @@ def main() -> None:
         t0 = time.perf_counter()
         # the index bench/tune.py builds for the same model and chunking is reused when it is there
         tag = f"{embedder.model_id.replace('/', '_')}-{settings.chunk_tokens}-{settings.chunk_overlap}"
+        if settings.chunk_tokens_cjk:
+            tag += f"-cjk{settings.chunk_tokens_cjk}"
         if settings.keyword_analyzer != "bigram":
             tag += f"-{settings.keyword_analyzer}"
         work = ROOT / "bench" / ".cache" / "tune" / tag / dataset.name

@@ -44,6 +44,8 @@ def lang_of(name: str) -> str:
 def run_set(dataset: Path, embedder, chunking: ChunkingConfig, cache: Path, abstain: bool,  # type: ignore[no-untyped-def]
             analyzer: str = "bigram") -> dict:
     tag = f"{embedder.model_id.replace('/', '_')}-{chunking.max_tokens}-{chunking.overlap}"
+    if chunking.cjk_max_tokens:
+        tag += f"-cjk{chunking.cjk_max_tokens}"
     workdir = cache / (tag if analyzer == "bigram" else f"{tag}-{analyzer}") / dataset.name
     t0 = time.perf_counter()
     run = ev.EvalRun.open(dataset, embedder, workdir, chunking, analyzer)
@@ -51,7 +53,8 @@ def run_set(dataset: Path, embedder, chunking: ChunkingConfig, cache: Path, abst
     if getattr(embedder, "english_weight", 1.0) != 1.0:
         model += f"#english_weight={embedder.english_weight}"
     out: dict = {"set": dataset.name, "lang": lang_of(dataset.name), "model": model, "analyzer": analyzer,
-                 "chunk": [chunking.max_tokens, chunking.overlap], "queries": len(run.queries),
+                 "chunk": [chunking.max_tokens, chunking.overlap, *filter(None, [chunking.cjk_max_tokens])],
+                 "queries": len(run.queries),
                  "build_s": time.perf_counter() - t0, "fusion": []}
     try:
         out["chunks"] = run.store.stats().chunks
@@ -129,8 +132,8 @@ def main() -> None:
         if hasattr(embedder, "english_weight"):
             embedder.english_weight = args.english_weight
         for spec in args.chunks:
-            tokens, overlap = (int(x) for x in spec.split("/"))
-            chunking = ChunkingConfig(tokens, overlap)
+            parts = [int(x) for x in spec.split("/")]  # tokens/overlap[/cjk tokens]
+            chunking = ChunkingConfig(parts[0], parts[1], parts[2] if len(parts) > 2 else None)
             for dataset in sets:
                 r = run_set(dataset, embedder, chunking, args.out, not args.no_abstain, args.analyzer)
                 key = (r["set"], r["model"], r["chunk"], r["analyzer"])

@@ -18,6 +18,10 @@ from ingest.report import IngestReport
 from service.config import Settings
 
 
+def chunking(settings: Settings) -> ChunkingConfig:
+    return ChunkingConfig(settings.chunk_tokens, settings.chunk_overlap, settings.chunk_tokens_cjk)
+
+
 def load_embedder(settings: Settings, *, threads: int | None = None) -> Any:
     """The configured model, or for an existing index the model that built it unless one is configured."""
     return embedder_by_name(
@@ -30,7 +34,7 @@ def load_embedder(settings: Settings, *, threads: int | None = None) -> Any:
 def ingest(settings: Settings, paths: list[Path], *, sync: bool, as_json: bool, quiet: bool,
            commit_interval: float | None) -> int:
     embedder = load_embedder(settings)
-    chunker = Chunker(embedder.tokenizer, ChunkingConfig(settings.chunk_tokens, settings.chunk_overlap))
+    chunker = Chunker(embedder.tokenizer, chunking(settings))
     with FaissSqliteStore(settings.data_dir, model_id=embedder.model_id, dim=embedder.dim, writable=True,
                           keyword_analyzer=settings.keyword_analyzer) as store:
         ingestor = Ingestor(store, embedder, chunker, commit_interval=(
@@ -96,7 +100,7 @@ def serve(settings: Settings) -> int:
     logs.configure(settings.log_level)
     embedder = load_embedder(settings, threads=settings.query_threads)
     ingest_file = FileIngestor(settings.data_dir, embedder, embedder.tokenizer,
-                               ChunkingConfig(settings.chunk_tokens, settings.chunk_overlap))
+                               chunking(settings))
     app = create_app(settings, embedder=embedder, ingest_file=ingest_file)
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
     return 0
@@ -140,7 +144,7 @@ def evaluate(settings: Settings, dataset: Path, *, as_json: bool, answers: bool 
         with tempfile.TemporaryDirectory(prefix="quelle-eval-") as tmp:
             sources = ev.write_corpus(corpus, Path(tmp) / "corpus")
             ev.build_index(Path(tmp) / "corpus", Path(tmp) / "index", embedder,
-                           ChunkingConfig(settings.chunk_tokens, settings.chunk_overlap), settings.keyword_analyzer)
+                           chunking(settings), settings.keyword_analyzer)
             retriever = ev.open_retriever(Path(tmp) / "index", embedder, config)
             try:
                 report = ev.run_beir(retriever, queries, sources, qrels, settings.rerank_model)

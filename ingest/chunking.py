@@ -24,6 +24,9 @@ from ingest.document import ParsedDocument
 class ChunkingConfig:
     max_tokens: int = 250
     overlap: int = 40
+    # budget for sections written mostly in Japanese/Chinese (None: max_tokens); the ensemble embedder's
+    # English model stops at 256 pieces, but CJK questions are scored by e5 alone, which reads 510
+    cjk_max_tokens: int | None = None
 
     def __post_init__(self) -> None:
         if self.max_tokens < 16:
@@ -37,16 +40,19 @@ class Chunker:
         self.tok = tokenizer
         self.config = config or ChunkingConfig()
 
-    def budget(self, heading_path: tuple[str, ...]) -> int:
+    def budget(self, heading_path: tuple[str, ...], text: str = "") -> int:
         """Tokens left for text once the heading prefix (embedded with every chunk) is counted."""
         room = self.tok.max_tokens - self.tok.count(embed_text(heading_path, ""))
-        return max(16, min(self.config.max_tokens, room))
+        limit = self.config.max_tokens
+        if self.config.cjk_max_tokens and _cjk_share(text) >= 0.5:
+            limit = self.config.cjk_max_tokens
+        return max(16, min(limit, room))
 
     def chunk(self, doc: ParsedDocument, source: str, doc_id: str) -> list[ChunkRecord]:
         chunks: list[ChunkRecord] = []
         offset = 0
         for section in doc.sections:
-            budget = self.budget(section.heading_path)
+            budget = self.budget(section.heading_path, section.text)
             for a, b, n in self._pack(section.text, budget):
                 start, end = offset + a, offset + b
                 text = section.text[a:b]
@@ -131,3 +137,10 @@ class Chunker:
         while left_end > a and text[left_end - 1].isspace():
             left_end -= 1
         return [(a, left_end), (right_start, b)]
+
+
+def _cjk_share(text: str) -> float:
+    sample = [ch for ch in text[:2000] if ch.isalpha()]
+    if not sample:
+        return 0.0
+    return sum("\u3040" <= ch <= "\u30ff" or "\u3400" <= ch <= "\u9fff" for ch in sample) / len(sample)

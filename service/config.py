@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     embed_threads: int | None = Field(None, ge=1)
     chunk_tokens: int = Field(250, ge=16)
     chunk_overlap: int = Field(40, ge=0)
+    chunk_tokens_cjk: int | None = Field(None, ge=16, description="budget for mostly Japanese/Chinese sections "
+                                         "(default: chunk_tokens)")
     commit_interval: float = Field(30.0, ge=0)
     keyword_analyzer: Literal["bigram", "morph"] = Field(
         "bigram", description="BM25 terms for a new index: CJK character bigrams, or words by fugashi/jieba")

@@ -110,3 +110,15 @@ def test_bad_config_is_refused():
         ChunkingConfig(max_tokens=100, overlap=60)
     with pytest.raises(ValueError, match="at least 16"):
         ChunkingConfig(max_tokens=4)
+
+
+def test_japanese_and_chinese_sections_may_take_their_own_budget(tokenizer):
+    ja = "在宅勤務は週に三日まで認められます。" * 30
+    en = "Remote work is allowed up to three days per week. " * 30
+    doc = ParsedDocument("T", "text", [Section(ja, heading_path=("A",)), Section(en, heading_path=("B",))])
+    chunks = Chunker(tokenizer, ChunkingConfig(max_tokens=40, overlap=0, cjk_max_tokens=120)).chunk(doc, "/s", "d")
+    ja_sizes = [c.n_tokens for c in chunks if c.heading_path == ("A",)]
+    en_sizes = [c.n_tokens for c in chunks if c.heading_path == ("B",)]
+    assert max(ja_sizes) > 40 and max(ja_sizes) <= 120 and max(en_sizes) <= 40
+    plain = Chunker(tokenizer, ChunkingConfig(max_tokens=40, overlap=0)).chunk(doc, "/s", "d")
+    assert max(c.n_tokens for c in plain) <= 40
