@@ -44,15 +44,11 @@ def pages(source: str, lang: str) -> list[Path]:
 SOURCES = ("debian-reference", "debian-handbook")
 
 
-def cjk_share(text: str) -> float:
-    letters = [ch for ch in text if ch.isalpha()]
-    if not letters:
-        return 0.0
-    return sum("\u3040" <= ch <= "\u30ff" or "\u3400" <= ch <= "\u9fff" for ch in letters) / len(letters)
 
 
 def sections(source: str, lang: str) -> list[tuple[str, str]]:
     """(query, passage) for every usable section of one manual in one language."""
+    from index.text import cjk_share
     from ingest.parsers import parse
 
     out = []

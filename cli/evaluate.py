@@ -22,10 +22,11 @@ from typing import Any
 from index.embedder import Embedder
 from index.faiss_store import FaissSqliteStore
 from index.store import Retrieved, SearchFilter, Store
+from index.text import has_cjk
 from ingest.chunking import Chunker, ChunkingConfig
 from ingest.pipeline import Ingestor
 from service.evaluation import AbstainPoint, dedupe, evaluate
-from service.retrieval import CrossEncoderReranker, RetrievalConfig, Retriever, fuse, has_cjk, term_overlap
+from service.retrieval import CrossEncoderReranker, RetrievalConfig, Retriever, fuse, term_overlap
 
 CHUNK_DEPTH = 100  # chunks retrieved per query before collapsing them into documents
 

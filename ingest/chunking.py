@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from index.embedder import Tokenizer
 from index.records import ChunkRecord, chunk_id, embed_text
-from index.text import sentence_spans
+from index.text import cjk_share, sentence_spans
 from ingest.document import ParsedDocument
 
 
@@ -44,7 +44,7 @@ class Chunker:
         """Tokens left for text once the heading prefix (embedded with every chunk) is counted."""
         room = self.tok.max_tokens - self.tok.count(embed_text(heading_path, ""))
         limit = self.config.max_tokens
-        if self.config.cjk_max_tokens and _cjk_share(text) >= 0.5:
+        if self.config.cjk_max_tokens and cjk_share(text[:2000]) >= 0.5:
             limit = self.config.cjk_max_tokens
         return max(16, min(limit, room))
 
@@ -137,10 +137,3 @@ class Chunker:
         while left_end > a and text[left_end - 1].isspace():
             left_end -= 1
         return [(a, left_end), (right_start, b)]
-
-
-def _cjk_share(text: str) -> float:
-    sample = [ch for ch in text[:2000] if ch.isalpha()]
-    if not sample:
-        return 0.0
-    return sum("\u3040" <= ch <= "\u30ff" or "\u3400" <= ch <= "\u9fff" for ch in sample) / len(sample)

