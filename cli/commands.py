@@ -12,6 +12,7 @@ from typing import Any
 from index.embedder import load_embedder as embedder_by_name
 from index.faiss_store import FaissSqliteStore
 from index.store import StoreStats
+from ingest.acl import AclPolicy
 from ingest.chunking import Chunker, ChunkingConfig
 from ingest.pipeline import Ingestor
 from ingest.report import IngestReport
@@ -20,6 +21,10 @@ from service.config import Settings
 
 def chunking(settings: Settings) -> ChunkingConfig:
     return ChunkingConfig(settings.chunk_tokens, settings.chunk_overlap, settings.chunk_tokens_cjk)
+
+
+def acl_policy(settings: Settings, override: tuple[str, ...] | None = None) -> AclPolicy:
+    return AclPolicy.build(settings.default_acl, [(r.path, r.acl) for r in settings.acl_rules], override)
 
 
 def load_embedder(settings: Settings, *, threads: int | None = None) -> Any:
@@ -32,13 +37,14 @@ def load_embedder(settings: Settings, *, threads: int | None = None) -> Any:
 
 
 def ingest(settings: Settings, paths: list[Path], *, sync: bool, as_json: bool, quiet: bool,
-           commit_interval: float | None) -> int:
+           commit_interval: float | None, acl: tuple[str, ...] | None = None) -> int:
     embedder = load_embedder(settings)
     chunker = Chunker(embedder.tokenizer, chunking(settings))
     with FaissSqliteStore(settings.data_dir, model_id=embedder.model_id, dim=embedder.dim, writable=True,
                           keyword_analyzer=settings.keyword_analyzer) as store:
         ingestor = Ingestor(store, embedder, chunker, commit_interval=(
-            settings.commit_interval if commit_interval is None else commit_interval))
+            settings.commit_interval if commit_interval is None else commit_interval),
+            acl=acl_policy(settings, acl))
         bar = None
         if not quiet:
             from tqdm import tqdm
@@ -99,8 +105,8 @@ def serve(settings: Settings) -> int:
 
     logs.configure(settings.log_level)
     embedder = load_embedder(settings, threads=settings.query_threads)
-    ingest_file = FileIngestor(settings.data_dir, embedder, embedder.tokenizer,
-                               chunking(settings))
+    ingest_file = FileIngestor(settings.data_dir, embedder, embedder.tokenizer, chunking(settings),
+                               acl_policy(settings))
     app = create_app(settings, embedder=embedder, ingest_file=ingest_file)
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
     return 0

@@ -11,21 +11,27 @@ from typing import Any
 
 from index.embedder import Embedder, Tokenizer
 from index.faiss_store import FaissSqliteStore
+from ingest.acl import AclPolicy
 from ingest.chunking import Chunker, ChunkingConfig
 from ingest.pipeline import Ingestor
 
 
 class FileIngestor:
-    def __init__(self, data_dir: Path, embedder: Embedder, tokenizer: Tokenizer, chunking: ChunkingConfig) -> None:
+    def __init__(self, data_dir: Path, embedder: Embedder, tokenizer: Tokenizer, chunking: ChunkingConfig,
+                 acl: AclPolicy | None = None) -> None:
         self.data_dir = data_dir
+        self.acl = acl or AclPolicy()
         self.embedder = embedder
         self.chunker = Chunker(tokenizer, chunking)
         self._lock = threading.Lock()  # one upload at a time in this process; other writers: IndexLockedError
 
-    def __call__(self, path: Path) -> dict[str, Any]:
+    def __call__(self, path: Path, acl: tuple[str, ...] | None = None) -> dict[str, Any]:
+        """Ingest one file; `acl` (checked) overrides the settings' rules for it."""
+        policy = self.acl if acl is None else AclPolicy(self.acl.default, self.acl.rules, acl)
         with self._lock, FaissSqliteStore(self.data_dir, model_id=self.embedder.model_id, dim=self.embedder.dim,
                                           writable=True) as store:
-            report = Ingestor(store, self.embedder, self.chunker, commit_interval=float("inf")).run([path])
+            report = Ingestor(store, self.embedder, self.chunker, commit_interval=float("inf"),
+                              acl=policy).run([path])
             doc = store.document_by_source(path.resolve().as_posix())
         if report.failed:
             return {"status": "failed", "reason": report.failures[0].reason}

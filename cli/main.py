@@ -13,7 +13,11 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
+
 from index.errors import QuelleError
+from ingest.acl import parse_acl
 from service.config import Settings
 
 
@@ -31,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     ing.add_argument("--json", action="store_true", help="print the report as JSON")
     ing.add_argument("--quiet", action="store_true", help="no progress bar")
     ing.add_argument("--commit-interval", type=float, help="seconds between intermediate commits")
+    ing.add_argument("--acl", help="access list for these files, e.g. group:hr,user:bob or public (default: the "
+                                   "first matching QUELLE_ACL_RULES entry, else QUELLE_DEFAULT_ACL for new files)")
 
     with_data_dir(sub.add_parser("stats", help="what the index holds")).add_argument("--json", action="store_true")
 
@@ -73,7 +79,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("host", "port"):
         if getattr(args, name, None) is not None:
             overrides[name] = getattr(args, name)
-    settings = Settings(**overrides)
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        for err in exc.errors():
+            name = "QUELLE_" + str(err["loc"][0]).upper() if err["loc"] else "settings"
+            where = "".join(f"[{x}]" for x in err["loc"][1:])
+            print(f"quelle: error: invalid setting {name}{where}: {err['msg']}", file=sys.stderr)
+        return 2
+    except SettingsError as exc:  # a list or object setting that is not JSON
+        print(f"quelle: error: {exc}: lists and objects are JSON, e.g. QUELLE_DEFAULT_ACL='[\"group:staff\"]'",
+              file=sys.stderr)
+        return 2
     if args.command != "serve":
         logging.basicConfig(level="WARNING", format="%(levelname)s %(name)s: %(message)s")
     from cli import commands
@@ -83,8 +100,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             missing = [str(p) for p in args.paths if not p.exists()]
             if missing:
                 parser.error(f"no such file or folder: {', '.join(missing)}")
+            acl = None
+            if args.acl is not None:
+                try:
+                    acl = parse_acl(args.acl)
+                except ValueError as exc:
+                    parser.error(f"--acl {args.acl!r}: {exc}")
             return commands.ingest(settings, args.paths, sync=args.sync, as_json=args.json, quiet=args.quiet,
-                                   commit_interval=args.commit_interval)
+                                   commit_interval=args.commit_interval, acl=acl)
         if args.command == "stats":
             stats = commands.stats(settings)
             print(json.dumps(asdict(stats)) if args.json else "\n".join(f"{k}: {v}" for k, v in asdict(stats).items()))

@@ -250,13 +250,31 @@ class FaissSqliteStore:
             row = db.execute(f"SELECT {DOC_COLS} FROM documents WHERE id = ?", (doc_id,)).fetchone()
         return doc_from_row(row) if row else None
 
-    def documents(self, offset: int = 0, limit: int = 100) -> tuple[list[DocumentRecord], int]:
-        """A page of documents ordered by source, and the total count."""
+    def documents(self, offset: int = 0, limit: int = 100,
+                  principals: frozenset[str] | None = None) -> tuple[list[DocumentRecord], int]:
+        """A page of documents ordered by source, and the total count; with `principals`, only the documents
+        whose access list holds one of them (both the page and the count)."""
+        where, params = "", []
+        if principals is not None:
+            where = (" WHERE EXISTS (SELECT 1 FROM json_each(documents.acl) a WHERE a.value IN "
+                     f"({','.join('?' * len(principals))}))")
+            params = sorted(principals)
         with self._read() as (db, _):
-            rows = db.execute(f"SELECT {DOC_COLS} FROM documents ORDER BY source LIMIT ? OFFSET ?",
-                              (limit, offset)).fetchall()
-            total = db.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
+            rows = db.execute(f"SELECT {DOC_COLS} FROM documents{where} ORDER BY source LIMIT ? OFFSET ?",
+                              (*params, limit, offset)).fetchall()
+            total = db.execute(f"SELECT COUNT(*) FROM documents{where}", params).fetchone()[0]
         return [doc_from_row(r) for r in rows], total
+
+    def readable(self, doc_ids: Iterable[str], principals: frozenset[str]) -> set[str]:
+        """Those of these documents that exist and whose access list holds one of `principals`."""
+        ids = sorted(set(doc_ids))
+        if not ids or not principals:
+            return set()
+        with self._read() as (db, _):
+            return {r[0] for r in db.execute(
+                f"SELECT id FROM documents WHERE id IN ({','.join('?' * len(ids))}) AND EXISTS (SELECT 1 FROM "
+                f"json_each(documents.acl) a WHERE a.value IN ({','.join('?' * len(principals))}))",
+                [*ids, *sorted(principals)])}
 
     def chunks_of(self, doc_id: str) -> list[ChunkRecord]:
         with self._read() as (db, _):

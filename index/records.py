@@ -100,3 +100,8 @@ def check_acl(entries: tuple[str, ...] | list[str]) -> tuple[str, ...]:
     if not out:
         raise ValueError("an access list needs at least one entry ('public', 'group:<name>' or 'user:<name>')")
     return tuple(sorted(set(out)))
+
+
+def readable(acl: tuple[str, ...] | list[str], tokens: frozenset[str] | None) -> bool:
+    """Whether a caller holding these access tokens may read a document with this access list (None: anyone)."""
+    return tokens is None or not tokens.isdisjoint(acl)

@@ -69,6 +69,14 @@ class Store(Protocol):
 
     def delete(self, doc_id: str) -> bool: ...
 
+    def readable(self, doc_ids: Iterable[str], principals: frozenset[str]) -> set[str]:
+        """Those of these documents that exist and whose access list holds one of `principals`."""
+        ...
+
+    def set_acl(self, doc_id: str, acl: tuple[str, ...]) -> bool:
+        """Replace a document's access list, visible at the next commit; False when there is no such document."""
+        ...
+
     def commit(self) -> int:
         """Make every change since the last commit durable and visible at once; returns the generation."""
         ...

@@ -21,6 +21,7 @@ from index.embedder import Embedder
 from index.errors import ParseError
 from index.records import ChunkRecord, DocumentRecord, document_id
 from index.store import Store
+from ingest.acl import AclPolicy
 from ingest.chunking import Chunker
 from ingest.discover import discover, source_of
 from ingest.parsers import parse
@@ -47,12 +48,14 @@ class Ingestor:
         *,
         embed_batch: int = 256,
         commit_interval: float = 30.0,
+        acl: AclPolicy | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
         self.chunker = chunker
         self.embed_batch = embed_batch
         self.commit_interval = commit_interval
+        self.acl = acl or AclPolicy()
         self._pending: list[_Pending] = []
         self._last_commit = time.monotonic()
 
@@ -84,19 +87,22 @@ class Ingestor:
         try:
             st = path.stat()
             old = self.store.document_by_source(source)
+            acl, authoritative = self.acl.for_source(source)
+            if old and not authoritative:
+                acl = old.acl  # keep a list set earlier (by a rule, --acl or the API)
             if old and old.size == st.st_size and old.mtime_ns == st.st_mtime_ns:
-                report.unchanged += 1
+                self._unchanged(old, acl, report)
                 return
             data = path.read_bytes()
             content_hash = hashlib.sha256(data).hexdigest()
             if old and old.content_hash == content_hash:
-                report.unchanged += 1
+                self._unchanged(old, acl, report)
                 return
             parsed = parse(path, data)
             doc = DocumentRecord(
                 id=document_id(source), source=source, title=parsed.title, kind=parsed.kind,
                 content_hash=content_hash, size=st.st_size, mtime_ns=st.st_mtime_ns, pages=parsed.pages,
-                warnings=tuple(parsed.warnings),
+                warnings=tuple(parsed.warnings), acl=acl,
             )
             chunks = self.chunker.chunk(parsed, source, doc.id)
         except ParseError as exc:
@@ -111,6 +117,11 @@ class Ingestor:
             return
         report.warnings.extend(parsed.warnings)
         self._pending.append(_Pending(doc, chunks, is_update=old is not None))
+
+    def _unchanged(self, old: DocumentRecord, acl: tuple[str, ...], report: IngestReport) -> None:
+        report.unchanged += 1
+        if acl != old.acl and self.store.set_acl(old.id, acl):
+            report.relabelled += 1
 
     def _flush(self, report: IngestReport) -> None:
         if not self._pending:

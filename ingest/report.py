@@ -19,6 +19,7 @@ class IngestReport:
     unchanged: int = 0
     removed: int = 0
     failed: int = 0
+    relabelled: int = 0  # unchanged documents given a new access list
     chunks_written: int = 0
     chunks_embedded: int = 0
     chunks_reused: int = 0
@@ -42,7 +43,8 @@ class IngestReport:
     def summary(self) -> str:
         lines = [
             f"files: {self.added} added, {self.updated} updated, {self.unchanged} unchanged, "
-            f"{self.removed} removed, {self.failed} failed",
+            f"{self.removed} removed, {self.failed} failed"
+            + (f"; {self.relabelled} unchanged given a new access list" if self.relabelled else ""),
             f"chunks: {self.chunks_written} written ({self.chunks_embedded} embedded, "
             f"{self.chunks_reused} reused) in {self.seconds:.1f} s; generation {self.generation}",
         ]

@@ -36,6 +36,7 @@ class Plan:
     contexts: list[Candidate]
     generation: int
     abstain: bool
+    owner: str = ""  # whose conversation this is ('' : the unrestricted local user)
     blocked: bool = False  # the model's output repeated the system prompt and was cut (service/guard.py)
 
 
@@ -62,14 +63,24 @@ class AnswerService:
         self.answer_tokens = answer_tokens
 
     # -- planning ------------------------------------------------------------------------------------------
-    def plan(self, question: str, session_id: str | None, top_k: int | None, flt: SearchFilter | None) -> Plan:
+    def plan(self, question: str, session_id: str | None, top_k: int | None, flt: SearchFilter | None,
+             owner: str = "") -> Plan:
+        """Recall, rewrite and retrieve. `flt.principals` (the caller's access) bounds both the retrieval and
+        the history recalled; `owner` names the caller whose conversation `session_id` must be."""
         sid = session_id or self.conversations.new_id()
-        memory = self.conversations.memory(sid)
+        tokens = flt.principals if flt is not None else None
+
+        def can_read(doc_ids: set[str]) -> bool:
+            assert tokens is not None
+            return self.retriever.store.readable(doc_ids, tokens) == doc_ids
+
+        memory = self.conversations.memory(sid, owner, None if tokens is None else can_read)
         query = self.rewrite(question, memory)
         started = time.perf_counter()
         got = self.retriever.search(query, top_k or self.default_k, flt)
         self.metrics.retrieval.observe(time.perf_counter() - started)
-        return Plan(question, query, sid, memory, got.candidates, got.generation, abstain=not got.relevant)
+        return Plan(question, query, sid, memory, got.candidates, got.generation, abstain=not got.relevant,
+                    owner=owner)
 
     def rewrite(self, question: str, memory: Memory) -> str:
         if not memory.turns:
@@ -142,7 +153,8 @@ class AnswerService:
         checked = self.checker.check(text, plan.contexts, abstained=abstained)
         if abstained:
             self.metrics.abstentions.inc()
-        self.conversations.append(plan.session_id, plan.question, checked.answer)
+        self.conversations.append(plan.session_id, plan.question, checked.answer, owner=plan.owner,
+                                  docs=[] if abstained else [c.hit.chunk.document_id for c in plan.contexts])
         return Answer(checked, abstained, plan.session_id, plan.generation)
 
 

@@ -18,7 +18,7 @@ from index.embedder import Embedder, load_embedder
 from index.errors import IndexCorruptError, IndexLockedError, IndexMismatchError, QuelleError
 from index.faiss_store import FaissSqliteStore
 from service.answering import AnswerService
-from service.auth import AuthError, KeyStore
+from service.auth import AuthError, ForbiddenError, KeyStore
 from service.citations import CitationChecker
 from service.config import Settings
 from service.conversations import ConversationStore
@@ -165,6 +165,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(status_code=429, content={"error": "too many requests", "detail": str(exc)},
                             headers={"Retry-After": str(max(1, math.ceil(exc.retry_after)))})
 
+    app.add_exception_handler(ForbiddenError, simple(403, "forbidden"))
     app.add_exception_handler(NotFoundError, simple(404, "not found"))
     app.add_exception_handler(IngestUnavailable, simple(501, "not enabled"))
     app.add_exception_handler(IndexLockedError, simple(409, "index busy"))

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from index.errors import QuelleError
+from index.records import PUBLIC
 
 PREFIX = "qk_"
 _SCHEMA = """
@@ -43,9 +44,24 @@ class Principal:
     name: str
     groups: frozenset[str]
     key_id: str | None = None
+    unrestricted: bool = False  # authentication is off: the local user reads and manages everything
+
+    def is_admin(self, admin_group: str) -> bool:
+        """May read every document and upload, delete and re-label documents."""
+        return self.unrestricted or admin_group in self.groups
+
+    def access(self, admin_group: str) -> frozenset[str] | None:
+        """The access-list entries that let this caller read a document; None: every document."""
+        if self.is_admin(admin_group):
+            return None
+        return frozenset({PUBLIC, f"user:{self.name}", *(f"group:{g}" for g in self.groups)})
 
 
-LOCAL = Principal("local", frozenset(), None)  # the caller when authentication is off
+LOCAL = Principal("local", frozenset(), None, unrestricted=True)  # the caller when authentication is off
+
+
+class ForbiddenError(QuelleError):
+    """A known caller asking for something their groups do not allow (HTTP 403)."""
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from index.records import check_acl
+
+
+class AclRule(BaseModel):
+    """Documents whose source path matches `path` (shell-style; `*` crosses folders) get `acl` at ingestion."""
+
+    path: str = Field(min_length=1)
+    acl: list[str]
+
+    @field_validator("acl")
+    @classmethod
+    def _check(cls, v: list[str]) -> list[str]:
+        return list(check_acl(v))
 
 
 class Settings(BaseSettings):
@@ -31,10 +45,16 @@ class Settings(BaseSettings):
     keyword_analyzer: Literal["bigram", "morph"] = Field(
         "bigram", description="BM25 terms for a new index: CJK character bigrams, or words by fugashi/jieba")
     log_level: str = "INFO"
+    default_acl: list[str] = Field(["public"], description="access list of new documents no rule matches, e.g. "
+                                   '\'["group:staff"]\'')
+    acl_rules: list[AclRule] = Field([], description='e.g. \'[{"path": "*/hr/*", "acl": ["group:hr"]}]\'; '
+                                     "first match wins; applied to existing documents on every ingestion")
 
     # service
     auth: Literal["keys", "off"] = Field("keys", description="keys: every /v1 route needs an API key "
                                         "(quelle keys create); off: anyone may read everything (local use)")
+    admin_group: str = Field("admin", description="keys in this group read every document and may upload, "
+                             "delete and change access lists")
     rate_limit: float = Field(20.0, ge=0, description="requests per second per API key (0: no limit)")
     rate_burst: int = Field(40, ge=1, description="requests a key may make at once before the rate applies")
     host: str = "127.0.0.1"
@@ -71,6 +91,11 @@ class Settings(BaseSettings):
     window_turns: int = Field(6, ge=1, description="most recent turns kept")
     history_tokens: int = Field(1500, ge=0, description="token budget for conversation history")
     session_ttl_seconds: float = Field(7 * 86400, gt=0, description="idle conversations are forgotten after this")
+
+    @field_validator("default_acl")
+    @classmethod
+    def _check_default_acl(cls, v: list[str]) -> list[str]:
+        return list(check_acl(v))
 
     def model_for_index(self, recorded: str | None) -> str:
         """The embedding model to use with an index: the one it was built with, unless the setting was given

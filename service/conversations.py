@@ -5,18 +5,25 @@ recent turns that fits `history_tokens`; the turns in between leave the prompt. 
 (an LLM is configured), each turn that leaves the window is folded into a running summary. Only sinks,
 window and summary are ever read, and turns that left the window are deleted, so a conversation of 1,000
 turns costs the same prompt size, memory and storage as one of 20.
+
+A conversation belongs to the caller who started it: another caller asking with its id is told it does not
+exist. Each turn remembers the documents its answer was drawn from; a turn (or a summary) drawn from a document
+the caller may no longer read leaves the prompt from the next question on, so history cannot carry a revoked
+document's text.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from service.errors import NotFoundError
 from service.tokens import estimate_tokens
 
 _SCHEMA = """
@@ -26,7 +33,13 @@ CREATE TABLE IF NOT EXISTS turns (session_id TEXT NOT NULL, idx INTEGER NOT NULL
                                   answer TEXT NOT NULL, created REAL NOT NULL, PRIMARY KEY (session_id, idx));
 """
 
+_MIGRATIONS = (("sessions", "updated", "REAL NOT NULL DEFAULT 0"),
+               ("sessions", "owner", "TEXT NOT NULL DEFAULT ''"),  # '' : the unrestricted local user
+               ("sessions", "summary_docs", "TEXT NOT NULL DEFAULT '[]'"),
+               ("turns", "docs", "TEXT NOT NULL DEFAULT '[]'"))
+
 Summariser = Callable[[str, str, str], str]  # (summary so far, question, answer) -> new summary
+CanRead = Callable[[set[str]], bool]  # whether the caller may read every one of these documents now
 
 
 @dataclass(frozen=True)
@@ -34,6 +47,7 @@ class Turn:
     idx: int
     question: str
     answer: str
+    docs: tuple[str, ...] = field(default=(), compare=False)  # documents the answer was drawn from
 
 
 @dataclass(frozen=True)
@@ -59,9 +73,13 @@ class ConversationStore:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
-        columns = {r[1] for r in self._db.execute("PRAGMA table_info(sessions)")}
-        if "updated" not in columns:  # a file from before sessions expired
-            self._db.execute("ALTER TABLE sessions ADD COLUMN updated REAL NOT NULL DEFAULT 0")
+        for table, column, definition in _MIGRATIONS:  # a file from an earlier version
+            if column not in {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}:
+                try:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+                except sqlite3.OperationalError as exc:
+                    if "duplicate column" not in str(exc):
+                        raise
         self._db.execute("CREATE INDEX IF NOT EXISTS sessions_updated ON sessions(updated)")
         self._lock = threading.Lock()
         self.sink_turns = sink_turns
@@ -75,42 +93,60 @@ class ConversationStore:
     def new_id() -> str:
         return uuid.uuid4().hex
 
-    def memory(self, session_id: str) -> Memory:
+    def memory(self, session_id: str, owner: str = "", can_read: CanRead | None = None) -> Memory:
+        """What the prompt may recall of a conversation. NotFoundError when it belongs to another caller;
+        turns drawn from documents `can_read` refuses are left out (None: the caller reads everything)."""
         with self._lock:
-            row = self._db.execute("SELECT turns, summary FROM sessions WHERE id = ?", (session_id,)).fetchone()
+            row = self._db.execute("SELECT turns, summary, owner, summary_docs FROM sessions WHERE id = ?",
+                                   (session_id,)).fetchone()
             if row is None:
                 return EMPTY
-            sinks = self._rows("SELECT idx, question, answer FROM turns WHERE session_id = ? AND idx < ? "
+            if row[2] != owner:
+                raise NotFoundError(f"no conversation with id {session_id!r}")
+            sinks = self._rows("SELECT idx, question, answer, docs FROM turns WHERE session_id = ? AND idx < ? "
                                "ORDER BY idx", (session_id, self.sink_turns))
-            recent = self._rows("SELECT idx, question, answer FROM turns WHERE session_id = ? AND idx >= ? "
+            recent = self._rows("SELECT idx, question, answer, docs FROM turns WHERE session_id = ? AND idx >= ? "
                                 "ORDER BY idx DESC LIMIT ?", (session_id, self.sink_turns, self.window_turns))
-        budget = self.history_tokens - sum(_cost(t) for t in sinks) - estimate_tokens(row[1])
+        summary = row[1]
+        if can_read is not None:
+            sinks = [t for t in sinks if not t.docs or can_read(set(t.docs))]
+            recent = [t for t in recent if not t.docs or can_read(set(t.docs))]
+            summary_docs = set(json.loads(row[3]))
+            if summary_docs and not can_read(summary_docs):
+                summary = ""
+        budget = self.history_tokens - sum(_cost(t) for t in sinks) - estimate_tokens(summary)
         window: list[Turn] = []
         for turn in recent:  # newest first, while they fit
             budget -= _cost(turn)
             if budget < 0:
                 break
             window.append(turn)
-        return Memory(sinks + window[::-1], row[1], row[0])
+        return Memory(sinks + window[::-1], summary, row[0])
 
     def _rows(self, sql: str, params: tuple) -> list[Turn]:
-        return [Turn(*r) for r in self._db.execute(sql, params).fetchall()]
+        return [Turn(i, q, a, tuple(json.loads(d))) for i, q, a, d in self._db.execute(sql, params).fetchall()]
 
-    def append(self, session_id: str, question: str, answer: str) -> None:
+    def append(self, session_id: str, question: str, answer: str, *, owner: str = "",
+               docs: Iterable[str] = ()) -> None:
+        """Add a turn; `docs`: the documents its answer was drawn from. NotFoundError when the conversation
+        belongs to another caller."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                row = self._db.execute("SELECT turns FROM sessions WHERE id = ?", (session_id,)).fetchone()
+                row = self._db.execute("SELECT turns, owner FROM sessions WHERE id = ?", (session_id,)).fetchone()
+                if row is not None and row[1] != owner:
+                    raise NotFoundError(f"no conversation with id {session_id!r}")
                 idx = row[0] if row else 0
                 if row is None:
-                    self._db.execute("INSERT INTO sessions (id, created, turns) VALUES (?, ?, 0)",
-                                     (session_id, time.time()))
-                self._db.execute("INSERT INTO turns VALUES (?, ?, ?, ?, ?)",
-                                 (session_id, idx, question, answer, time.time()))
+                    self._db.execute("INSERT INTO sessions (id, created, turns, owner) VALUES (?, ?, 0, ?)",
+                                     (session_id, time.time(), owner))
+                self._db.execute("INSERT INTO turns (session_id, idx, question, answer, created, docs) "
+                                 "VALUES (?, ?, ?, ?, ?, ?)",
+                                 (session_id, idx, question, answer, time.time(), json.dumps(sorted(set(docs)))))
                 self._db.execute("UPDATE sessions SET turns = ?, updated = ? WHERE id = ?",
                                  (idx + 1, time.time(), session_id))
                 leaving = self._rows(
-                    "SELECT idx, question, answer FROM turns WHERE session_id = ? AND idx >= ? AND idx <= ? "
+                    "SELECT idx, question, answer, docs FROM turns WHERE session_id = ? AND idx >= ? AND idx <= ? "
                     "ORDER BY idx", (session_id, self.sink_turns, idx - self.window_turns))
                 self._db.execute("COMMIT")
             except BaseException:
@@ -138,13 +174,17 @@ class ConversationStore:
         summary = None
         if self.summariser is not None:
             with self._lock:
-                summary = self._db.execute("SELECT summary FROM sessions WHERE id = ?", (session_id,)).fetchone()[0]
+                summary, docs = self._db.execute("SELECT summary, summary_docs FROM sessions WHERE id = ?",
+                                                 (session_id,)).fetchone()
+            summary_docs = set(json.loads(docs))
             for t in turns:
                 summary = self.summariser(summary, t.question, t.answer)
+                summary_docs.update(t.docs)
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             if summary is not None:
-                self._db.execute("UPDATE sessions SET summary = ? WHERE id = ?", (summary, session_id))
+                self._db.execute("UPDATE sessions SET summary = ?, summary_docs = ? WHERE id = ?",
+                                 (summary, json.dumps(sorted(summary_docs)), session_id))
             self._db.executemany("DELETE FROM turns WHERE session_id = ? AND idx = ?",
                                  [(session_id, t.idx) for t in turns])
             self._db.execute("COMMIT")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from index.records import check_acl
 from service.citations import Citation
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
@@ -80,6 +81,18 @@ class DocumentOut(BaseModel):
     content_hash: str
     warnings: list[str]
     chunks: int | None = None
+    acl: list[str] | None = Field(None, description="who may read it ('public', 'group:<g>', 'user:<u>'); shown "
+                                                      "to administrators only")
+
+
+class AclIn(Strict):
+    acl: list[str] = Field(min_length=1, max_length=100, description="'public', 'group:<name>' or 'user:<name>'",
+                           examples=[["group:hr", "user:alice"]])
+
+    @field_validator("acl")
+    @classmethod
+    def _check(cls, v: list[str]) -> list[str]:
+        return list(check_acl(v))
 
 
 class DocumentList(BaseModel):

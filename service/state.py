@@ -20,7 +20,7 @@ from service.retrieval import Retriever
 
 # Ingests one file through the ingestion pipeline (wired by the CLI, so `service` never imports `ingest`):
 # returns {"status": "added"|"updated"|"unchanged"|"failed", "reason", "document_id", "chunks_written", "warnings"}
-IngestFile = Callable[[Path], dict[str, Any]]
+IngestFile = Callable[[Path, tuple[str, ...] | None], dict[str, Any]]  # (file, access list or None)
 
 
 @dataclass

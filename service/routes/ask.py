@@ -9,9 +9,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from service.answering import Plan
+from service.auth import Principal
 from service.errors import LLMUnavailableError
-from service.routes.common import ERRORS, LLM_ERROR, principal, to_filter
-from service.schemas import AskRequest, AskResponse
+from service.routes.common import ERRORS, LLM_ERROR, access, principal, to_filter
+from service.schemas import AskRequest, AskResponse, ErrorOut
 from service.state import Services, services
 
 router = APIRouter(tags=["answers"], dependencies=[Depends(principal)])
@@ -21,11 +22,18 @@ STREAM_DOC: dict[int | str, dict[str, Any]] = {200: {"content": {"text/event-str
     "abstained}, then `done` {session_id, generation}; `error` {error, reason, sources} if the model fails"}}}}}
 
 
-@router.post("/v1/ask", response_model=AskResponse, responses={**ERRORS, **LLM_ERROR, **STREAM_DOC})
-def ask(req: AskRequest, request: Request, svc: Services = Depends(services)):  # type: ignore[no-untyped-def]
-    """Answer a question from the documents, with checked citations. `stream: true` (or `Accept:
-    text/event-stream`) sends Server-Sent Events."""
-    plan = svc.answers.plan(req.question, req.session_id, req.top_k, to_filter(req.filters))
+NO_SESSION: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorOut, "description": "no conversation with this session_id for this caller"}}
+
+
+@router.post("/v1/ask", response_model=AskResponse, responses={**ERRORS, **LLM_ERROR, **STREAM_DOC, **NO_SESSION})
+def ask(req: AskRequest, request: Request, svc: Services = Depends(services),  # type: ignore[no-untyped-def]
+        who: Principal = Depends(principal), readable: frozenset[str] | None = Depends(access)):
+    """Answer a question from the documents the caller may read, with checked citations. `stream: true` (or
+    `Accept: text/event-stream`) sends Server-Sent Events. A `session_id` continues the caller's own
+    conversation (404 for another caller's)."""
+    plan = svc.answers.plan(req.question, req.session_id, req.top_k, to_filter(req.filters, readable),
+                            owner="" if who.unrestricted else f"user:{who.name}")
     if req.stream or "text/event-stream" in request.headers.get("accept", ""):
         deltas = svc.answers.deltas(plan)
         try:

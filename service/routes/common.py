@@ -9,7 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from index.records import DocumentRecord
 from index.store import SearchFilter
-from service.auth import LOCAL, AuthError, Principal
+from service.auth import LOCAL, AuthError, ForbiddenError, Principal
 from service.retrieval import Candidate
 from service.schemas import ChunkOut, DocumentOut, ErrorOut, LLMErrorOut, SearchFilters
 from service.state import Services, services
@@ -23,6 +23,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 LLM_ERROR: dict[int | str, dict[str, Any]] = {
     503: {"model": LLMErrorOut, "description": "the language model is unavailable; the retrieved sources are "
                                                "returned"},
+}
+FORBIDDEN: dict[int | str, dict[str, Any]] = {
+    403: {"model": ErrorOut, "description": "this API key is not in the administrators' group"},
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut, "description": "unknown document"}}
 CONFLICT: dict[int | str, dict[str, Any]] = {
@@ -48,13 +51,27 @@ def principal(request: Request, credentials: HTTPAuthorizationCredentials | None
     return who
 
 
-def to_filter(f: SearchFilters | None) -> SearchFilter | None:
-    if f is None:
+def access(who: Principal = Depends(principal), svc: Services = Depends(services)) -> frozenset[str] | None:
+    """The access-list entries that let the caller read a document (None: every document)."""
+    return who.access(svc.settings.admin_group)
+
+
+def admin(who: Principal = Depends(principal), svc: Services = Depends(services)) -> Principal:
+    """The caller, who must be an administrator (upload, delete, change access lists)."""
+    if not who.is_admin(svc.settings.admin_group):
+        raise ForbiddenError(f"only members of the group {svc.settings.admin_group!r} may change documents")
+    return who
+
+
+def to_filter(f: SearchFilters | None, readable: frozenset[str] | None) -> SearchFilter | None:
+    """The request's filters plus the caller's access: documents they may not read are never candidates."""
+    if f is None and readable is None:
         return None
     return SearchFilter(
-        document_ids=frozenset(f.document_ids) if f.document_ids is not None else None,
-        kinds=frozenset(f.kinds) if f.kinds is not None else None,
-        source_prefix=f.source_prefix,
+        document_ids=frozenset(f.document_ids) if f and f.document_ids is not None else None,
+        kinds=frozenset(f.kinds) if f and f.kinds is not None else None,
+        source_prefix=f.source_prefix if f else None,
+        principals=readable,
     )
 
 
@@ -66,6 +83,7 @@ def chunk_out(c: Candidate) -> ChunkOut:
                     char_end=h.chunk.char_end, also_in=list(h.also_in))
 
 
-def document_out(d: DocumentRecord, chunks: int | None = None) -> DocumentOut:
+def document_out(d: DocumentRecord, chunks: int | None = None, *, show_acl: bool = False) -> DocumentOut:
     return DocumentOut(id=d.id, source=d.source, title=d.title, kind=d.kind, pages=d.pages, size=d.size,
-                       content_hash=d.content_hash, warnings=list(d.warnings), chunks=chunks)
+                       content_hash=d.content_hash, warnings=list(d.warnings), chunks=chunks,
+                       acl=list(d.acl) if show_acl else None)

@@ -4,7 +4,7 @@ import time
 
 from fastapi import APIRouter, Depends
 
-from service.routes.common import ERRORS, chunk_out, principal, to_filter
+from service.routes.common import ERRORS, access, chunk_out, principal, to_filter
 from service.schemas import SearchRequest, SearchResponse
 from service.state import Services, services
 
@@ -12,9 +12,10 @@ router = APIRouter(tags=["retrieval"], dependencies=[Depends(principal)])
 
 
 @router.post("/v1/search", response_model=SearchResponse, responses=ERRORS)
-def search(req: SearchRequest, svc: Services = Depends(services)) -> SearchResponse:
+def search(req: SearchRequest, svc: Services = Depends(services),
+           readable: frozenset[str] | None = Depends(access)) -> SearchResponse:
     """Ranked chunks for a query: dense + keyword fused with reciprocal rank fusion (or one path by `mode`)."""
     started = time.perf_counter()
-    got = svc.retriever.search(req.query, req.top_k, to_filter(req.filters), mode=req.mode)
+    got = svc.retriever.search(req.query, req.top_k, to_filter(req.filters, readable), mode=req.mode)
     svc.metrics.retrieval.observe(time.perf_counter() - started)
     return SearchResponse(results=[chunk_out(c) for c in got.candidates], generation=got.generation)
