@@ -15,10 +15,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from index.embedder import Embedder, load_embedder
-from index.errors import IndexCorruptError, IndexLockedError, IndexMismatchError, QuelleError
+from index.errors import ConfigError, IndexLockedError, IndexMismatchError, QuelleError
 from index.faiss_store import FaissSqliteStore
 from service.answering import AnswerService
-from service.auth import AuthError, ForbiddenError, KeyStore
+from service.auth import AuthError, AuthUnavailable, ForbiddenError, KeyStore
 from service.citations import CitationChecker
 from service.config import Settings
 from service.conversations import ConversationStore
@@ -92,7 +92,7 @@ def build_services(settings: Settings, metrics: Metrics, *, embedder: Embedder |
     retriever = Retriever(store, embedder, retrieval_config(settings, embedder.model_id), reranker)
     if llm is None and settings.use_llm:
         if not settings.llm_model:
-            raise IndexCorruptError("QUELLE_ANSWERER=llm needs QUELLE_LLM_MODEL")
+            raise ConfigError("QUELLE_ANSWERER=llm needs QUELLE_LLM_MODEL")
         chat = OpenAIChatModel(
             base_url=settings.llm_base_url, model=settings.llm_model, timeout=settings.llm_timeout,
             api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
@@ -120,7 +120,16 @@ def build_services(settings: Settings, metrics: Metrics, *, embedder: Embedder |
         log.warning("AUTHENTICATION IS OFF (QUELLE_AUTH=off): anyone who can reach this service can read every "
                     "document. Use it for local trials only.")
     limiter = RateLimiter(settings.rate_limit, settings.rate_burst) if settings.rate_limit > 0 else None
-    return Services(settings, embedder, store, retriever, answers, metrics, ingest_file, keys, limiter)
+    oidc = None
+    if keys is not None and settings.oidc_issuer and settings.oidc_jwks_url:
+        from service.oidc import OidcVerifier
+
+        oidc = OidcVerifier(settings.oidc_issuer, settings.oidc_jwks_url, settings.oidc_audience,
+                            user_claim=settings.oidc_user_claim, groups_claim=settings.oidc_groups_claim,
+                            refetch_seconds=settings.oidc_refetch_seconds)
+    elif keys is not None and (settings.oidc_issuer or settings.oidc_jwks_url):
+        raise ConfigError("OIDC needs both QUELLE_OIDC_ISSUER and QUELLE_OIDC_JWKS_URL")
+    return Services(settings, embedder, store, retriever, answers, metrics, ingest_file, keys, limiter, oidc)
 
 
 def retrieval_config(settings: Settings, model_id: str) -> RetrievalConfig:
@@ -166,6 +175,11 @@ def _install_error_handlers(app: FastAPI) -> None:
                             headers={"Retry-After": str(max(1, math.ceil(exc.retry_after)))})
 
     app.add_exception_handler(ForbiddenError, simple(403, "forbidden"))
+
+    @app.exception_handler(AuthUnavailable)
+    async def auth_unavailable(_: Request, exc: AuthUnavailable) -> JSONResponse:
+        return JSONResponse(status_code=503, content={"error": "cannot check credentials", "detail": str(exc)},
+                            headers={"Retry-After": "10"})
     app.add_exception_handler(NotFoundError, simple(404, "not found"))
     app.add_exception_handler(IngestUnavailable, simple(501, "not enabled"))
     app.add_exception_handler(IndexLockedError, simple(409, "index busy"))

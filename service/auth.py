@@ -34,7 +34,11 @@ CREATE TABLE IF NOT EXISTS api_keys (
 
 
 class AuthError(QuelleError):
-    """A missing, malformed, unknown or revoked key (HTTP 401)."""
+    """A missing, malformed, unknown or revoked key, or an invalid token (HTTP 401)."""
+
+
+class AuthUnavailable(QuelleError):
+    """The credentials cannot be checked now: the identity provider's keys are unreachable (HTTP 503)."""
 
 
 @dataclass(frozen=True)

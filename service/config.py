@@ -55,6 +55,14 @@ class Settings(BaseSettings):
                                         "(quelle keys create); off: anyone may read everything (local use)")
     admin_group: str = Field("admin", description="keys in this group read every document and may upload, "
                              "delete and change access lists")
+    oidc_issuer: str | None = Field(None, description="accept JWT bearer tokens from this issuer (with "
+                                    "QUELLE_OIDC_JWKS_URL; API keys keep working)")
+    oidc_jwks_url: str | None = Field(None, description="the issuer's JWKS, e.g. https://idp/.well-known/jwks.json")
+    oidc_audience: str | None = Field(None, description="required 'aud' of tokens (None: not checked)")
+    oidc_user_claim: str = Field("sub", description="claim naming the user (user:<name> in access lists)")
+    oidc_groups_claim: str = Field("groups", description="claim listing the user's groups")
+    oidc_refetch_seconds: float = Field(30, ge=0, description="least time between two JWKS fetches caused by an "
+                                        "unknown key id")
     rate_limit: float = Field(20.0, ge=0, description="requests per second per API key (0: no limit)")
     rate_burst: int = Field(40, ge=1, description="requests a key may make at once before the rate applies")
     host: str = "127.0.0.1"

@@ -34,6 +34,7 @@ class Services:
     ingest_file: IngestFile | None
     keys: KeyStore | None = None  # None: authentication is off
     limiter: RateLimiter | None = None
+    oidc: Any = None  # service.oidc.OidcVerifier when OIDC is configured
     ready: bool = False
 
 

@@ -9,7 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from index.records import DocumentRecord
 from index.store import SearchFilter
-from service.auth import LOCAL, AuthError, ForbiddenError, Principal
+from service.auth import LOCAL, PREFIX, AuthError, ForbiddenError, Principal
 from service.retrieval import Candidate
 from service.schemas import ChunkOut, DocumentOut, ErrorOut, LLMErrorOut, SearchFilters
 from service.state import Services, services
@@ -33,7 +33,8 @@ CONFLICT: dict[int | str, dict[str, Any]] = {
 }
 
 
-_bearer = HTTPBearer(auto_error=False, description="an API key from `quelle keys create`")
+_bearer = HTTPBearer(auto_error=False, description="an API key from `quelle keys create`, or an OIDC token "
+                                                     "(JWT) when QUELLE_OIDC_ISSUER is set")
 
 
 def principal(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
@@ -43,10 +44,12 @@ def principal(request: Request, credentials: HTTPAuthorizationCredentials | None
         who = LOCAL
     elif credentials is None:
         raise AuthError("this route needs an API key: send 'Authorization: Bearer <key>'")
-    else:
+    elif credentials.credentials.startswith(PREFIX) or svc.oidc is None:
         who = svc.keys.verify(credentials.credentials)
-        if svc.limiter is not None and who.key_id:
-            svc.limiter.check(who.key_id)
+    else:
+        who = svc.oidc.verify(credentials.credentials)
+    if svc.limiter is not None and who.key_id:
+        svc.limiter.check(who.key_id)
     request.state.principal = who
     return who
 
