@@ -7,6 +7,7 @@
     ├── IndexMismatchError    an index built with another embedding model or dimension
     ├── IndexCorruptError     the stored generation is inconsistent (should never happen: report it)
     ├── IndexLockedError      another process is writing the index
+    ├── IndexWriteError       a commit failed (disk full, I/O error): the previous generation is intact
     └── ConfigError           a setting is invalid
 
 The CLI turns these into one line and a non-zero exit; the service maps them to HTTP statuses.
@@ -43,6 +44,10 @@ class IndexCorruptError(QuelleError):
 
 
 class IndexLockedError(QuelleError):
+    pass
+
+
+class IndexWriteError(QuelleError):
     pass
 
 

@@ -15,13 +15,15 @@ loading a newer generation when one was committed since (no restart needed).
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
+import logging
 import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,7 @@ import numpy as np
 
 from index import keyword, search
 from index.durable import fsync_dir, publish
-from index.errors import IndexCorruptError, IndexLockedError, IndexMismatchError
+from index.errors import IndexCorruptError, IndexLockedError, IndexMismatchError, IndexWriteError
 from index.records import ChunkRecord, DocumentRecord, Hit
 from index.sqlite_schema import (
     CHUNK_COLS,
@@ -44,6 +46,14 @@ from index.sqlite_schema import (
     doc_params,
 )
 from index.store import Retrieved, SearchFilter, StoreStats
+
+log = logging.getLogger(__name__)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return f"{os.strerror(exc.errno)} (errno {errno.errorcode.get(exc.errno, exc.errno)})"
+    return str(exc) or type(exc).__name__
 
 
 class _Stale(Exception):
@@ -366,31 +376,69 @@ class FaissSqliteStore:
         return self._db.execute("DELETE FROM documents WHERE id = ?", (doc_id,)).rowcount > 0
 
     def commit(self) -> int:
+        """Make every change since the last commit durable and visible at once; returns the new generation.
+
+        Any failure before the SQLite COMMIT (disk full, I/O error while writing, fsyncing or renaming the
+        vectors, or in SQLite itself) rolls the whole batch back and raises IndexWriteError: the previous
+        generation stays the current one, untouched. Once SQLite has committed, the new generation is durable;
+        failing to delete old files after that is only logged (the next writer removes them)."""
         if not self._in_txn:
             return self.generation
-        meta = self._meta(self._db)
         nxt = self.generation + 1
         name = f"g{nxt:010d}.faiss"
         vectors_dir = self.data_dir / "vectors"
         tmp = vectors_dir / (name + ".tmp")
-        faiss.write_index(self._index, str(tmp))
-        publish(tmp, vectors_dir / name)
-        self._db.executemany(
-            "UPDATE meta SET value = ? WHERE key = ?",
-            [(str(nxt), "generation"), (name, "faiss_file"), (meta["faiss_file"], "previous_faiss_file")],
-        )
-        self._db.execute("COMMIT")
+        try:
+            meta = self._meta(self._db)
+            faiss.write_index(self._index, str(tmp))
+            publish(tmp, vectors_dir / name)
+            self._db.executemany(
+                "UPDATE meta SET value = ? WHERE key = ?",
+                [(str(nxt), "generation"), (name, "faiss_file"), (meta["faiss_file"], "previous_faiss_file")],
+            )
+            self._db.execute("COMMIT")
+        except (OSError, RuntimeError, sqlite3.Error) as exc:
+            previous = self.generation
+            self._abort(tmp, vectors_dir / name)
+            raise IndexWriteError(
+                f"could not commit generation {nxt} of the index at {self.data_dir}: {_reason(exc)}; generation "
+                f"{previous} is intact and this batch was not saved (free space or fix the disk, then run again)"
+            ) from exc
         self._in_txn = False
         self.generation = nxt
-        for path in vectors_dir.iterdir():
-            if path.name not in (name, meta["faiss_file"]):
-                path.unlink()
-        fsync_dir(vectors_dir)
+        try:
+            for path in vectors_dir.iterdir():
+                if path.name not in (name, meta["faiss_file"]):
+                    path.unlink()
+            fsync_dir(vectors_dir)
+        except OSError as exc:
+            log.warning("generation %d committed, but old vector files in %s were not removed: %s", nxt,
+                        vectors_dir, exc)
         return nxt
+
+    def _abort(self, *unpublished: Path) -> None:
+        """After a failed commit: the batch rolled back, the files it wrote removed (best effort), and the
+        in-memory index reloaded from the current generation."""
+        self._in_txn = False
+        try:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            self._db.execute("BEGIN")
+            try:
+                self.generation, self._index = self._load(self._db)
+            finally:
+                self._db.execute("COMMIT")
+        except (OSError, RuntimeError, sqlite3.Error) as exc:
+            log.warning("after a failed commit the writer could not reload generation %d: %s", self.generation,
+                        exc)
+        for path in unpublished:
+            with suppress(OSError):
+                path.unlink(missing_ok=True)
 
     def rollback(self) -> None:
         if self._in_txn:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
             self._in_txn = False
             self._db.execute("BEGIN")
             try:
