@@ -8,7 +8,7 @@ import faiss
 import numpy as np
 import pytest
 
-from index.errors import IndexCorruptError, IndexLockedError
+from index.errors import IndexCorruptError, IndexLockedError, IndexWriteError
 from index.faiss_store import FaissSqliteStore
 from tests.index.contract import EMB, StoreContract, put
 
@@ -94,7 +94,7 @@ def test_a_failing_faiss_write_keeps_the_previous_generation(tmp_path, monkeypat
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("index.faiss_store.publish", no_space)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(IndexWriteError, match="No space left on device .errno ENOSPC.; generation 1 is intact"):
         store.commit()
     store.rollback()
     assert store.sources() == ["/d/a.txt"] and store.vector_count() == 1
