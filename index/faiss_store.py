@@ -122,7 +122,7 @@ class FaissSqliteStore:
             raise IndexCorruptError(f"the index at {self.data_dir} has no metadata (never initialised)")
         self.model_id: str = meta["model_id"]
         self.dim: int = int(meta["dim"])
-        self.keyword_analyzer: str = meta.get("keyword_analyzer", keyword.ANALYZER)
+        self.keyword_analyzer: str = meta.get("keyword_analyzer", keyword.LEGACY_ANALYZER)
         self._check_model(model_id, dim)
         if analyzer is not None and analyzer != self.keyword_analyzer:
             raise IndexMismatchError(

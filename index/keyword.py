@@ -1,12 +1,13 @@
 """Keyword terms for BM25, without assuming words are separated by spaces.
 
 Two analyzers, chosen per index (QUELLE_KEYWORD_ANALYZER when the index is created, recorded in it):
-- "bigram" (default, no dictionary): Latin-script text gives lowercased words (NFKC-normalised, so
-  full-width letters and digits match their ASCII forms); runs of Chinese, Japanese or Korean characters give
-  overlapping character bigrams (a single character on its own).
-- "morph": the same words, but CJK runs are cut into words by a morphological analyzer: fugashi with the
-  bundled unidic-lite dictionary for Japanese (any text with kana), jieba for Chinese; particles, auxiliary
-  verbs and punctuation are left out. Needs `pip install -e ".[multilingual]"`.
+- "morph" (default): Latin-script text gives lowercased words (NFKC-normalised, so full-width letters and
+  digits match their ASCII forms); runs of Chinese or Japanese characters are cut into words by a
+  morphological analyzer: fugashi with the bundled unidic-lite dictionary for Japanese (any text with kana),
+  jieba for Chinese; particles, auxiliary verbs and punctuation are left out. Better than bigrams on every
+  Japanese and Chinese evaluation set (docs/quality.md); loaded on the first CJK text only.
+- "bigram" (no dictionary): the same words, but CJK runs give overlapping character bigrams (a single
+  character on its own). Indexes made before the analyzer was recorded use it.
 The store keeps the terms in a SQLite FTS5 table, ranked with its bm25().
 """
 
@@ -17,7 +18,8 @@ import unicodedata
 
 from index.errors import ConfigError
 
-ANALYZER = "bigram"
+ANALYZER = "morph"  # for new indexes
+LEGACY_ANALYZER = "bigram"  # indexes that do not record one were made with it
 ANALYZERS = ("bigram", "morph")
 
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af\u31f0-\u31ff"

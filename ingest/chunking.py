@@ -25,7 +25,9 @@ class ChunkingConfig:
     max_tokens: int = 250
     overlap: int = 40
     # budget for sections written mostly in Japanese/Chinese (None: max_tokens); the ensemble embedder's
-    # English model stops at 256 pieces, but CJK questions are scored by e5 alone, which reads 510
+    # English model stops at 256 pieces, but CJK questions are scored by e5 alone, which reads 510. Capped by
+    # the tokenizer's own limit, so a MiniLM-only index still cuts at 256. The product default (450) is in
+    # service/config.py; the library's is off, so an explicit max_tokens means what it says.
     cjk_max_tokens: int | None = None
 
     def __post_init__(self) -> None:

@@ -39,11 +39,12 @@ class Settings(BaseSettings):
     embed_threads: int | None = Field(None, ge=1)
     chunk_tokens: int = Field(250, ge=16)
     chunk_overlap: int = Field(40, ge=0)
-    chunk_tokens_cjk: int | None = Field(None, ge=16, description="budget for mostly Japanese/Chinese sections "
-                                         "(default: chunk_tokens)")
+    chunk_tokens_cjk: int | None = Field(450, ge=16, description="budget for mostly Japanese/Chinese sections, "
+                                         "read by e5 alone (up to 510); None: chunk_tokens")
     commit_interval: float = Field(30.0, ge=0)
     keyword_analyzer: Literal["bigram", "morph"] = Field(
-        "bigram", description="BM25 terms for a new index: CJK character bigrams, or words by fugashi/jieba")
+        "morph", description="BM25 terms for a new index: Japanese/Chinese words by fugashi/jieba, or CJK "
+        "character bigrams; an existing index keeps the one it records unless this is set")
     log_level: str = "INFO"
     default_acl: list[str] = Field(["public"], description="access list of new documents no rule matches, e.g. "
                                    '\'["group:staff"]\'')
@@ -104,6 +105,11 @@ class Settings(BaseSettings):
     @classmethod
     def _check_default_acl(cls, v: list[str]) -> list[str]:
         return list(check_acl(v))
+
+    def analyzer_for_index(self) -> str | None:
+        """The keyword analyzer to ask the store for: the setting when given (an index recording another is
+        then refused), else None: an existing index keeps its own, a new one gets the default."""
+        return self.keyword_analyzer if "keyword_analyzer" in self.model_fields_set else None
 
     def model_for_index(self, recorded: str | None) -> str:
         """The embedding model to use with an index: the one it was built with, unless the setting was given
