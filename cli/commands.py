@@ -16,11 +16,16 @@ from ingest.acl import AclPolicy
 from ingest.chunking import Chunker, ChunkingConfig
 from ingest.pipeline import Ingestor
 from ingest.report import IngestReport
+from ingest.sandbox import ParseLimits, ParserPool
 from service.config import Settings
 
 
 def chunking(settings: Settings) -> ChunkingConfig:
     return ChunkingConfig(settings.chunk_tokens, settings.chunk_overlap, settings.chunk_tokens_cjk)
+
+
+def parser_pool(settings: Settings) -> ParserPool:
+    return ParserPool(settings.parse_workers, ParseLimits(settings.parse_timeout, settings.parse_memory_mb))
 
 
 def acl_policy(settings: Settings, override: tuple[str, ...] | None = None) -> AclPolicy:
@@ -41,10 +46,10 @@ def ingest(settings: Settings, paths: list[Path], *, sync: bool, as_json: bool, 
     embedder = load_embedder(settings)
     chunker = Chunker(embedder.tokenizer, chunking(settings))
     with FaissSqliteStore(settings.data_dir, model_id=embedder.model_id, dim=embedder.dim, writable=True,
-                          keyword_analyzer=settings.analyzer_for_index()) as store:
+                          keyword_analyzer=settings.analyzer_for_index()) as store, parser_pool(settings) as pool:
         ingestor = Ingestor(store, embedder, chunker, commit_interval=(
             settings.commit_interval if commit_interval is None else commit_interval),
-            acl=acl_policy(settings, acl))
+            acl=acl_policy(settings, acl), parser=pool, max_file_bytes=settings.max_file_mb << 20)
         bar = None
         if not quiet:
             from tqdm import tqdm
@@ -106,7 +111,7 @@ def serve(settings: Settings) -> int:
     logs.configure(settings.log_level)
     embedder = load_embedder(settings, threads=settings.query_threads)
     ingest_file = FileIngestor(settings.data_dir, embedder, embedder.tokenizer, chunking(settings),
-                               acl_policy(settings))
+                               acl_policy(settings), parser_pool(settings))
     app = create_app(settings, embedder=embedder, ingest_file=ingest_file)
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
     return 0

@@ -14,12 +14,14 @@ from index.faiss_store import FaissSqliteStore
 from ingest.acl import AclPolicy
 from ingest.chunking import Chunker, ChunkingConfig
 from ingest.pipeline import Ingestor
+from ingest.sandbox import ParserPool
 
 
 class FileIngestor:
     def __init__(self, data_dir: Path, embedder: Embedder, tokenizer: Tokenizer, chunking: ChunkingConfig,
-                 acl: AclPolicy | None = None) -> None:
+                 acl: AclPolicy | None = None, parser: ParserPool | None = None) -> None:
         self.data_dir = data_dir
+        self.parser = parser  # uploads are parsed under the same limits as `quelle ingest`
         self.acl = acl or AclPolicy()
         self.embedder = embedder
         self.chunker = Chunker(tokenizer, chunking)
@@ -31,7 +33,7 @@ class FileIngestor:
         with self._lock, FaissSqliteStore(self.data_dir, model_id=self.embedder.model_id, dim=self.embedder.dim,
                                           writable=True) as store:
             report = Ingestor(store, self.embedder, self.chunker, commit_interval=float("inf"),
-                              acl=policy).run([path])
+                              acl=policy, parser=self.parser).run([path])
             doc = store.document_by_source(path.resolve().as_posix())
         if report.failed:
             return {"status": "failed", "reason": report.failures[0].reason}

@@ -11,7 +11,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,12 +24,36 @@ from index.store import Store
 from ingest.acl import AclPolicy
 from ingest.chunking import Chunker
 from ingest.discover import discover, source_of
+from ingest.document import ParsedDocument
 from ingest.parsers import parse
 from ingest.report import IngestReport
+from ingest.sandbox import ParserPool
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[IngestReport, int, int], None]  # (report so far, files done, files in all)
+
+
+@dataclass
+class _Prepared:
+    source: str
+    stat: os.stat_result
+    content_hash: str
+    acl: tuple[str, ...]
+    is_update: bool
+    data: bytes
+
+
+def _inline(tasks: Iterable[tuple[Path, bytes]]) -> Iterator[tuple[Path, ParsedDocument | ParseError]]:
+    """Parsing in this process (no limits): for tests and library use without a ParserPool."""
+    for path, data in tasks:
+        try:
+            yield path, parse(path, data)
+        except ParseError as exc:
+            yield path, exc
+        except Exception as exc:  # a parser bug on a strange file must not stop the batch
+            log.exception("unexpected error parsing %s", path)
+            yield path, ParseError(path, f"unexpected error ({type(exc).__name__}: {exc})")
 
 
 @dataclass
@@ -49,6 +73,8 @@ class Ingestor:
         embed_batch: int = 256,
         commit_interval: float = 30.0,
         acl: AclPolicy | None = None,
+        parser: ParserPool | None = None,
+        max_file_bytes: int = 1 << 30,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -56,6 +82,8 @@ class Ingestor:
         self.embed_batch = embed_batch
         self.commit_interval = commit_interval
         self.acl = acl or AclPolicy()
+        self.parser = parser  # None: parse in this process, without time or memory limits
+        self.max_file_bytes = max_file_bytes
         self._pending: list[_Pending] = []
         self._last_commit = time.monotonic()
 
@@ -63,13 +91,29 @@ class Ingestor:
         report = IngestReport()
         started = time.monotonic()
         files = list(discover(paths))
+        state = {"seen": 0}
+        waiting: dict[Path, _Prepared] = {}
+
+        def tasks() -> Iterator[tuple[Path, bytes]]:
+            for path in files:
+                state["seen"] += 1
+                prepared = self._prepare(path, report)
+                if prepared is None:
+                    if progress:
+                        progress(report, state["seen"], len(files))
+                    continue
+                waiting[path] = prepared
+                data, prepared.data = prepared.data, b""
+                yield path, data
+
         try:
-            for done, path in enumerate(files, start=1):
-                self._ingest_file(path, report)
+            results = self.parser.map(tasks()) if self.parser is not None else _inline(tasks())
+            for path, outcome in results:
+                self._accept(path, waiting.pop(path), outcome, report)
                 if sum(len(p.chunks) for p in self._pending) >= self.embed_batch:
                     self._flush(report)
                 if progress:
-                    progress(report, done, len(files))
+                    progress(report, state["seen"], len(files))
             self._flush(report)
             if progress:
                 progress(report, len(files), len(files))
@@ -82,7 +126,8 @@ class Ingestor:
         report.seconds = time.monotonic() - started
         return report
 
-    def _ingest_file(self, path: Path, report: IngestReport) -> None:
+    def _prepare(self, path: Path, report: IngestReport) -> _Prepared | None:
+        """Stat, skip the unchanged, read: what parsing needs (None: nothing to parse)."""
         source = source_of(path)
         try:
             st = path.stat()
@@ -92,31 +137,39 @@ class Ingestor:
                 acl = old.acl  # keep a list set earlier (by a rule, --acl or the API)
             if old and old.size == st.st_size and old.mtime_ns == st.st_mtime_ns:
                 self._unchanged(old, acl, report)
-                return
+                return None
+            if st.st_size > self.max_file_bytes:
+                report.fail(str(path), f"the file is {st.st_size / 1e6:.0f} MB, over the limit of "
+                                       f"{self.max_file_bytes / 1e6:.0f} MB (QUELLE_MAX_FILE_MB)")
+                return None
             data = path.read_bytes()
-            content_hash = hashlib.sha256(data).hexdigest()
-            if old and old.content_hash == content_hash:
-                self._unchanged(old, acl, report)
-                return
-            parsed = parse(path, data)
-            doc = DocumentRecord(
-                id=document_id(source), source=source, title=parsed.title, kind=parsed.kind,
-                content_hash=content_hash, size=st.st_size, mtime_ns=st.st_mtime_ns, pages=parsed.pages,
-                warnings=tuple(parsed.warnings), acl=acl,
-            )
-            chunks = self.chunker.chunk(parsed, source, doc.id)
-        except ParseError as exc:
-            report.fail(str(path), exc.reason)
-            return
         except OSError as exc:
             report.fail(str(path), f"cannot read: {exc.strerror or exc}")
+            return None
+        content_hash = hashlib.sha256(data).hexdigest()
+        if old and old.content_hash == content_hash:
+            self._unchanged(old, acl, report)
+            return None
+        return _Prepared(source, st, content_hash, acl, old is not None, data)
+
+    def _accept(self, path: Path, p: _Prepared, outcome: ParsedDocument | ParseError, report: IngestReport) -> None:
+        if isinstance(outcome, ParseError):
+            report.fail(str(path), outcome.reason)
             return
-        except Exception as exc:  # a parser bug on a strange file must not stop the batch
-            log.exception("unexpected error parsing %s", path)
+        parsed = outcome
+        doc = DocumentRecord(
+            id=document_id(p.source), source=p.source, title=parsed.title, kind=parsed.kind,
+            content_hash=p.content_hash, size=p.stat.st_size, mtime_ns=p.stat.st_mtime_ns, pages=parsed.pages,
+            warnings=tuple(parsed.warnings), acl=p.acl,
+        )
+        try:
+            chunks = self.chunker.chunk(parsed, p.source, doc.id)
+        except Exception as exc:  # a chunking bug on a strange document must not stop the batch
+            log.exception("unexpected error chunking %s", path)
             report.fail(str(path), f"unexpected error ({type(exc).__name__}: {exc})")
             return
         report.warnings.extend(parsed.warnings)
-        self._pending.append(_Pending(doc, chunks, is_update=old is not None))
+        self._pending.append(_Pending(doc, chunks, is_update=p.is_update))
 
     def _unchanged(self, old: DocumentRecord, acl: tuple[str, ...], report: IngestReport) -> None:
         report.unchanged += 1

@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     chunk_tokens_cjk: int | None = Field(450, ge=16, description="budget for mostly Japanese/Chinese sections, "
                                          "read by e5 alone (up to 510); None: chunk_tokens")
     commit_interval: float = Field(30.0, ge=0)
+    parse_workers: int = Field(2, ge=1, le=64, description="parser processes (they also overlap with embedding)")
+    parse_timeout: float = Field(120.0, gt=0, description="seconds one file may take to parse")
+    parse_memory_mb: int = Field(2048, ge=256, description="address space of a parser process, in MB")
+    max_file_mb: int = Field(1024, ge=1, description="larger files are reported and skipped")
     keyword_analyzer: Literal["bigram", "morph"] = Field(
         "morph", description="BM25 terms for a new index: Japanese/Chinese words by fugashi/jieba, or CJK "
         "character bigrams; an existing index keeps the one it records unless this is set")

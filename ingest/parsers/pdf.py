@@ -32,7 +32,12 @@ def garbage_reason(text: str) -> str | None:
 
 def parse(path: Path, data: bytes) -> ParsedDocument:
     from pypdf import PdfReader
+    from pypdf import errors as pypdf_errors
     from pypdf.errors import DependencyError, FileNotDecryptedError, PdfReadError
+
+    # pypdf caps how far one stream may inflate (newer versions): a decompression bomb stops there
+    bomb: tuple[type[Exception], ...] = tuple(
+        e for e in (getattr(pypdf_errors, "LimitReachedError", None),) if e is not None)
 
     try:
         reader = PdfReader(io.BytesIO(data), strict=False)
@@ -55,6 +60,10 @@ def parse(path: Path, data: bytes) -> ParsedDocument:
         for number, page in enumerate(reader.pages, start=1):
             try:
                 text = page.extract_text() or ""
+            except bomb:
+                warnings.append(f"{path.name} page {number}: a compressed stream inflates past the limit "
+                                "(a decompression bomb?); page skipped")
+                continue
             except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
                 warnings.append(f"{path.name} page {number}: text extraction failed ({type(exc).__name__})")
                 continue
@@ -67,6 +76,8 @@ def parse(path: Path, data: bytes) -> ParsedDocument:
         raise
     except FileNotDecryptedError:
         raise EncryptedError(path, "encrypted PDF: it needs a password") from None
+    except bomb:
+        raise ParseError(path, "a compressed stream inflates past the limit (a decompression bomb?)") from None
     except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError, RecursionError,
             AssertionError, ZeroDivisionError) as exc:
         raise ParseError(path, f"corrupt or truncated PDF ({type(exc).__name__}: {exc})") from None
