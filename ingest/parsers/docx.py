@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import re
 import zipfile
+import zlib
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
@@ -44,12 +45,18 @@ def _style_level(p: ET.Element) -> int | None:
     return int(m.group(1)) if m else None
 
 
+# what a damaged archive or XML raises: bad zip structures, broken deflate data (zlib.error), unsupported or
+# encrypted entries (NotImplementedError, RuntimeError), truncation, bad XML
+_CORRUPT = (ET.ParseError, zipfile.BadZipFile, zlib.error, EOFError, ValueError, NotImplementedError, RuntimeError,
+            OSError)
+
+
 def parse(path: Path, data: bytes) -> ParsedDocument:
     if data[:8] == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1":
         raise EncryptedError(path, "password-protected (or legacy binary) Word file")
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, OSError) as exc:
         raise ParseError(path, f"not a valid DOCX (zip) file: {exc}") from None
     with zf:
         _check_archive(path, zf)
@@ -57,14 +64,14 @@ def parse(path: Path, data: bytes) -> ParsedDocument:
             body = ET.fromstring(zf.read("word/document.xml"))
         except KeyError:
             raise ParseError(path, "DOCX has no word/document.xml") from None
-        except (ET.ParseError, zipfile.BadZipFile, EOFError, ValueError) as exc:
+        except _CORRUPT as exc:
             raise ParseError(path, f"corrupt DOCX: {exc}") from None
         title = ""
         if "docProps/core.xml" in zf.namelist():
             try:
                 node = ET.fromstring(zf.read("docProps/core.xml")).find(_DC_TITLE)
                 title = (node.text or "").strip() if node is not None else ""
-            except (ET.ParseError, zipfile.BadZipFile):
+            except _CORRUPT:
                 title = ""
     sections: list[Section] = []
     stack: list[tuple[int, str]] = []

@@ -102,6 +102,9 @@ class _Extractor(HTMLParser):
             self.blocks[-1][2].append(data)
 
 
+_MARKED = re.compile(r"<!\[(?!\s*(?:cdata|if|else|endif|temp|ignore|include|rcdata)\b)", re.IGNORECASE)
+
+
 def parse(path: Path, data: bytes) -> ParsedDocument:
     m = _META_CHARSET.search(data[:4096])
     text: str | None = None
@@ -112,12 +115,17 @@ def parse(path: Path, data: bytes) -> ParsedDocument:
             text = None
     if text is None:
         text = decode(path, data)
+    # the standard library's parser asserts on marked sections other than CDATA and conditional comments
+    # ("<![foo["): such a sequence is text, so escape it (found by fuzzing)
+    text = _MARKED.sub("&lt;![", text)
     ex = _Extractor()
     try:
         ex.feed(text)
         ex.close()
     except ParseError as exc:
         raise ParseError(path, exc.reason) from None
+    except AssertionError as exc:  # any other declaration the standard library refuses
+        raise ParseError(path, f"malformed HTML ({exc})") from None
     blocks = ex.blocks
     if any(in_main and parts for in_main, _, parts in blocks):
         blocks = [b for b in blocks if b[0]]

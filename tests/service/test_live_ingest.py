@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import shutil
 import threading
+import time
 
 import httpx
 import pytest
@@ -61,6 +62,10 @@ def test_no_torn_reads_while_ingesting(built_index, tmp_path, embedder):
                     report = Ingestor(store, embedder, Chunker(embedder.tokenizer),
                                       commit_interval=float("inf")).run([inbox], sync=True)
                 live[report.generation] = set(range(max(1, k - KEEP + 1), k + 1))
+                mark = len(seen)  # let the readers make a few requests against this generation (slow machines)
+                deadline = time.monotonic() + 30
+                while len(seen) < mark + 3 and time.monotonic() < deadline and not errors:
+                    time.sleep(0.05)
         finally:
             done.set()
             for t in readers:
