@@ -6,6 +6,7 @@ classified failure); anything else is a bug. Run by tests/fuzz/test_fuzz.py (slo
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -22,10 +23,8 @@ def one_input(data: bytes) -> None:
     if not data:
         return
     suffix = SUFFIXES[data[0] % len(SUFFIXES)]
-    try:
+    with contextlib.suppress(ParseError):
         parse(Path(f"fuzzed{suffix}"), data[1:])
-    except ParseError:
-        pass
 
 
 def main() -> None:
