@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 
 
@@ -87,16 +88,21 @@ class Hit:
 PUBLIC = "public"
 
 
+# a name: no ASCII control characters, spaces or commas (commas separate entries); the same pattern is in the
+# OpenAPI schema, so it is spelled in terms every regex engine reads alike
+ACL_ENTRY = r"^(public|(group|user):[^\x00-\x20\x7f,]+)$"
+_ACL_ENTRY = re.compile(ACL_ENTRY)
+
+
 def check_acl(entries: tuple[str, ...] | list[str]) -> tuple[str, ...]:
     """A normalised access list, or ValueError naming the bad entry."""
     out = []
     for e in entries:
-        e = e.strip()
-        kind, _, name = e.partition(":")
-        if e == PUBLIC or (kind in ("group", "user") and name and all(ch.isalnum() or ch in "-_.@" for ch in name)):
-            out.append(e)
-        else:
-            raise ValueError(f"access list entry {e!r}: use 'public', 'group:<name>' or 'user:<name>'")
+        e = e.strip(" ")
+        if not _ACL_ENTRY.match(e):
+            raise ValueError(f"access list entry {e!r}: use 'public', 'group:<name>' or 'user:<name>' "
+                             "(names without spaces, commas or control characters)")
+        out.append(e)
     if not out:
         raise ValueError("an access list needs at least one entry ('public', 'group:<name>' or 'user:<name>')")
     return tuple(sorted(set(out)))

@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from index.embedder import Embedder, load_embedder
 from index.errors import ConfigError, IndexLockedError, IndexMismatchError, QuelleError
@@ -158,6 +159,21 @@ def _install_error_handlers(app: FastAPI) -> None:
             problems.append({"field": field or "body", "message": e.get("msg", "invalid")})
         summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
         return JSONResponse(status_code=422, content={"error": f"invalid request: {summary}", "detail": problems})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Framework errors (unknown route, wrong method, unreadable body) in the same shape as ours; a 405
+        lists every method the path has, not only the first route's."""
+        headers = dict(exc.headers or {})
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 405:
+            allowed = sorted({m for r in request.app.router.routes if getattr(r, "methods", None)
+                              and r.path_regex.match(request.url.path) for m in r.methods})
+            headers["Allow"] = ", ".join(allowed)
+            detail = f"{request.method} is not allowed here; allowed: {', '.join(allowed)}"
+        titles = {400: "bad request", 404: "not found", 405: "method not allowed"}
+        return JSONResponse(status_code=exc.status_code, headers=headers,
+                            content={"error": titles.get(exc.status_code, "error"), "detail": detail})
 
     def simple(status: int, title: str):  # type: ignore[no-untyped-def]
         async def handler(_: Request, exc: Exception) -> JSONResponse:

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from index.records import check_acl
+from index.records import ACL_ENTRY, check_acl
 from service.citations import Citation
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
@@ -14,6 +14,8 @@ SessionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 
 
 class Strict(BaseModel):
+    """Request bodies: unknown fields refused."""
+
     model_config = ConfigDict(extra="forbid")
 
 
@@ -55,7 +57,7 @@ class AskRequest(Strict):
     question: Annotated[Text, StringConstraints(max_length=4000)]
     top_k: int | None = Field(None, ge=1, le=50)
     session_id: SessionId | None = None
-    stream: bool = False
+    stream: bool = Field(False, strict=True)  # `"stream": 0` is an error, as the schema says
     filters: SearchFilters | None = None
 
 
@@ -86,8 +88,9 @@ class DocumentOut(BaseModel):
 
 
 class AclIn(Strict):
-    acl: list[str] = Field(min_length=1, max_length=100, description="'public', 'group:<name>' or 'user:<name>'",
-                           examples=[["group:hr", "user:alice"]])
+    acl: list[Annotated[str, StringConstraints(pattern=ACL_ENTRY, max_length=200)]] = Field(
+        min_length=1, max_length=100, description="'public', 'group:<name>' or 'user:<name>'",
+        examples=[["group:hr", "user:alice"]])
 
     @field_validator("acl")
     @classmethod

@@ -18,8 +18,12 @@ from service.state import Services, services
 router = APIRouter(tags=["answers"], dependencies=[Depends(principal)])
 
 STREAM_DOC: dict[int | str, dict[str, Any]] = {200: {"content": {"text/event-stream": {"schema": {
-    "type": "string", "description": "events: `delta` {text}, then `citations` {answer, citations, grounded, "
-    "abstained}, then `done` {session_id, generation}; `error` {error, reason, sources} if the model fails"}}}}}
+    "type": "object", "required": ["event", "data"],
+    "description": "one Server-Sent Event: `delta` {text}, then `citations` {answer, citations, grounded, "
+                   "abstained}, then `done` {session_id, generation}; `error` {error, reason, sources} if the "
+                   "model fails",
+    "properties": {"event": {"type": "string", "enum": ["delta", "citations", "done", "error"]},
+                   "data": {"type": "string", "description": "the event's JSON object"}}}}}}}
 
 
 NO_SESSION: dict[int | str, dict[str, Any]] = {

@@ -15,6 +15,7 @@ from service.schemas import ChunkOut, DocumentOut, ErrorOut, LLMErrorOut, Search
 from service.state import Services, services
 
 ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut, "description": "the body cannot be read (not UTF-8, not JSON, broken multipart)"},
     401: {"model": ErrorOut, "description": "missing, unknown or revoked API key"},
     429: {"model": ErrorOut, "description": "rate limit of this API key exceeded; see Retry-After"},
     413: {"model": ErrorOut, "description": "request body too large"},
