@@ -6,7 +6,9 @@ import logging
 import re
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 from index.store import SearchFilter
 from service.citations import CheckedAnswer, CitationChecker, drop_invalid_markers
@@ -51,7 +53,8 @@ class Answer:
 class AnswerService:
     def __init__(self, retriever: Retriever, conversations: ConversationStore, checker: CitationChecker,
                  extractive: ExtractiveAnswerer, metrics: Metrics, *, llm: ChatModel | None = None,
-                 default_k: int = 5, context_window: int = 8192, answer_tokens: int = 512) -> None:
+                 default_k: int = 5, context_window: int = 8192, answer_tokens: int = 512,
+                 gate: AbstractContextManager[Any] | None = None) -> None:
         self.retriever = retriever
         self.conversations = conversations
         self.checker = checker
@@ -61,6 +64,10 @@ class AnswerService:
         self.default_k = default_k
         self.context_window = context_window
         self.answer_tokens = answer_tokens
+        # CPU work (query and sentence embeddings) runs under this gate, a bounded semaphore sized to the cores:
+        # under load requests queue for it instead of all slowing down together; waiting on a remote model
+        # does not hold it
+        self.gate = gate or nullcontext()
 
     # -- planning ------------------------------------------------------------------------------------------
     def plan(self, question: str, session_id: str | None, top_k: int | None, flt: SearchFilter | None,
@@ -77,7 +84,8 @@ class AnswerService:
         memory = self.conversations.memory(sid, owner, None if tokens is None else can_read)
         query = self.rewrite(question, memory)
         started = time.perf_counter()
-        got = self.retriever.search(query, top_k or self.default_k, flt)
+        with self.gate:
+            got = self.retriever.search(query, top_k or self.default_k, flt)
         self.metrics.retrieval.observe(time.perf_counter() - started)
         return Plan(question, query, sid, memory, got.candidates, got.generation, abstain=not got.relevant,
                     owner=owner)
@@ -121,7 +129,9 @@ class AnswerService:
             yield not_found(plan.question)
             return
         if self.llm is None:
-            yield self.extractive.answer(plan.query, plan.contexts) or not_found(plan.question)
+            with self.gate:
+                text = self.extractive.answer(plan.query, plan.contexts)
+            yield text or not_found(plan.question)
             return
         prompt = build_prompt(plan.question if plan.query == plan.question else plan.query, plan.contexts,
                               plan.memory, context_window=self.context_window, answer_tokens=self.answer_tokens)
@@ -150,7 +160,8 @@ class AnswerService:
         if plan.blocked:
             text = not_found(plan.question)
         abstained = plan.abstain or not plan.contexts or _is_not_found(text)
-        checked = self.checker.check(text, plan.contexts, abstained=abstained)
+        with self.gate:
+            checked = self.checker.check(text, plan.contexts, abstained=abstained)
         if abstained:
             self.metrics.abstentions.inc()
         self.conversations.append(plan.session_id, plan.question, checked.answer, owner=plan.owner,

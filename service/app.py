@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -108,9 +110,10 @@ def build_services(settings: Settings, metrics: Metrics, *, embedder: Embedder |
     conversations = ConversationStore(settings.data_dir / "conversations.sqlite", sink_turns=settings.sink_turns,
                                       window_turns=settings.window_turns, history_tokens=settings.history_tokens,
                                       ttl_seconds=settings.session_ttl_seconds)
+    gate = threading.BoundedSemaphore(settings.max_concurrent or os.cpu_count() or 2)
     answers = AnswerService(retriever, conversations, CitationChecker(embedder), ExtractiveAnswerer(embedder),
                             metrics, llm=llm, default_k=settings.top_k, context_window=settings.llm_context_window,
-                            answer_tokens=settings.llm_answer_tokens)
+                            answer_tokens=settings.llm_answer_tokens, gate=gate)
     if llm is not None:
         conversations.summariser = answers.summarise
     embedder.embed_query("warm-up")  # the first query should not pay for lazy initialisation
@@ -130,7 +133,8 @@ def build_services(settings: Settings, metrics: Metrics, *, embedder: Embedder |
                             refetch_seconds=settings.oidc_refetch_seconds)
     elif keys is not None and (settings.oidc_issuer or settings.oidc_jwks_url):
         raise ConfigError("OIDC needs both QUELLE_OIDC_ISSUER and QUELLE_OIDC_JWKS_URL")
-    return Services(settings, embedder, store, retriever, answers, metrics, ingest_file, keys, limiter, oidc)
+    return Services(settings, embedder, store, retriever, answers, metrics, ingest_file, keys, limiter, oidc,
+                    gate)
 
 
 def retrieval_config(settings: Settings, model_id: str) -> RetrievalConfig:

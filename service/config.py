@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     query_threads: int = Field(1, ge=1, description="torch threads for query encoding")
+    max_concurrent: int | None = Field(None, ge=1, le=256, description="requests doing CPU work at once "
+                                       "(embedding queries and answers); the others queue (default: CPU cores)")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="largest JSON request body")
     max_upload_bytes: int = Field(50_000_000, ge=1024, description="largest document upload")
 

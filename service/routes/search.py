@@ -16,6 +16,7 @@ def search(req: SearchRequest, svc: Services = Depends(services),
            readable: frozenset[str] | None = Depends(access)) -> SearchResponse:
     """Ranked chunks for a query: dense + keyword fused with reciprocal rank fusion (or one path by `mode`)."""
     started = time.perf_counter()
-    got = svc.retriever.search(req.query, req.top_k, to_filter(req.filters, readable), mode=req.mode)
+    with svc.gate:  # queue for the CPU rather than all slowing down together
+        got = svc.retriever.search(req.query, req.top_k, to_filter(req.filters, readable), mode=req.mode)
     svc.metrics.retrieval.observe(time.perf_counter() - started)
     return SearchResponse(results=[chunk_out(c) for c in got.candidates], generation=got.generation)

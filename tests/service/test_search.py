@@ -68,3 +68,42 @@ def test_every_response_has_a_request_id(client):
     r = client.post("/v1/search", json={"query": "leave"}, headers={"x-request-id": "abc123"})
     assert r.headers["x-request-id"] == "abc123"
     assert len(client.get("/healthz").headers["x-request-id"]) == 16
+
+
+def test_cpu_work_queues_behind_a_bounded_gate(make_client):
+    """With one slot, concurrent searches and answers all complete (no deadlock between the gated steps) and
+    the gate never admits two at once."""
+    import threading
+    import time
+
+    client = make_client(max_concurrent=1)
+    gate = client.app.state.services.gate
+    inside, most = [0], [0]
+    real_search = client.app.state.services.retriever.search
+
+    def counting(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        inside[0] += 1
+        most[0] = max(most[0], inside[0])
+        try:
+            time.sleep(0.02)
+            return real_search(*args, **kwargs)
+        finally:
+            inside[0] -= 1
+
+    client.app.state.services.retriever.search = counting
+    results: list[int] = []
+
+    def hit(i: int) -> None:
+        if i % 2:
+            results.append(client.post("/v1/ask", json={"question": "How long is parental leave?"}).status_code)
+        else:
+            results.append(client.post("/v1/search", json={"query": "parental leave"}).status_code)
+
+    threads = [threading.Thread(target=hit, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert results == [200] * 8 and most[0] == 1
+    assert gate.acquire(blocking=False)  # every slot was given back
+    gate.release()
