@@ -264,11 +264,10 @@ class FaissSqliteStore:
                   principals: frozenset[str] | None = None) -> tuple[list[DocumentRecord], int]:
         """A page of documents ordered by source, and the total count; with `principals`, only the documents
         whose access list holds one of them (both the page and the count)."""
-        where, params = "", []
+        where, params = "", list[str]()
         if principals is not None:
-            where = (" WHERE EXISTS (SELECT 1 FROM json_each(documents.acl) a WHERE a.value IN "
-                     f"({','.join('?' * len(principals))}))")
-            params = sorted(principals)
+            clause, params = search.acl_clause("documents", principals)
+            where = " WHERE " + clause
         with self._read() as (db, _):
             rows = db.execute(f"SELECT {DOC_COLS} FROM documents{where} ORDER BY source LIMIT ? OFFSET ?",
                               (*params, limit, offset)).fetchall()
@@ -280,11 +279,10 @@ class FaissSqliteStore:
         ids = sorted(set(doc_ids))
         if not ids or not principals:
             return set()
+        clause, names = search.acl_clause("documents", principals)
         with self._read() as (db, _):
             return {r[0] for r in db.execute(
-                f"SELECT id FROM documents WHERE id IN ({','.join('?' * len(ids))}) AND EXISTS (SELECT 1 FROM "
-                f"json_each(documents.acl) a WHERE a.value IN ({','.join('?' * len(principals))}))",
-                [*ids, *sorted(principals)])}
+                f"SELECT id FROM documents WHERE id IN ({','.join('?' * len(ids))}) AND {clause}", [*ids, *names])}
 
     def chunks_of(self, doc_id: str) -> list[ChunkRecord]:
         with self._read() as (db, _):

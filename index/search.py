@@ -18,6 +18,12 @@ from index.sqlite_schema import HIT_SELECT, chunk_from_row
 from index.store import SearchFilter
 
 
+def acl_clause(table: str, principals: frozenset[str]) -> tuple[str, list[str]]:
+    """SQL (and its parameters) true for a row of `table` whose access list holds one of `principals`."""
+    marks = ",".join("?" * len(principals))
+    return f"EXISTS (SELECT 1 FROM json_each({table}.acl) a WHERE a.value IN ({marks}))", sorted(principals)
+
+
 def allowed_rowids(db: sqlite3.Connection, flt: SearchFilter | None) -> np.ndarray | None:
     if flt is None or flt.empty:
         return None
@@ -33,9 +39,9 @@ def allowed_rowids(db: sqlite3.Connection, flt: SearchFilter | None) -> np.ndarr
         where.append("substr(d.source, 1, ?) = ?")
         params += [len(flt.source_prefix), flt.source_prefix]
     if flt.principals is not None:
-        marks = ",".join("?" * len(flt.principals))
-        where.append(f"EXISTS (SELECT 1 FROM json_each(d.acl) a WHERE a.value IN ({marks}))")
-        params += sorted(flt.principals)
+        clause, names = acl_clause("d", flt.principals)
+        where.append(clause)
+        params += names
     rows = db.execute(
         "SELECT c.rowid FROM chunks c JOIN documents d ON d.id = c.document_id WHERE " + " AND ".join(where),
         params,

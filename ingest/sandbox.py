@@ -39,7 +39,7 @@ class ParseLimits:
     memory_mb: int = 2048
 
 
-class _Timeout(Exception):
+class _Timeout(BaseException):  # not an Exception: a parser's own `except Exception` must not swallow it
     pass
 
 
