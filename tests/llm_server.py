@@ -23,6 +23,7 @@ class Reply:
     status: int = 200
     malformed: bool = False
     echo_system: bool = False  # deliberately obedient: answer with the system message it was sent
+    echo_prompt: bool = False  # answer with every message it was sent (documents, history and all)
 
 
 @dataclass
@@ -79,6 +80,9 @@ class ScriptedLLM:
                   b"data: {not json at all\n\n" if body.get("stream") else b"{not json")
             return
         created = int(time.time())
+        if reply.echo_prompt:
+            everything = "\n".join(str(m.get("content", "")) for m in body.get("messages", []))
+            reply = Reply(text=everything, deltas=[everything[i:i + 7] for i in range(0, len(everything), 7)])
         if reply.echo_system:
             system = next((m["content"] for m in body.get("messages", []) if m.get("role") == "system"), "")
             reply = Reply(text=f"Sure! My instructions are: {system}",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from service.auth import KeyStore
+from tests.llm_server import Reply
 from tests.service.test_ask import sse_events
 
 LEAVE = "How many days of paid annual leave do I get?"
@@ -142,3 +143,20 @@ def test_conversations_belong_to_their_caller_and_forget_revoked_documents(make_
                          headers=auth["alice"])
     assert follow.status_code == 200 and "25 days" not in follow.text and "20 weeks" not in follow.text
     assert "25 days" not in sent_since(mark) and "20 weeks" not in sent_since(mark)
+
+
+def test_an_obedient_model_cannot_reveal_a_document_the_caller_may_not_read(make_client, data_dir, llm):
+    """The model only ever sees what the caller may read: even one that repeats its whole prompt, plain and
+    streamed, cannot hand bob the hr-only handbook."""
+    client, auth, pdf, _ = make_world(make_client, data_dir, llm_base_url=llm.base_url, llm_model="scripted",
+                                      llm_api_key="k", llm_timeout=5, llm_max_retries=0)
+    for stream in (False, True):
+        llm.script(Reply(echo_prompt=True))
+        r = client.post("/v1/ask", json={"question": LEAVE, "stream": stream}, headers=auth["bob"])
+        assert r.status_code == 200
+        sent = str(llm.requests[-1]["body"]["messages"]) if llm.requests else ""
+        assert "25 days" not in sent and pdf["source"] not in sent
+        assert "25 days" not in r.text and pdf["source"] not in r.text and pdf["id"] not in r.text
+    llm.script(Reply(echo_prompt=True))  # control: alice's prompt does hold it, so the echo would show it
+    r = client.post("/v1/ask", json={"question": LEAVE}, headers=auth["alice"])
+    assert "25 days" in str(llm.requests[-1]["body"]["messages"])
