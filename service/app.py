@@ -160,7 +160,11 @@ def _install_error_handlers(app: FastAPI) -> None:
             if loc and loc[0] in ("body", "query", "path", "header"):
                 loc = loc[1:]
             field = ".".join(str(p) for p in loc)
-            problems.append({"field": field or "body", "message": e.get("msg", "invalid")})
+            message = e.get("msg", "invalid")
+            got = e.get("input")
+            if e.get("type") == "string_pattern_mismatch" and isinstance(got, str):
+                message = f"{got[:100]!r} does not match {e.get('ctx', {}).get('pattern', 'the pattern')}"
+            problems.append({"field": field or "body", "message": message})
         summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
         return JSONResponse(status_code=422, content={"error": f"invalid request: {summary}", "detail": problems})
 
