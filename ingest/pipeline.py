@@ -25,7 +25,7 @@ from ingest.acl import AclPolicy
 from ingest.chunking import Chunker
 from ingest.discover import discover, source_of
 from ingest.document import ParsedDocument
-from ingest.parsers import parse
+from ingest.parsers import parse_outcome
 from ingest.report import IngestReport
 from ingest.sandbox import ParserPool
 
@@ -42,18 +42,6 @@ class _Prepared:
     acl: tuple[str, ...]
     is_update: bool
     data: bytes
-
-
-def _inline(tasks: Iterable[tuple[Path, bytes]]) -> Iterator[tuple[Path, ParsedDocument | ParseError]]:
-    """Parsing in this process (no limits): for tests and library use without a ParserPool."""
-    for path, data in tasks:
-        try:
-            yield path, parse(path, data)
-        except ParseError as exc:
-            yield path, exc
-        except Exception as exc:  # a parser bug on a strange file must not stop the batch
-            log.exception("unexpected error parsing %s", path)
-            yield path, ParseError(path, f"unexpected error ({type(exc).__name__}: {exc})")
 
 
 @dataclass
@@ -91,29 +79,31 @@ class Ingestor:
         report = IngestReport()
         started = time.monotonic()
         files = list(discover(paths))
-        state = {"seen": 0}
+        seen = 0
         waiting: dict[Path, _Prepared] = {}
 
         def tasks() -> Iterator[tuple[Path, bytes]]:
+            nonlocal seen
             for path in files:
-                state["seen"] += 1
+                seen += 1
                 prepared = self._prepare(path, report)
                 if prepared is None:
                     if progress:
-                        progress(report, state["seen"], len(files))
+                        progress(report, seen, len(files))
                     continue
                 waiting[path] = prepared
                 data, prepared.data = prepared.data, b""
                 yield path, data
 
         try:
-            results = self.parser.map(tasks()) if self.parser is not None else _inline(tasks())
+            results = (self.parser.map(tasks()) if self.parser is not None  # else in this process, no limits
+                       else ((path, parse_outcome(path, data)) for path, data in tasks()))
             for path, outcome in results:
                 self._accept(path, waiting.pop(path), outcome, report)
                 if sum(len(p.chunks) for p in self._pending) >= self.embed_batch:
                     self._flush(report)
                 if progress:
-                    progress(report, state["seen"], len(files))
+                    progress(report, seen, len(files))
             self._flush(report)
             if progress:
                 progress(report, len(files), len(files))

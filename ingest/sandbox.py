@@ -50,7 +50,7 @@ def _alarm(_signum: int, _frame: Any) -> None:
 def _worker(conn: Connection, limits: ParseLimits) -> None:  # pragma: no cover - runs in the child
     import resource
 
-    from ingest.parsers import parse  # imported here: the parent may not need the parsers' dependencies
+    from ingest.parsers import parse_outcome  # imported here: the parent may not need the parsers' dependencies
 
     limit = limits.memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
@@ -68,19 +68,14 @@ def _worker(conn: Connection, limits: ParseLimits) -> None:  # pragma: no cover 
         try:
             signal.setitimer(signal.ITIMER_REAL, limits.timeout_s)
             try:
-                result = ("ok", parse(Path(path), data))
+                outcome = parse_outcome(Path(path), data)
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
+            result = ("error", outcome.reason) if isinstance(outcome, ParseError) else ("ok", outcome)
         except _Timeout:
             result = ("error", f"parsing took longer than {limits.timeout_s:g} s (QUELLE_PARSE_TIMEOUT)")
         except MemoryError:
             result = ("error", f"parsing needs more than {limits.memory_mb} MB (QUELLE_PARSE_MEMORY_MB)")
-        except RecursionError:
-            result = ("error", "the file is nested too deeply to parse")
-        except ParseError as exc:
-            result = ("error", exc.reason)
-        except Exception as exc:  # a parser bug on a strange file must not stop the batch
-            result = ("error", f"unexpected error ({type(exc).__name__}: {exc})")
         del data
         try:
             conn.send(result)

@@ -6,12 +6,15 @@ at all is a `NoTextError`, never a silent empty document.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
 from index.errors import NoTextError, ParseError
 from ingest.document import ParsedDocument
 from ingest.parsers import docx, html, markdown, pdf, text
+
+log = logging.getLogger(__name__)
 
 Parser = Callable[[Path, bytes], ParsedDocument]
 
@@ -46,3 +49,19 @@ def parse(path: Path, data: bytes | None = None) -> ParsedDocument:
         detail = "; ".join(doc.warnings) if doc.warnings else "the file is empty"
         raise NoTextError(path, f"no usable text ({detail})")
     return doc
+
+
+def parse_outcome(path: Path, data: bytes) -> ParsedDocument | ParseError:
+    """Parse one file, every failure classified: a ParseError is returned (not raised), a parser bug on a
+    strange file becomes an "unexpected error" one. MemoryError propagates (the caller knows its limit)."""
+    try:
+        return parse(path, data)
+    except ParseError as exc:
+        return exc
+    except MemoryError:
+        raise
+    except RecursionError:
+        return ParseError(path, "the file is nested too deeply to parse")
+    except Exception as exc:  # a parser bug on a strange file must not stop the batch
+        log.exception("unexpected error parsing %s", path)
+        return ParseError(path, f"unexpected error ({type(exc).__name__}: {exc})")
