@@ -56,7 +56,7 @@ def parse(path: Path, data: bytes) -> ParsedDocument:
         raise EncryptedError(path, "password-protected (or legacy binary) Word file")
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, OSError) as exc:
+    except (zipfile.LargeZipFile, *_CORRUPT) as exc:  # NotImplementedError: a zip version it cannot read
         raise ParseError(path, f"not a valid DOCX (zip) file: {exc}") from None
     with zf:
         _check_archive(path, zf)

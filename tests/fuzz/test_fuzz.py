@@ -31,7 +31,10 @@ def test_parsers_survive_fuzzing(tmp_path):
         capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
         timeout=seconds + 300)
     crashes = list(tmp_path.glob("crash-*")) + list(tmp_path.glob("timeout-*")) + list(tmp_path.glob("oom-*"))
-    assert run.returncode == 0 and not crashes, run.stderr[-4000:]
+    # atheris prints the uncaught exception's traceback on stdout and libFuzzer's summary on stderr
+    found = "\n".join(f"{c.name}: {c.read_bytes()[:300]!r}" for c in crashes)
+    assert run.returncode == 0 and not crashes, f"{run.stdout[-4000:]}\n{run.stderr[-1500:]}\n{found}"
+
     runs = [line for line in run.stderr.splitlines() if line.startswith("Done ")]
     assert runs, run.stderr[-2000:]
     print(runs[-1])

@@ -117,4 +117,11 @@ def make_hostile(folder: Path, sample_pdf: Path) -> dict[str, str]:
             w.write(b"</w:t></w:r></w:p></w:body></w:document>")
     put("zip-bomb.docx", zbuf.getvalue(), "zip bomb DOCX (600 MB document.xml)")
     put("not-a-zip.docx", b"PK\x03\x04" + os.urandom(2048), "DOCX that is not a zip")
+    fbuf = io.BytesIO()
+    with zipfile.ZipFile(fbuf, "w") as z:
+        z.writestr("word/document.xml", "<w:document/>")
+    future = bytearray(fbuf.getvalue())
+    central = future.rindex(b"PK\x01\x02")
+    future[central + 6:central + 8] = (111).to_bytes(2, "little")  # "needs zip version 11.1" (found by atheris)
+    put("future-zip.docx", bytes(future), "DOCX in a zip version no reader knows")
     return made

@@ -24,6 +24,7 @@ EXPECTED = {  # generated file -> a fragment its failure reason must hold
     "ref-loop.pdf": "cyclic", "deep-nesting.pdf": "corrupt", "bomb.pdf": "decompression bomb",
     "enormous-page.pdf": "longer than 10 s", "invalid-utf8.txt": "encoding", "nested.html": "nested deeper",
     "unclosed.html": "nested deeper", "zip-bomb.docx": "zip bomb", "not-a-zip.docx": "not a valid DOCX",
+    "future-zip.docx": "zip file version 11.1",
 }
 
 
