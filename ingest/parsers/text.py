@@ -17,7 +17,11 @@ _BOMS = [
 def decode(path: Path, data: bytes) -> str:
     for bom, encoding in _BOMS:
         if data.startswith(bom):
-            return data.decode(encoding)
+            try:
+                return data.decode(encoding)
+            except UnicodeDecodeError as exc:  # a BOM, then bytes that do not follow it (cut, or not text)
+                raise ParseError(path, f"invalid {encoding.upper()} text after its byte-order mark "
+                                       f"(at byte {exc.start}: {exc.reason})") from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:

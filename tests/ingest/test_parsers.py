@@ -98,6 +98,13 @@ def test_utf8_bom_and_utf16_text(tmp_path: Path):
     (tmp_path / "b.txt").write_bytes("Bonjour à tous".encode("utf-16"))
     assert parse(tmp_path / "a.txt").text == "Hello BOM"
     assert parse(tmp_path / "b.txt").text == "Bonjour à tous"
+    # a byte-order mark, then bytes that do not follow it (found by atheris): an error naming the encoding
+    (tmp_path / "cut.md").write_bytes(b"\xfe\xff" + b"\xff" * 6 + b"A")
+    (tmp_path / "bad32.txt").write_bytes(b"\xff\xfe\x00\x00" + b"\xff\xff\xff\xff")
+    with pytest.raises(ParseError, match=r"cut.md: invalid UTF-16 text after its byte-order mark"):
+        parse(tmp_path / "cut.md")
+    with pytest.raises(ParseError, match=r"bad32.txt: invalid UTF-32 text"):
+        parse(tmp_path / "bad32.txt")
 
 
 def test_empty_text_is_an_error():
