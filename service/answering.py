@@ -69,6 +69,12 @@ class AnswerService:
         # does not hold it
         self.gate = gate or nullcontext()
 
+    def hold(self) -> AbstractContextManager[Any]:
+        """The gate for a whole answer when it is all CPU work (the extractive answerer): an admitted request
+        then finishes before later ones start, instead of queueing again between steps. Held around a model
+        call it would idle a slot, so with an LLM each CPU step takes the gate on its own."""
+        return self.gate if self.llm is None else nullcontext()
+
     # -- planning ------------------------------------------------------------------------------------------
     def plan(self, question: str, session_id: str | None, top_k: int | None, flt: SearchFilter | None,
              owner: str = "") -> Plan:

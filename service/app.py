@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -17,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from index.embedcache import cached
 from index.embedder import Embedder, load_embedder
 from index.errors import ConfigError, IndexLockedError, IndexMismatchError, QuelleError
 from index.faiss_store import FaissSqliteStore
@@ -27,6 +27,7 @@ from service.config import Settings
 from service.conversations import ConversationStore
 from service.errors import IngestUnavailable, LLMUnavailableError, NotFoundError
 from service.extractive import ExtractiveAnswerer
+from service.gate import CpuGate, Overloaded
 from service.llm import ChatModel, OpenAIChatModel, Usage
 from service.metrics import Metrics
 from service.middleware import RequestMiddleware
@@ -87,6 +88,7 @@ def build_services(settings: Settings, metrics: Metrics, *, embedder: Embedder |
         embedder = load_embedder(settings.model_for_index(FaissSqliteStore.recorded_model(settings.data_dir)),
                                  query_prefix=settings.query_prefix,
                                  passage_prefix=settings.passage_prefix, threads=settings.query_threads)
+    embedder = cached(embedder, settings.embed_cache)  # queries and answer sentences come back often
     if not (settings.data_dir / "quelle.sqlite").exists():  # a fresh service starts with an empty index
         FaissSqliteStore(settings.data_dir, model_id=embedder.model_id, dim=embedder.dim, writable=True,
                          keyword_analyzer=settings.keyword_analyzer).close()
@@ -110,7 +112,7 @@ def build_services(settings: Settings, metrics: Metrics, *, embedder: Embedder |
     conversations = ConversationStore(settings.data_dir / "conversations.sqlite", sink_turns=settings.sink_turns,
                                       window_turns=settings.window_turns, history_tokens=settings.history_tokens,
                                       ttl_seconds=settings.session_ttl_seconds)
-    gate = threading.BoundedSemaphore(settings.max_concurrent or os.cpu_count() or 2)
+    gate = CpuGate(settings.max_concurrent or os.cpu_count() or 2, max_wait=settings.queue_timeout)
     answers = AnswerService(retriever, conversations, CitationChecker(embedder), ExtractiveAnswerer(embedder),
                             metrics, llm=llm, default_k=settings.top_k, context_window=settings.llm_context_window,
                             answer_tokens=settings.llm_answer_tokens, gate=gate)
@@ -204,6 +206,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def auth_unavailable(_: Request, exc: AuthUnavailable) -> JSONResponse:
         return JSONResponse(status_code=503, content={"error": "cannot check credentials", "detail": str(exc)},
                             headers={"Retry-After": "10"})
+    @app.exception_handler(Overloaded)
+    async def overloaded(_: Request, exc: Overloaded) -> JSONResponse:
+        return JSONResponse(status_code=503, content={"error": "overloaded", "detail": str(exc)},
+                            headers={"Retry-After": str(exc.retry_after)})
     app.add_exception_handler(NotFoundError, simple(404, "not found"))
     app.add_exception_handler(IngestUnavailable, simple(501, "not enabled"))
     app.add_exception_handler(IndexLockedError, simple(409, "index busy"))

@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     query_threads: int = Field(1, ge=1, description="torch threads for query encoding")
     max_concurrent: int | None = Field(None, ge=1, le=256, description="requests doing CPU work at once "
                                        "(embedding queries and answers); the others queue (default: CPU cores)")
+    queue_timeout: float = Field(30.0, gt=0, le=3600, description="seconds a request may wait in that queue "
+                                 "before it is refused with 503 and Retry-After")
+    embed_cache: int = Field(8192, ge=0, le=1_000_000, description="query and sentence embeddings the service "
+                             "keeps (least recently used first out; 0: none)")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="largest JSON request body")
     max_upload_bytes: int = Field(50_000_000, ge=1024, description="largest document upload")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from index.embedcache import similarities
 from index.embedder import Embedder
 from index.keyword import terms
 from index.text import sentence_spans
@@ -43,9 +44,7 @@ class ExtractiveAnswerer:
             shared = [len(query_terms & set(terms(sentence))) for _, sentence in pool]
             keep = sorted(range(len(pool)), key=lambda i: (-shared[i], i))[: self.max_candidates]
             pool = [pool[i] for i in sorted(keep)]
-        q = self.embedder.embed_query(question)
-        vecs = self.embedder.embed_passages([s for _, s in pool])
-        scores = vecs @ q
+        scores = similarities(self.embedder, question, [s for _, s in pool])
         order = np.argsort(-scores)
         best = float(scores[order[0]])
         if best < self.min_score:

@@ -118,6 +118,9 @@ class ErrorOut(BaseModel):
 
 
 class LLMErrorOut(BaseModel):
+    """A 503 from /v1/ask: the model is unavailable (`reason`, and the retrieved `sources`), or the service is
+    overloaded (`detail`; see Retry-After)."""
     error: str
-    reason: str
-    sources: list[CitationOut]
+    reason: str = ""
+    sources: list[CitationOut] = []
+    detail: Any = None

@@ -35,7 +35,7 @@ class Services:
     keys: KeyStore | None = None  # None: authentication is off
     limiter: RateLimiter | None = None
     oidc: Any = None  # service.oidc.OidcVerifier when OIDC is configured
-    gate: Any = None  # threading.BoundedSemaphore bounding concurrent CPU work (see AnswerService.gate)
+    gate: Any = None  # service.gate.CpuGate bounding concurrent CPU work (see AnswerService.gate)
     ready: bool = False
 
 

@@ -9,6 +9,14 @@ local questions = {
   "What is the password policy?", "年次有給休暇は何日ですか？", "差旅报销的标准是什么？",
   "Can I work from home?",
 }
+-- QUELLE_QUESTIONS: a file with one question per line (already JSON-escaped), replacing the list above
+local file = os.getenv("QUELLE_QUESTIONS")
+if file and file ~= "" then
+  questions = {}
+  for line in io.lines(file) do
+    if line ~= "" then questions[#questions + 1] = line end
+  end
+end
 
 request = function()
   local q = questions[math.random(#questions)]

@@ -36,9 +36,9 @@ def ask(req: AskRequest, request: Request, svc: Services = Depends(services),  #
     """Answer a question from the documents the caller may read, with checked citations. `stream: true` (or
     `Accept: text/event-stream`) sends Server-Sent Events. A `session_id` continues the caller's own
     conversation (404 for another caller's)."""
-    plan = svc.answers.plan(req.question, req.session_id, req.top_k, to_filter(req.filters, readable),
-                            owner="" if who.unrestricted else f"user:{who.name}")
+    owner = "" if who.unrestricted else f"user:{who.name}"
     if req.stream or "text/event-stream" in request.headers.get("accept", ""):
+        plan = svc.answers.plan(req.question, req.session_id, req.top_k, to_filter(req.filters, readable), owner)
         deltas = svc.answers.deltas(plan)
         try:
             first = next(deltas, "")  # fail with a 503 before the stream starts, when the model is down
@@ -46,10 +46,12 @@ def ask(req: AskRequest, request: Request, svc: Services = Depends(services),  #
             return _llm_error(exc)
         return StreamingResponse(_events(svc, plan, first, deltas), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-    try:
-        answer = svc.answers.answer(plan)
-    except LLMUnavailableError as exc:
-        return _llm_error(exc)
+    with svc.answers.hold():  # one turn at the CPU gate for the whole extractive answer
+        plan = svc.answers.plan(req.question, req.session_id, req.top_k, to_filter(req.filters, readable), owner)
+        try:
+            answer = svc.answers.answer(plan)
+        except LLMUnavailableError as exc:
+            return _llm_error(exc)
     return AskResponse(answer=answer.checked.answer, citations=answer.checked.citations,
                        grounded=answer.checked.grounded, abstained=answer.abstained, session_id=answer.session_id,
                        generation=answer.generation)

@@ -22,8 +22,12 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorOut, "description": "invalid request: the detail names the field"},
 }
 LLM_ERROR: dict[int | str, dict[str, Any]] = {
-    503: {"model": LLMErrorOut, "description": "the language model is unavailable; the retrieved sources are "
-                                               "returned"},
+    503: {"model": LLMErrorOut, "description": "the language model is unavailable (the retrieved sources are "
+                                               "returned), or the service is overloaded (see Retry-After)"},
+}
+OVERLOADED: dict[int | str, dict[str, Any]] = {
+    503: {"model": ErrorOut, "description": "overloaded: the request waited longer than QUELLE_QUEUE_TIMEOUT for "
+                                            "a CPU slot; see Retry-After"},
 }
 FORBIDDEN: dict[int | str, dict[str, Any]] = {
     403: {"model": ErrorOut, "description": "this API key is not in the administrators' group"},

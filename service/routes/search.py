@@ -4,14 +4,14 @@ import time
 
 from fastapi import APIRouter, Depends
 
-from service.routes.common import ERRORS, access, chunk_out, principal, to_filter
+from service.routes.common import ERRORS, OVERLOADED, access, chunk_out, principal, to_filter
 from service.schemas import SearchRequest, SearchResponse
 from service.state import Services, services
 
 router = APIRouter(tags=["retrieval"], dependencies=[Depends(principal)])
 
 
-@router.post("/v1/search", response_model=SearchResponse, responses=ERRORS)
+@router.post("/v1/search", response_model=SearchResponse, responses={**ERRORS, **OVERLOADED})
 def search(req: SearchRequest, svc: Services = Depends(services),
            readable: frozenset[str] | None = Depends(access)) -> SearchResponse:
     """Ranked chunks for a query: dense + keyword fused with reciprocal rank fusion (or one path by `mode`)."""

@@ -87,3 +87,20 @@ def test_ensemble_scores_english_with_both_models_and_cjk_with_e5_alone(ensemble
         assert np.allclose(p @ ensemble.embed_query(en), half, atol=1e-4)
     finally:
         ensemble.english_weight = 1.0
+
+
+def test_ensemble_similarities_match_its_vectors_and_skip_minilm_for_cjk(ensemble):
+    from index.embedcache import CachingEmbedder, cached, similarities
+
+    passages = ["Annual leave is 25 days per year.", "年次有給休暇は年間25日です。", "Badges open the door."]
+    for query in ("How many days of annual leave do I get?", "有給休暇は何日ですか？"):
+        full = ensemble.embed_passages(passages) @ ensemble.embed_query(query)
+        assert np.allclose(similarities(ensemble, query, passages), full, atol=1e-4)
+    fast = cached(ensemble, 64)  # each model cached on its own
+    assert isinstance(fast.e5, CachingEmbedder) and isinstance(fast.minilm, CachingEmbedder)
+    assert fast.model_id == ensemble.model_id and fast.tokenizer is ensemble.tokenizer
+    similarities(fast, "有給休暇は何日ですか？", passages)
+    assert fast.minilm.misses == 0 and fast.e5.misses == 4  # a Japanese question never runs MiniLM
+    again = similarities(fast, "有給休暇は何日ですか？", passages)
+    assert fast.e5.misses == 4 and fast.e5.hits == 4
+    assert np.allclose(again, similarities(ensemble, "有給休暇は何日ですか？", passages), atol=1e-4)
