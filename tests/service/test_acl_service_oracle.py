@@ -117,10 +117,13 @@ def test_random_access_lists_and_revocations_never_leak(setup, embedder):
             assert not any(source_of[d] in r.text or text_of[d] in r.text for d in doc_ids if d not in readable)
             CHECKS["requests"] += 1
 
-    try:
-        run_state_machine_as_test(Permissions, settings=settings(
-            max_examples=50, stateful_step_count=40, deadline=None,
-            suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]))
+    try:  # hypothesis picks each run's length at random: run until thousands of requests have been checked
+        for _ in range(6):
+            run_state_machine_as_test(Permissions, settings=settings(
+                max_examples=30, stateful_step_count=40, deadline=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]))
+            if CHECKS["requests"] >= 2000:
+                break
     finally:
         client.__exit__(None, None, None)
     print(f"{CHECKS['requests']} checked requests")
