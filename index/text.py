@@ -9,8 +9,16 @@ import re
 _BOUNDARY = re.compile(r"(?<=[.!?])[\"'”’)\]]*(?=\s)|(?<=[。！？])[」』）】”’\"]*|\n\s*\n")
 
 
-def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) of each sentence, whitespace trimmed; together they hold every non-space character."""
+# a heading line at the start of a sentence: short, no sentence punctuation, and the next line starts a new
+# sentence (a capital, a digit, an opening quote or a CJK character); a wrapped line of running text goes on
+# in lower case or is longer
+_HEADING = re.compile(r"(?:[^\n.!?,;:。！？、，]|\.(?=\d)){1,60}(?<=\S)[ \t]*\n(?=[ \t]*[A-Z0-9\"“(\u3040-\u30ff\u3400-\u9fff])")
+
+
+def sentence_spans(text: str, *, skip_headings: bool = False) -> list[tuple[int, int]]:
+    """(start, end) of each sentence, whitespace trimmed; together they hold every non-space character, except
+    that with `skip_headings` a heading on its own line ("Leave and time off" above "Every employee ...") is
+    left out: it is no sentence to quote (chunking keeps it with the sentence it introduces)."""
     spans = []
     start = 0
     for m in _BOUNDARY.finditer(text):
@@ -23,6 +31,10 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
             a += 1
         while b > a and text[b - 1].isspace():
             b -= 1
+        while skip_headings and a < b and (m := _HEADING.match(text, a, b)) and len(text[a:m.end()].split()) <= 8:
+            a = m.end()
+            while a < b and text[a].isspace():
+                a += 1
         if a < b:
             out.append((a, b))
     return out

@@ -87,7 +87,8 @@ def build_services(settings: Settings, metrics: Metrics, *, embedder: Embedder |
         torch.set_num_threads(settings.query_threads)
         embedder = load_embedder(settings.model_for_index(FaissSqliteStore.recorded_model(settings.data_dir)),
                                  query_prefix=settings.query_prefix,
-                                 passage_prefix=settings.passage_prefix, threads=settings.query_threads)
+                                 passage_prefix=settings.passage_prefix, threads=settings.query_threads,
+                                 precision=settings.embed_precision)
     embedder = cached(embedder, settings.embed_cache)  # queries and answer sentences come back often
     if not (settings.data_dir / "quelle.sqlite").exists():  # a fresh service starts with an empty index
         FaissSqliteStore(settings.data_dir, model_id=embedder.model_id, dim=embedder.dim, writable=True,

@@ -83,7 +83,7 @@ def _numbers(text: str) -> list[int]:
 
 
 def _sentences(text: str) -> list[str]:
-    return [" ".join(text[a:b].split()) for a, b in sentence_spans(text)]
+    return [" ".join(text[a:b].split()) for a, b in sentence_spans(text, skip_headings=True)]
 
 
 class CitationChecker:

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     passage_prefix: str | None = Field(None, description="default: the model's own prompts or its family's")
     embed_batch_size: int = Field(32, ge=1, le=4096)
     embed_threads: int | None = Field(None, ge=1)
+    embed_precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="sentence-transformers models: auto = fp16 on a GPU, bf16 on a CPU with bf16 units "
+                            "(AMX, AVX512-BF16), else fp32 (docs/performance.md)")
     chunk_tokens: int = Field(250, ge=16)
     chunk_overlap: int = Field(40, ge=0)
     chunk_tokens_cjk: int | None = Field(450, ge=16, description="budget for mostly Japanese/Chinese sections, "

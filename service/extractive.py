@@ -18,7 +18,7 @@ def candidate_sentences(contexts: list[Candidate]) -> list[tuple[int, str]]:
     out = []
     for n, cand in enumerate(contexts, start=1):
         text = cand.hit.chunk.text
-        for a, b in sentence_spans(text):
+        for a, b in sentence_spans(text, skip_headings=True):
             sentence = " ".join(text[a:b].split())
             if len(sentence) >= 12:
                 out.append((n, sentence))

@@ -62,3 +62,40 @@ def test_query_and_passage_prefixes_follow_the_model(embedder, tmp_path):
                        atol=1e-5)
     explicit = SentenceTransformerEmbedder(str(e5_like), query_prefix="", passage_prefix="")
     assert (explicit.query_prefix, explicit.passage_prefix) == ("", "")
+
+
+def test_precision_follows_the_hardware_and_refuses_what_it_cannot_run():
+    from index.embedder import auto_batch_size, cpu_has_bf16, resolve_precision
+
+    assert resolve_precision("auto", "cpu") == ("bf16" if cpu_has_bf16() else "fp32")
+    assert resolve_precision("auto", "cuda:0") == "fp16" and resolve_precision("fp32", "cuda") == "fp32"
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA GPU"):
+        resolve_precision("fp16", "cpu")
+    with pytest.raises(ConfigError, match="bf16 is the CPU path"):
+        resolve_precision("bf16", "cuda")
+    with pytest.raises(ConfigError, match="unknown embedding precision 'int4'"):
+        resolve_precision("int4", "cpu")
+    assert auto_batch_size(32, "cpu") == 32
+
+
+def test_bf16_vectors_match_fp32(embedder):
+    """bf16 runs on any CPU (emulated where it has no bf16 units, so only `auto` picks it where it has)."""
+    from index.embedder import SentenceTransformerEmbedder
+
+    bf16 = SentenceTransformerEmbedder(precision="bf16")
+    assert bf16.precision == "bf16"
+    texts = ["Annual leave is 25 days per calendar year.", "Badges must be worn visibly at all times.",
+             "在宅勤務は週に三日まで認められます。"]
+    cos = (bf16.embed_passages(texts) * embedder.embed_passages(texts)).sum(axis=1)
+    assert cos.min() > 0.999, cos
+    q = "How many days of leave do I get?"
+    assert float(bf16.embed_query(q) @ embedder.embed_query(q)) > 0.999
+
+
+def test_the_precision_setting_is_checked():
+    from pydantic import ValidationError
+
+    from service.config import Settings
+
+    with pytest.raises(ValidationError, match="embed_precision"):
+        Settings(_env_file=None, embed_precision="int4")

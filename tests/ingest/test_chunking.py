@@ -97,6 +97,17 @@ def test_sentence_spans_english_and_cjk():
     assert spans == ["First one.", "Second?", "Third!", "New para 「引用。」", "次の文。", "最后一句！"]
 
 
+def test_answers_skip_a_heading_line_but_not_a_wrapped_line():
+    text = ("Leave and time off\nEvery full-time employee receives 25 days of paid annual leave per\n"
+            "calendar year. Sick leave\nis paid in full.\n3.2 Parental leave\n20 weeks at full pay.\n"
+            "This sentence is wrapped after a long line of ordinary running text that goes\nOn in capitals.")
+    spans = [text[a:b] for a, b in sentence_spans(text, skip_headings=True)]
+    assert spans == ["Every full-time employee receives 25 days of paid annual leave per\ncalendar year.",
+                     "Sick leave\nis paid in full.", "20 weeks at full pay.",
+                     "This sentence is wrapped after a long line of ordinary running text that goes\nOn in capitals."]
+    assert [text[a:b] for a, b in sentence_spans(text)][0].startswith("Leave and time off\nEvery")  # chunking
+
+
 def test_a_sentence_longer_than_the_budget_is_cut_between_tokens(tokenizer):
     text = "word " * 1000 + "漢字" * 300
     doc = ParsedDocument("T", "text", [Section(text.strip())])
