@@ -12,7 +12,8 @@ _BOUNDARY = re.compile(r"(?<=[.!?])[\"'”’)\]]*(?=\s)|(?<=[。！？])[」』
 # a heading line at the start of a sentence: short, no sentence punctuation, and the next line starts a new
 # sentence (a capital, a digit, an opening quote or a CJK character); a wrapped line of running text goes on
 # in lower case or is longer
-_HEADING = re.compile(r"(?:[^\n.!?,;:。！？、，]|\.(?=\d)){1,60}(?<=\S)[ \t]*\n(?=[ \t]*[A-Z0-9\"“(\u3040-\u30ff\u3400-\u9fff])")
+_HEADING = re.compile(r"(?:[^\n.!?,;:。！？、，]|\.(?=\d)){1,60}(?<=\S)[ \t]*\n"
+                      r"(?=[ \t]*[A-Z0-9\"“(\u3040-\u30ff\u3400-\u9fff])")
 
 
 def sentence_spans(text: str, *, skip_headings: bool = False) -> list[tuple[int, int]]:

@@ -30,6 +30,13 @@ def garbage_reason(text: str) -> str | None:
     return None
 
 
+def _limit(exc: Exception) -> str:
+    """Which of pypdf's safety limits stopped it: inflating a stream, or the size of a page's content."""
+    if "decompress" in str(exc).lower():
+        return "a compressed stream inflates past the limit (a decompression bomb?)"
+    return f"the page content is over pypdf's size limit ({exc})"
+
+
 def parse(path: Path, data: bytes) -> ParsedDocument:
     from pypdf import PdfReader
     from pypdf import errors as pypdf_errors
@@ -60,9 +67,8 @@ def parse(path: Path, data: bytes) -> ParsedDocument:
         for number, page in enumerate(reader.pages, start=1):
             try:
                 text = page.extract_text() or ""
-            except bomb:
-                warnings.append(f"{path.name} page {number}: a compressed stream inflates past the limit "
-                                "(a decompression bomb?); page skipped")
+            except bomb as exc:
+                warnings.append(f"{path.name} page {number}: {_limit(exc)}; page skipped")
                 continue
             except MemoryError:
                 raise
@@ -78,8 +84,8 @@ def parse(path: Path, data: bytes) -> ParsedDocument:
         raise
     except FileNotDecryptedError:
         raise EncryptedError(path, "encrypted PDF: it needs a password") from None
-    except bomb:
-        raise ParseError(path, "a compressed stream inflates past the limit (a decompression bomb?)") from None
+    except bomb as exc:
+        raise ParseError(path, _limit(exc)) from None
     except MemoryError:
         raise
     except Exception as exc:  # malformed input makes pypdf raise nearly anything (found by fuzzing)

@@ -22,7 +22,9 @@ LIMITS = ParseLimits(timeout_s=10, memory_mb=768)
 EXPECTED = {  # generated file -> a fragment its failure reason must hold
     "truncated.pdf": "corrupt or truncated", "not-a-pdf.pdf": "corrupt", "empty.pdf": "empty",
     "ref-loop.pdf": "cyclic", "deep-nesting.pdf": "corrupt", "bomb.pdf": "decompression bomb",
-    "enormous-page.pdf": "longer than 10 s", "invalid-utf8.txt": "encoding", "nested.html": "nested deeper",
+    # a page of 3.2 million words: stopped by the time limit or by pypdf's token limit, whichever comes first
+    "enormous-page.pdf": "longer than 10 s|over pypdf's size limit (Reached maximum number of tokens",
+    "invalid-utf8.txt": "encoding", "nested.html": "nested deeper",
     "unclosed.html": "nested deeper", "zip-bomb.docx": "zip bomb", "not-a-zip.docx": "not a valid DOCX",
     "future-zip.docx": "zip file version 11.1",
 }
@@ -61,7 +63,7 @@ def test_a_batch_of_hostile_files_finishes_with_one_reason_each(hostile, tmp_pat
         workers = [w.proc for w in pool._idle]
     reasons = {os.path.basename(f.path): f.reason for f in report.failures}
     for name, fragment in EXPECTED.items():
-        assert fragment in reasons.get(name, ""), (name, reasons.get(name))
+        assert any(f in reasons.get(name, "") for f in fragment.split("|")), (name, reasons.get(name))
     assert all(r.strip() for r in reasons.values())
     assert not [n for n, r in reasons.items() if r.startswith("unexpected error")], reasons  # every one classified
     if pike:
