@@ -32,8 +32,8 @@ def sentence_spans(text: str, *, skip_headings: bool = False) -> list[tuple[int,
             a += 1
         while b > a and text[b - 1].isspace():
             b -= 1
-        while skip_headings and a < b and (m := _HEADING.match(text, a, b)) and len(text[a:m.end()].split()) <= 8:
-            a = m.end()
+        while skip_headings and a < b and (h := _HEADING.match(text, a, b)) and len(text[a:h.end()].split()) <= 8:
+            a = h.end()
             while a < b and text[a].isspace():
                 a += 1
         if a < b:
