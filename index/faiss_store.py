@@ -216,10 +216,11 @@ class FaissSqliteStore:
 
     # -- consistent reads ----------------------------------------------------------------------------------
     @contextmanager
-    def _read(self) -> Iterator[tuple[sqlite3.Connection, Any]]:
-        """(connection inside a read transaction, FAISS index of the generation that transaction sees)."""
+    def _read(self) -> Iterator[tuple[sqlite3.Connection, Any, int]]:
+        """(connection inside a read transaction, FAISS index of the generation that transaction sees, that
+        generation). The three always belong together: another thread may load a newer generation meanwhile."""
         if self.writable:  # the writer reads its own uncommitted state
-            yield self._db, self._index
+            yield self._db, self._index, self.generation
             return
         db = getattr(self._local, "db", None)
         if db is None:
@@ -228,35 +229,34 @@ class FaissSqliteStore:
             db.execute("BEGIN")
             try:
                 generation = int(db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
-                if generation != self.generation:
-                    with self._load_lock:
-                        if generation != self.generation:
-                            self.generation, self._index = self._load(db)
-                index = self._index
+                with self._load_lock:  # compare and take the shared index at once: never another generation's
+                    if generation != self.generation:
+                        self.generation, self._index = self._load(db)
+                    index = self._index
             except _Stale:
                 db.execute("COMMIT")
                 if attempt == 4:
                     raise IndexCorruptError(f"{self.data_dir}: the index changed too fast to read") from None
                 continue
             try:
-                yield db, index
+                yield db, index, generation
             finally:
                 db.execute("COMMIT")
             return
 
     def refresh(self) -> int:
         """Load the newest committed generation now (reads also do it on their own); returns it."""
-        with self._read():
-            return self.generation
+        with self._read() as (_, _, generation):
+            return generation
 
     # -- reading -------------------------------------------------------------------------------------------
     def document_by_source(self, source: str) -> DocumentRecord | None:
-        with self._read() as (db, _):
+        with self._read() as (db, _, _):
             row = db.execute(f"SELECT {DOC_COLS} FROM documents WHERE source = ?", (source,)).fetchone()
         return doc_from_row(row) if row else None
 
     def document(self, doc_id: str) -> DocumentRecord | None:
-        with self._read() as (db, _):
+        with self._read() as (db, _, _):
             row = db.execute(f"SELECT {DOC_COLS} FROM documents WHERE id = ?", (doc_id,)).fetchone()
         return doc_from_row(row) if row else None
 
@@ -268,7 +268,7 @@ class FaissSqliteStore:
         if principals is not None:
             clause, params = search.acl_clause("documents", principals)
             where = " WHERE " + clause
-        with self._read() as (db, _):
+        with self._read() as (db, _, _):
             rows = db.execute(f"SELECT {DOC_COLS} FROM documents{where} ORDER BY source LIMIT ? OFFSET ?",
                               (*params, limit, offset)).fetchall()
             total = db.execute(f"SELECT COUNT(*) FROM documents{where}", params).fetchone()[0]
@@ -280,24 +280,24 @@ class FaissSqliteStore:
         if not ids or not principals:
             return set()
         clause, names = search.acl_clause("documents", principals)
-        with self._read() as (db, _):
+        with self._read() as (db, _, _):
             return {r[0] for r in db.execute(
                 f"SELECT id FROM documents WHERE id IN ({','.join('?' * len(ids))}) AND {clause}", [*ids, *names])}
 
     def chunks_of(self, doc_id: str) -> list[ChunkRecord]:
-        with self._read() as (db, _):
+        with self._read() as (db, _, _):
             rows = db.execute(f"SELECT {CHUNK_COLS} FROM chunks c WHERE c.document_id = ? ORDER BY c.ordinal",
                               (doc_id,)).fetchall()
         return [chunk_from_row(r) for r in rows]
 
     def sources(self) -> list[str]:
-        with self._read() as (db, _):
+        with self._read() as (db, _, _):
             return [r[0] for r in db.execute("SELECT source FROM documents ORDER BY source")]
 
     def vectors_for(self, text_hashes: Iterable[str]) -> dict[str, np.ndarray]:
         wanted = list(dict.fromkeys(text_hashes))
         found: dict[str, np.ndarray] = {}
-        with self._read() as (db, index):
+        with self._read() as (db, index, _):
             for i in range(0, len(wanted), 500):
                 part = wanted[i : i + 500]
                 marks = ",".join("?" * len(part))
@@ -313,26 +313,25 @@ class FaissSqliteStore:
     def retrieve(
         self, query: np.ndarray | None, keywords: str | None, k: int, flt: SearchFilter | None = None
     ) -> Retrieved:
-        with self._read() as (db, index):
+        with self._read() as (db, index, generation):
             allowed = search.allowed_rowids(db, flt)
             dense = search.dense(db, index, query, k, allowed) if query is not None else []
             kw = search.keyword(db, keywords, k, allowed, self.keyword_analyzer) if keywords else []
-            return Retrieved(dense, kw, self.generation)
+            return Retrieved(dense, kw, generation)
 
     def stats(self) -> StoreStats:
-        with self._read() as (db, _):
+        with self._read() as (db, _, generation):
             docs = db.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
             chunks = db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
-            generation = self.generation
         size = sum(p.stat().st_size for p in self.data_dir.rglob("*") if p.is_file())
         return StoreStats(docs, chunks, self.model_id, self.dim, generation, size)
 
     def vector_count(self) -> int:
-        with self._read() as (_, index):
+        with self._read() as (_, index, _):
             return int(index.ntotal)
 
     def vector_ids(self) -> np.ndarray:
-        with self._read() as (_, index):
+        with self._read() as (_, index, _):
             return faiss.vector_to_array(index.id_map).astype(np.int64)
 
     # -- writing -------------------------------------------------------------------------------------------
