@@ -39,5 +39,6 @@ class Services:
     ready: bool = False
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
+    """A dependency (async: FastAPI runs a plain `def` dependency in its thread pool, a hop per request)."""
     return request.app.state.services  # type: ignore[no-any-return]

@@ -59,8 +59,9 @@ def principal(request: Request, credentials: HTTPAuthorizationCredentials | None
     return who
 
 
-def access(who: Principal = Depends(principal), svc: Services = Depends(services)) -> frozenset[str] | None:
-    """The access-list entries that let the caller read a document (None: every document)."""
+async def access(who: Principal = Depends(principal), svc: Services = Depends(services)) -> frozenset[str] | None:
+    """The access-list entries that let the caller read a document (None: every document). Async: pure and
+    quick, so no thread-pool hop (`principal` stays a thread: checking a key or a token may block)."""
     return who.access(svc.settings.admin_group)
 
 
