@@ -42,9 +42,10 @@ class CachingEmbedder:
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        unique = list(dict.fromkeys(texts))
         with self._lock:
-            found = {t: v for t in dict.fromkeys(texts) if (v := self._get(self._passages, t)) is not None}
-        missing = [t for t in dict.fromkeys(texts) if t not in found]
+            found = {t: v for t in unique if (v := self._get(self._passages, t)) is not None}
+        missing = [t for t in unique if t not in found]
         if missing:
             vectors = np.asarray(self.inner.embed_passages(missing), dtype=np.float32)
             with self._lock:

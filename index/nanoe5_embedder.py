@@ -96,13 +96,17 @@ class EnsembleEmbedder:
         if not texts:
             return np.zeros(0, dtype=np.float32)
         scores = self.e5.embed_passages(texts) @ self.e5.embed_query(query)
-        weight = 0.0 if has_cjk(query) else self.english_weight
+        weight = self._english_vote(query)
         if weight:
             scores = scores + weight * (self.minilm.embed_passages(texts) @ self.minilm.embed_query(query))
         return np.asarray(scores, dtype=np.float32)
 
+    def _english_vote(self, query: str) -> float:
+        """MiniLM's weight for this query: none for a Japanese or Chinese one."""
+        return 0.0 if has_cjk(query) else self.english_weight
+
     def embed_query(self, text: str) -> np.ndarray:
-        weight = 0.0 if has_cjk(text) else self.english_weight
+        weight = self._english_vote(text)
         english = self.minilm.embed_query(text) * weight if weight else np.zeros(self.minilm.dim, np.float32)
         return np.ascontiguousarray(np.concatenate([self.e5.embed_query(text), english]), dtype=np.float32)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
@@ -186,31 +186,21 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(status_code=exc.status_code, headers=headers,
                             content={"error": titles.get(exc.status_code, "error"), "detail": detail})
 
-    def simple(status: int, title: str):  # type: ignore[no-untyped-def]
+    def simple(status: int, title: str, headers: Callable[[Any], dict[str, str]] | None = None):  # type: ignore[no-untyped-def]
+        """A handler answering `status` with the service's error shape, and the headers `headers(exc)` names."""
         async def handler(_: Request, exc: Exception) -> JSONResponse:
-            return JSONResponse(status_code=status, content={"error": title, "detail": str(exc)})
+            return JSONResponse(status_code=status, content={"error": title, "detail": str(exc)},
+                                headers=headers(exc) if headers else None)
         return handler
 
-    @app.exception_handler(AuthError)
-    async def unauthorized(_: Request, exc: AuthError) -> JSONResponse:
-        return JSONResponse(status_code=401, content={"error": "unauthorized", "detail": str(exc)},
-                            headers={"WWW-Authenticate": "Bearer"})
-
-    @app.exception_handler(RateLimited)
-    async def too_many(_: Request, exc: RateLimited) -> JSONResponse:
-        return JSONResponse(status_code=429, content={"error": "too many requests", "detail": str(exc)},
-                            headers={"Retry-After": str(max(1, math.ceil(exc.retry_after)))})
-
+    app.add_exception_handler(AuthError, simple(401, "unauthorized", lambda _: {"WWW-Authenticate": "Bearer"}))
+    app.add_exception_handler(RateLimited, simple(
+        429, "too many requests", lambda exc: {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}))
     app.add_exception_handler(ForbiddenError, simple(403, "forbidden"))
-
-    @app.exception_handler(AuthUnavailable)
-    async def auth_unavailable(_: Request, exc: AuthUnavailable) -> JSONResponse:
-        return JSONResponse(status_code=503, content={"error": "cannot check credentials", "detail": str(exc)},
-                            headers={"Retry-After": "10"})
-    @app.exception_handler(Overloaded)
-    async def overloaded(_: Request, exc: Overloaded) -> JSONResponse:
-        return JSONResponse(status_code=503, content={"error": "overloaded", "detail": str(exc)},
-                            headers={"Retry-After": str(exc.retry_after)})
+    app.add_exception_handler(AuthUnavailable, simple(503, "cannot check credentials",
+                                                      lambda _: {"Retry-After": "10"}))
+    app.add_exception_handler(Overloaded, simple(503, "overloaded",
+                                                 lambda exc: {"Retry-After": str(exc.retry_after)}))
     app.add_exception_handler(NotFoundError, simple(404, "not found"))
     app.add_exception_handler(IngestUnavailable, simple(501, "not enabled"))
     app.add_exception_handler(IndexLockedError, simple(409, "index busy"))
