@@ -1,5 +1,6 @@
 """Query latency over loopback: /v1/search and /v1/ask (extractive) at 1 and 16 concurrent clients, beside the
-bare query-encode + FAISS search time measured in the same run (in rounds alternating with /v1/search).
+bare query-encode + FAISS search time measured in the same run (in rounds alternating with /v1/search): plain
+sentence-transformers fp32 `encode` + FAISS, and Quelle's own query encoder + FAISS (the in-process floor).
 
     python bench/query.py            # the sample handbook plus two Debian manuals (fetched with apt-get)
     python bench/query.py --quick    # the sample handbook only, fewer requests
@@ -62,17 +63,25 @@ def build_index(data_dir: Path, quick: bool) -> None:
 
 
 class Bare:
-    """Query encoding (sentence-transformers, 1 thread) + exact FAISS search of the same index: no service."""
+    """What one writes without Quelle: plain sentence-transformers `encode` (fp32, 1 thread) of the query and an
+    exact FAISS search of the same index file. With `ours`, Quelle's own query encoder instead (bf16 weights on
+    a CPU with bf16 units): the in-process floor, encode + search with no service around it."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, ours: bool = False) -> None:
         import faiss
         import torch
 
-        from index.embedder import SentenceTransformerEmbedder
+        from index.embedder import BUNDLED_MINILM, SentenceTransformerEmbedder, _resolve_model_path
         from index.faiss_store import FaissSqliteStore
 
         torch.set_num_threads(1)
-        self.emb = SentenceTransformerEmbedder()
+        if ours:
+            self.encode = SentenceTransformerEmbedder().embed_query
+        else:
+            from sentence_transformers import SentenceTransformer
+
+            model = SentenceTransformer(_resolve_model_path(BUNDLED_MINILM)[1], device="cpu")
+            self.encode = lambda q: model.encode(q, normalize_embeddings=True)
         with FaissSqliteStore(data_dir, model_id=None, dim=None, writable=False) as store:
             name = store._meta(store._db)["faiss_file"]
         self.index = faiss.read_index(str(data_dir / "vectors" / name))
@@ -82,7 +91,7 @@ class Bare:
         times = []
         for i in range(offset, offset + n):
             t0 = time.perf_counter()
-            self.index.search(self.emb.embed_query(QUESTIONS[i % len(QUESTIONS)]).reshape(1, -1), 50)
+            self.index.search(self.encode(QUESTIONS[i % len(QUESTIONS)]).reshape(1, -1), 50)
             times.append(time.perf_counter() - t0)
         return times
 
@@ -147,13 +156,15 @@ def main() -> None:
             drive(url, "/v1/search", lambda q: {"query": q}, 1, 2 * len(QUESTIONS))  # warm-up
             # the baseline (in this process, the server idle) and /v1/search at 1 client alternate in rounds,
             # so that the machine's drift over minutes hits both alike
-            baseline = Bare(data_dir)
+            baseline, floor = Bare(data_dir), Bare(data_dir, ours=True)
             bare: list[float] = []
+            ours: list[float] = []
             search_1: list[float] = []
             search_errors = 0
             rounds = 5
             for _ in range(rounds):
                 bare += baseline.run(n // rounds)  # the same questions in the same order as drive()
+                ours += floor.run(n // rounds)
                 lat, errors = drive(url, "/v1/search", lambda q: {"query": q, "top_k": 5}, 1, n // rounds)
                 search_1 += lat
                 search_errors += errors
@@ -170,10 +181,13 @@ def main() -> None:
     print(f"{'what':28} {'clients':>7} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>7} {'errors':>6}")
     print(f"{'bare encode + FAISS search':28} {1:7d} {pct(bare, 50) * 1000:8.1f} {pct(bare, 99) * 1000:8.1f} "
           f"{1 / statistics.mean(bare):7.1f} {0:6d}")
+    print(f"{'Quelle encoder + FAISS':28} {1:7d} {pct(ours, 50) * 1000:8.1f} {pct(ours, 99) * 1000:8.1f} "
+          f"{1 / statistics.mean(ours):7.1f} {0:6d}")
     for route, clients, lat, errors in rows:
         rate = len(lat) / (sum(lat) / clients)
         print(f"{route:28} {clients:7d} {pct(lat, 50) * 1000:8.1f} {pct(lat, 99) * 1000:8.1f} {rate:7.1f} {errors:6d}")
     print(f"ratio /v1/search p50 (1 client) / bare p50: {pct(search_1, 50) / pct(bare, 50):.2f}  (target <= 1.2); "
+          f"/ Quelle's encoder + FAISS p50: {pct(search_1, 50) / pct(ours, 50):.2f} (the service's own overhead); "
           f"/v1/search p99 / p50: {pct(search_1, 99) / pct(search_1, 50):.2f}  (target <= 3)")
 
 

@@ -32,13 +32,15 @@ def acl_policy(settings: Settings, override: tuple[str, ...] | None = None) -> A
     return AclPolicy.build(settings.default_acl, [(r.path, r.acl) for r in settings.acl_rules], override)
 
 
-def load_embedder(settings: Settings, *, threads: int | None = None) -> Any:
-    """The configured model, or for an existing index the model that built it unless one is configured."""
+def load_embedder(settings: Settings, *, threads: int | None = None, serving: bool = False) -> Any:
+    """The configured model, or for an existing index the model that built it unless one is configured.
+    `serving`: for queries (serve, ask, search), on the query backend (ONNX Runtime by default)."""
     return embedder_by_name(
         settings.model_for_index(FaissSqliteStore.recorded_model(settings.data_dir)),
         batch_size=settings.embed_batch_size, query_prefix=settings.query_prefix,
         passage_prefix=settings.passage_prefix, threads=threads or settings.embed_threads,
-        precision=settings.embed_precision,
+        precision=settings.embed_precision, backend=settings.query_backend if serving else "torch",
+        onnx_dir=settings.data_dir / "models",
     )
 
 
@@ -47,7 +49,8 @@ def ingest(settings: Settings, paths: list[Path], *, sync: bool, as_json: bool, 
     embedder = load_embedder(settings)
     chunker = Chunker(embedder.tokenizer, chunking(settings))
     with FaissSqliteStore(settings.data_dir, model_id=embedder.model_id, dim=embedder.dim, writable=True,
-                          keyword_analyzer=settings.analyzer_for_index()) as store, parser_pool(settings) as pool:
+                          keyword_analyzer=settings.analyzer_for_index(), vector_policy=settings.vector_policy(),
+                          ) as store, parser_pool(settings) as pool:
         ingestor = Ingestor(store, embedder, chunker, commit_interval=(
             settings.commit_interval if commit_interval is None else commit_interval),
             acl=acl_policy(settings, acl), parser=pool, max_file_bytes=settings.max_file_mb << 20)
@@ -71,6 +74,10 @@ def ingest(settings: Settings, paths: list[Path], *, sync: bool, as_json: bool, 
         finally:
             if bar is not None:
                 bar.close()
+    if settings.query_backend != "torch":  # PyTorch is loaded here: spare the service's first start the export
+        from index.onnx_embedder import prepare
+
+        prepare(embedder, settings.data_dir / "models")
     print(report.to_json() if as_json else report.summary())
     return 0 if report.ok else 1
 
@@ -81,7 +88,7 @@ def stats(settings: Settings) -> StoreStats:
 
 
 def search(settings: Settings, query: str, k: int, *, as_json: bool) -> int:
-    embedder = load_embedder(settings, threads=1)
+    embedder = load_embedder(settings, threads=1, serving=True)
     with FaissSqliteStore(settings.data_dir, model_id=embedder.model_id, dim=embedder.dim,
                           writable=False) as store:
         hits = store.search(embedder.embed_query(query), k)
@@ -110,9 +117,9 @@ def serve(settings: Settings) -> int:
     from service.app import create_app
 
     logs.configure(settings.log_level)
-    embedder = load_embedder(settings, threads=settings.query_threads)
+    embedder = load_embedder(settings, threads=settings.query_threads, serving=True)
     ingest_file = FileIngestor(settings.data_dir, embedder, embedder.tokenizer, chunking(settings),
-                               acl_policy(settings), parser_pool(settings))
+                               acl_policy(settings), parser_pool(settings), settings.vector_policy())
     app = create_app(settings, embedder=embedder, ingest_file=ingest_file)
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
     return 0
@@ -122,7 +129,7 @@ def ask(settings: Settings, question: str, k: int | None, *, as_json: bool) -> i
     from service.app import build_services
     from service.metrics import Metrics
 
-    embedder = load_embedder(settings, threads=settings.query_threads)
+    embedder = load_embedder(settings, threads=settings.query_threads, serving=True)
     svc = build_services(settings, Metrics(), embedder=embedder, ingest_file=None, llm=None, llm_http_client=None)
     try:
         plan = svc.answers.plan(question, None, k, None)

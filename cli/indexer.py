@@ -11,6 +11,7 @@ from typing import Any
 
 from index.embedder import Embedder, Tokenizer
 from index.faiss_store import FaissSqliteStore
+from index.vectors import VectorPolicy
 from ingest.acl import AclPolicy
 from ingest.chunking import Chunker, ChunkingConfig
 from ingest.pipeline import Ingestor
@@ -19,8 +20,10 @@ from ingest.sandbox import ParserPool
 
 class FileIngestor:
     def __init__(self, data_dir: Path, embedder: Embedder, tokenizer: Tokenizer, chunking: ChunkingConfig,
-                 acl: AclPolicy | None = None, parser: ParserPool | None = None) -> None:
+                 acl: AclPolicy | None = None, parser: ParserPool | None = None,
+                 vector_policy: VectorPolicy | None = None) -> None:
         self.data_dir = data_dir
+        self.vector_policy = vector_policy
         self.parser = parser  # uploads are parsed under the same limits as `quelle ingest`
         self.acl = acl or AclPolicy()
         self.embedder = embedder
@@ -31,7 +34,7 @@ class FileIngestor:
         """Ingest one file; `acl` (checked) overrides the settings' rules for it."""
         policy = self.acl if acl is None else AclPolicy(self.acl.default, self.acl.rules, acl)
         with self._lock, FaissSqliteStore(self.data_dir, model_id=self.embedder.model_id, dim=self.embedder.dim,
-                                          writable=True) as store:
+                                          writable=True, vector_policy=self.vector_policy) as store:
             report = Ingestor(store, self.embedder, self.chunker, commit_interval=float("inf"),
                               acl=policy, parser=self.parser).run([path])
             doc = store.document_by_source(path.resolve().as_posix())

@@ -30,7 +30,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from index import keyword, search
+from index import keyword, search, vectors
 from index.durable import fsync_dir, publish
 from index.errors import IndexCorruptError, IndexLockedError, IndexMismatchError, IndexWriteError
 from index.records import ChunkRecord, DocumentRecord, Hit
@@ -64,9 +64,10 @@ class FaissSqliteStore:
     """One data directory: `quelle.sqlite`, `vectors/g<N>.faiss`, `writer.lock`."""
 
     def __init__(self, data_dir: Path, *, model_id: str | None, dim: int | None, writable: bool,
-                 keyword_analyzer: str | None = None) -> None:
+                 keyword_analyzer: str | None = None, vector_policy: vectors.VectorPolicy | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.writable = writable
+        self.vector_policy = vector_policy or vectors.VectorPolicy()
         self._db_path = self.data_dir / "quelle.sqlite"
         self._lock_fd: int | None = None
         self._in_txn = False
@@ -192,13 +193,13 @@ class FaissSqliteStore:
         n_chunks = db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
         index: Any
         if not meta["faiss_file"]:
-            index = faiss.IndexIDMap2(faiss.IndexFlatIP(int(meta["dim"])))
+            index = vectors.flat(int(meta["dim"]))
         else:
             path = self.data_dir / "vectors" / meta["faiss_file"]
             if not path.exists() and not self.writable:
                 raise _Stale(str(path))
-            try:
-                index = faiss.read_index(str(path))
+            try:  # a reader maps the file (it never changes it): ready at once, pages shared with other readers
+                index = vectors.read(path, mmap=not self.writable)
             except RuntimeError as exc:
                 raise IndexCorruptError(f"generation {generation}: cannot read {path}: {exc}") from None
         if index.ntotal != n_chunks:
@@ -320,11 +321,12 @@ class FaissSqliteStore:
             return Retrieved(dense, kw, generation)
 
     def stats(self) -> StoreStats:
-        with self._read() as (db, _, generation):
+        with self._read() as (db, index, generation):
             docs = db.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
             chunks = db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+            kind = vectors.kind(index)
         size = sum(p.stat().st_size for p in self.data_dir.rglob("*") if p.is_file())
-        return StoreStats(docs, chunks, self.model_id, self.dim, generation, size)
+        return StoreStats(docs, chunks, self.model_id, self.dim, generation, size, kind)
 
     def vector_count(self) -> int:
         with self._read() as (_, index, _):
@@ -332,7 +334,7 @@ class FaissSqliteStore:
 
     def vector_ids(self) -> np.ndarray:
         with self._read() as (_, index, _):
-            return faiss.vector_to_array(index.id_map).astype(np.int64)
+            return vectors.ids_of(index)
 
     # -- writing -------------------------------------------------------------------------------------------
     def _begin(self) -> None:
@@ -387,6 +389,7 @@ class FaissSqliteStore:
         tmp = vectors_dir / (name + ".tmp")
         try:
             meta = self._meta(self._db)
+            self._index = vectors.adapt(self._index, self.vector_policy)  # exact or IVF, by size
             faiss.write_index(self._index, str(tmp))
             publish(tmp, vectors_dir / name)
             self._db.executemany(

@@ -9,10 +9,10 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-import faiss
 import numpy as np
 
 from index import keyword as keywords
+from index import vectors
 from index.records import Hit
 from index.sqlite_schema import HIT_SELECT, chunk_from_row
 from index.store import SearchFilter
@@ -52,11 +52,9 @@ def dense(db: sqlite3.Connection, index: Any, query: np.ndarray, k: int, allowed
     pool = index.ntotal if allowed is None else len(allowed)
     if pool == 0 or k <= 0:
         return []
-    q = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
     fetch = min(pool, 2 * k)  # identical passages collapse into one hit
-    params = None if allowed is None else faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))  # type: ignore[call-arg]
-    scores, ids = index.search(q, fetch, params=params)
-    pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+    scores, ids = vectors.search(index, query, fetch, allowed)
+    pairs = [(int(i), float(s)) for i, s in zip(ids, scores, strict=True) if i >= 0]
     return hits(db, pairs, k)
 
 def keyword(db: sqlite3.Connection, text: str, k: int, allowed: np.ndarray | None,
@@ -73,19 +71,29 @@ def keyword(db: sqlite3.Connection, text: str, k: int, allowed: np.ndarray | Non
     return hits(db, [(int(r), -float(s)) for r, s in rows], k)
 
 def hits(db: sqlite3.Connection, pairs: list[tuple[int, float]], k: int) -> list[Hit]:
+    """The first `k` distinct passages of `pairs` (rowid, score), best first: a passage found again at another
+    path is one hit listing the other sources. Whole rows are read only for the hits kept (a search asks for
+    twice the candidates it returns, to have k after collapsing)."""
     if not pairs:
         return []
     marks = ",".join("?" * len(pairs))
-    rows = {r[0]: r for r in db.execute(f"{HIT_SELECT} WHERE c.rowid IN ({marks})", [i for i, _ in pairs])}
-    hits: list[Hit] = []
-    by_text: dict[str, int] = {}
+    text_hash = dict(db.execute(f"SELECT rowid, text_hash FROM chunks WHERE rowid IN ({marks})",
+                                [i for i, _ in pairs]).fetchall())
+    kept: list[tuple[int, float]] = []
+    first: dict[str, int] = {}  # passage -> rowid of its first occurrence
+    also: dict[int, list[int]] = {}  # rowid kept -> rowids of its other occurrences
     for rowid, score in pairs:
-        row = rows[rowid]
-        th = row[10]
-        if th in by_text:  # the same passage at another path: one hit, the other sources listed
-            prev = hits[by_text[th]]
-            hits[by_text[th]] = Hit(prev.chunk, prev.score, prev.source, prev.title, (*prev.also_in, row[11]))
+        th = text_hash[rowid]
+        if th in first:
+            if first[th] in also:
+                also[first[th]].append(rowid)
             continue
-        by_text[th] = len(hits)
-        hits.append(Hit(chunk_from_row(row), score, row[11], row[12]))
-    return hits[:k]
+        first[th] = rowid
+        if len(kept) < k:
+            kept.append((rowid, score))
+            also[rowid] = []
+    wanted = [r for r, _ in kept] + [d for ds in also.values() for d in ds]
+    marks = ",".join("?" * len(wanted))
+    rows = {r[0]: r for r in db.execute(f"{HIT_SELECT} WHERE c.rowid IN ({marks})", wanted)}
+    return [Hit(chunk_from_row(rows[r]), score, rows[r][11], rows[r][12], tuple(rows[d][11] for d in also[r]))
+            for r, score in kept]

@@ -49,6 +49,7 @@ class StoreStats:
     dim: int
     generation: int
     bytes_on_disk: int
+    vector_index: str = "exact"  # or "ivf<lists>,nprobe=<n>" past the exact-search threshold (index/vectors.py)
 
 
 class Store(Protocol):

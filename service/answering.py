@@ -92,7 +92,7 @@ class AnswerService:
         started = time.perf_counter()
         with self.gate:
             got = self.retriever.search(query, top_k or self.default_k, flt)
-        self.metrics.retrieval.observe(time.perf_counter() - started)
+        self.metrics.observe_retrieval(time.perf_counter() - started, got.timings)
         return Plan(question, query, sid, memory, got.candidates, got.generation, abstain=not got.relevant,
                     owner=owner)
 

@@ -82,13 +82,11 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None, ingest_f
 def build_services(settings: Settings, metrics: Metrics, *, embedder: Embedder | None, ingest_file: IngestFile | None,
                    llm: ChatModel | None, llm_http_client: Any) -> Services:
     if embedder is None:
-        import torch
-
-        torch.set_num_threads(settings.query_threads)
         embedder = load_embedder(settings.model_for_index(FaissSqliteStore.recorded_model(settings.data_dir)),
                                  query_prefix=settings.query_prefix,
                                  passage_prefix=settings.passage_prefix, threads=settings.query_threads,
-                                 precision=settings.embed_precision)
+                                 precision=settings.embed_precision, backend=settings.query_backend,
+                                 onnx_dir=settings.data_dir / "models")
     embedder = cached(embedder, settings.embed_cache)  # queries and answer sentences come back often
     if not (settings.data_dir / "quelle.sqlite").exists():  # a fresh service starts with an empty index
         FaissSqliteStore(settings.data_dir, model_id=embedder.model_id, dim=embedder.dim, writable=True,

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from index.records import check_acl
+from index.vectors import VectorPolicy
 
 
 class AclRule(BaseModel):
@@ -40,11 +41,20 @@ class Settings(BaseSettings):
     embed_precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="sentence-transformers models: auto = fp16 on a GPU, bf16 on a CPU with bf16 units "
                             "(AMX, AVX512-BF16), else fp32 (docs/performance.md)")
+    query_backend: Literal["auto", "onnx", "torch"] = Field(
+        "auto", description="what runs the embedding model in the service (serve, ask, search): auto = ONNX "
+                            "Runtime where the model allows it (exported once into <data dir>/models), else "
+                            "PyTorch. Ingestion always runs PyTorch (batched bf16 is faster there)")
     chunk_tokens: int = Field(250, ge=16)
     chunk_overlap: int = Field(40, ge=0)
     chunk_tokens_cjk: int | None = Field(450, ge=16, description="budget for mostly Japanese/Chinese sections, "
                                          "read by e5 alone (up to 510); None: chunk_tokens")
     commit_interval: float = Field(30.0, ge=0)
+    exact_search_up_to: int = Field(200_000, ge=0, description="vectors searched exactly; past it a commit "
+                                    "rebuilds the index as an inverted file (index/vectors.py)")
+
+    def vector_policy(self) -> VectorPolicy:
+        return VectorPolicy(exact_up_to=self.exact_search_up_to)
     parse_workers: int = Field(2, ge=1, le=64, description="parser processes (they also overlap with embedding)")
     parse_timeout: float = Field(120.0, gt=0, description="seconds one file may take to parse")
     parse_memory_mb: int = Field(2048, ge=256, description="address space of a parser process, in MB")
@@ -75,7 +85,8 @@ class Settings(BaseSettings):
     rate_burst: int = Field(40, ge=1, description="requests a key may make at once before the rate applies")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
-    query_threads: int = Field(1, ge=1, description="torch threads for query encoding")
+    query_threads: int = Field(1, ge=1, description="threads for query encoding (one thread is faster for a "
+                                                    "single short text and leaves the other cores to requests)")
     max_concurrent: int | None = Field(None, ge=1, le=256, description="requests doing CPU work at once "
                                        "(embedding queries and answers); the others queue (default: CPU cores)")
     queue_timeout: float = Field(30.0, gt=0, le=3600, description="seconds a request may wait in that queue "

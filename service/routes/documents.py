@@ -45,7 +45,8 @@ def get_document(document_id: str, svc: Services = Depends(services),
 
 
 def _writer(svc: Services) -> FaissSqliteStore:
-    return FaissSqliteStore(svc.settings.data_dir, model_id=svc.store.model_id, dim=svc.store.dim, writable=True)
+    return FaissSqliteStore(svc.settings.data_dir, model_id=svc.store.model_id, dim=svc.store.dim, writable=True,
+                            vector_policy=svc.settings.vector_policy())
 
 
 @router.delete("/v1/documents/{document_id}", status_code=204,

@@ -18,5 +18,5 @@ def search(req: SearchRequest, svc: Services = Depends(services),
     started = time.perf_counter()
     with svc.gate:  # queue for the CPU rather than all slowing down together
         got = svc.retriever.search(req.query, req.top_k, to_filter(req.filters, readable), mode=req.mode)
-    svc.metrics.retrieval.observe(time.perf_counter() - started)
+    svc.metrics.observe_retrieval(time.perf_counter() - started, got.timings)
     return SearchResponse(results=[chunk_out(c) for c in got.candidates], generation=got.generation)

@@ -58,8 +58,9 @@ def test_query_and_passage_prefixes_follow_the_model(embedder, tmp_path):
     weights.save(str(e5_like))
     loaded = SentenceTransformerEmbedder(str(e5_like))
     assert (loaded.query_prefix, loaded.passage_prefix) == ("query: ", "passage: ")
-    assert np.allclose(loaded.embed_query("vacation days"), embedder.embed_passages(["query: vacation days"])[0],
-                       atol=1e-5)
+    prefixed, bare = embedder.embed_passages(["query: vacation days", "vacation days"])
+    got = loaded.embed_query("vacation days")
+    assert float(got @ prefixed) > 0.9999 and float(got @ bare) < 0.999  # the prefix was applied
     explicit = SentenceTransformerEmbedder(str(e5_like), query_prefix="", passage_prefix="")
     assert (explicit.query_prefix, explicit.passage_prefix) == ("", "")
 
@@ -90,6 +91,11 @@ def test_bf16_vectors_match_fp32(embedder):
     assert cos.min() > 0.999, cos
     q = "How many days of leave do I get?"
     assert float(bf16.embed_query(q) @ embedder.embed_query(q)) > 0.999
+    # queries run on a bf16 copy of the weights (half the bytes to read per query), passages on fp32 ones
+    import torch
+
+    assert next(bf16._query_model.parameters()).dtype == torch.bfloat16
+    assert next(bf16._model.parameters()).dtype == torch.float32
 
 
 def test_the_precision_setting_is_checked():

@@ -46,6 +46,29 @@ class TestFaissSqliteStore(StoreContract):
                 s.close()
 
 
+class TestFaissSqliteStoreInvertedFile(StoreContract):
+    """The same contract with the inverted-file index from the first vector on (its probe widened to every
+    list, so results are exact and the contract's expectations hold): removal, re-adding, reconstruction,
+    filters, mapped reads and generations of the IVF layout."""
+
+    @pytest.fixture
+    def open_store(self):
+        from index.vectors import VectorPolicy
+
+        opened = []
+        policy = VectorPolicy(exact_up_to=0, ivf_min=1, calibrate_to=1.0)
+
+        def _open(path, writable=True, model_id=EMB.model_id, dim=EMB.dim):
+            s = FaissSqliteStore(path, model_id=model_id, dim=dim, writable=writable, vector_policy=policy)
+            opened.append(s)
+            return s
+
+        yield _open
+        for s in opened:
+            with contextlib.suppress(Exception):
+                s.close()
+
+
 def test_one_writer_at_a_time(tmp_path):
     a = FaissSqliteStore(tmp_path, model_id="m", dim=8, writable=True)
     with pytest.raises(IndexLockedError, match="another process"):
