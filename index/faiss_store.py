@@ -22,6 +22,7 @@ import logging
 import os
 import sqlite3
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -75,6 +76,7 @@ class FaissSqliteStore:
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
         self._load_lock = threading.Lock()
+        self._allowed_cache: OrderedDict[tuple[int, SearchFilter], np.ndarray] = OrderedDict()
         if not writable and not self._db_path.exists():
             raise IndexCorruptError(f"no index at {self.data_dir} (run `quelle ingest` first)")
         if writable:
@@ -315,10 +317,31 @@ class FaissSqliteStore:
         self, query: np.ndarray | None, keywords: str | None, k: int, flt: SearchFilter | None = None
     ) -> Retrieved:
         with self._read() as (db, index, generation):
-            allowed = search.allowed_rowids(db, flt)
+            allowed = self._allowed(db, flt, generation)
             dense = search.dense(db, index, query, k, allowed) if query is not None else []
             kw = search.keyword(db, keywords, k, allowed, self.keyword_analyzer) if keywords else []
             return Retrieved(dense, kw, generation)
+
+    def _allowed(self, db: sqlite3.Connection, flt: SearchFilter | None, generation: int) -> np.ndarray | None:
+        """The chunk rowids a filter allows. A reader keeps the last few per generation: a caller's access
+        filter repeats from request to request, and at a million chunks listing its rows costs more than the
+        search itself. Any commit (an access list changed, a document added) is a new generation."""
+        if flt is None or flt.empty:
+            return None
+        if self.writable:  # the writer sees its own uncommitted changes under an unchanged generation
+            return search.allowed_rowids(db, flt)
+        key = (generation, flt)
+        with self._load_lock:
+            found = self._allowed_cache.get(key)
+            if found is not None:
+                self._allowed_cache.move_to_end(key)
+                return found
+        allowed = search.allowed_rowids(db, flt)
+        with self._load_lock:
+            self._allowed_cache[key] = allowed
+            while len(self._allowed_cache) > 16:
+                self._allowed_cache.popitem(last=False)
+        return allowed
 
     def stats(self) -> StoreStats:
         with self._read() as (db, index, generation):

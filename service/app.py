@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from index.embedcache import cached
-from index.embedder import Embedder, load_embedder
+from index.embedder import Embedder, load_embedder, runtime
 from index.errors import ConfigError, IndexLockedError, IndexMismatchError, QuelleError
 from index.faiss_store import FaissSqliteStore
 from service.answering import AnswerService
@@ -59,6 +59,7 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None, ingest_f
         app.state.services = svc
         svc.ready = True
         log.info("ready", extra={"fields": {"generation": svc.store.generation, "model": svc.embedder.model_id,
+                                            "encoder": runtime(svc.embedder),
                                             "answerer": "llm" if svc.answers.llm else "extractive"}})
         try:
             yield

