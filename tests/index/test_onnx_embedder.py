@@ -78,3 +78,29 @@ def test_a_model_that_is_not_mean_pooled_stays_on_pytorch(tmp_path, embedder):
     with pytest.raises(ConfigError, match="unknown embedding backend"):
         load_embedder(str(model), backend="tensorrt")
     shutil.rmtree(model)
+
+
+def test_the_service_default_takes_questions_on_onnx_and_batches_on_pytorch_once_loaded(tmp_path, onnx):
+    import threading
+
+    from index.embedder import SentenceTransformerEmbedder, load_embedder
+    from index.onnx_embedder import OnnxThenTorch
+
+    auto = load_embedder("all-MiniLM-L6-v2", backend="auto", onnx_dir=tmp_path, threads=1)
+    assert isinstance(auto, OnnxThenTorch) and auto.loaded.wait(120)
+    assert isinstance(auto._torch, SentenceTransformerEmbedder)
+    assert np.array_equal(auto.embed_passages(TEXTS[:3]), auto._torch.embed_passages(TEXTS[:3]))
+    assert np.array_equal(auto.embed_query(TEXTS[0]), auto.onnx.embed_query(TEXTS[0]))
+
+    # until PyTorch has loaded, and if it never does, ONNX Runtime serves the batches too
+    release = threading.Event()
+
+    def slow() -> SentenceTransformerEmbedder:
+        release.wait(60)
+        raise RuntimeError("no PyTorch here")
+
+    waiting = OnnxThenTorch(onnx, slow)
+    assert np.array_equal(waiting.embed_passages(TEXTS[:2]), onnx.embed_passages(TEXTS[:2]))
+    release.set()
+    assert waiting.loaded.wait(60) and waiting._torch is None
+    assert np.array_equal(waiting.embed_passages(TEXTS[:2]), onnx.embed_passages(TEXTS[:2]))
