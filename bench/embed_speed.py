@@ -93,7 +93,10 @@ def main() -> None:
 
     texts = passages(args.passages)
     precisions = ["fp32"] + (["bf16"] if cpu_has_bf16() else [])
-    ours = [SentenceTransformerEmbedder(precision=p) for p in precisions]
+    ours = [SentenceTransformerEmbedder(precision=p, device="cpu") for p in precisions]
+    if torch.cuda.is_available():  # the GPU path: fp16 with batches sized to the free memory
+        ours.append(SentenceTransformerEmbedder(precision="fp16", device="cuda"))
+        precisions.append("fp16")
     tok = ours[0].tokenizer
     tokens = sum(min(tok.count(t), tok.max_tokens) + 2 for t in texts)
     print(f"{len(texts)} passages, {tokens} tokens (truncated to the model's 256), torch threads "
@@ -101,9 +104,9 @@ def main() -> None:
     if not cpu_has_bf16():
         print("this CPU has no bf16 units (amx_bf16 / avx512_bf16): bf16 not measured")
     if torch.cuda.is_available():
-        print("CUDA is available: the GPU path (fp16, auto-sized batches) is measured by bench/gpu.py")
+        print(f"CUDA: {torch.cuda.get_device_name(0)}: the GPU path (fp16, batch {ours[-1].batch_size}) is measured")
     else:
-        print("no CUDA device: the GPU path (fp16) is not measured in this run")
+        print("no CUDA device: the GPU path (fp16, auto-sized batches) is skipped in this run")
     bare = Bare()
     rates = speed([bare, *ours], texts, tokens, args.rounds)
     ref = ours[0].embed_passages(texts)
