@@ -42,9 +42,10 @@ class Settings(BaseSettings):
         "auto", description="sentence-transformers models: auto = fp16 on a GPU, bf16 on a CPU with bf16 units "
                             "(AMX, AVX512-BF16), else fp32 (docs/performance.md)")
     query_backend: Literal["auto", "onnx", "torch"] = Field(
-        "auto", description="what runs the embedding model in the service (serve, ask, search): auto = ONNX "
-                            "Runtime where the model allows it (exported once into <data dir>/models), else "
-                            "PyTorch. Ingestion always runs PyTorch (batched bf16 is faster there)")
+        "auto", description="what runs the embedding model in the service (serve, ask, search): auto = questions "
+                            "on ONNX Runtime (exported once into <data dir>/models) and batches on PyTorch once "
+                            "it has loaded in the background; PyTorch alone where ONNX cannot run the model or "
+                            "an NVIDIA GPU is present. onnx: no PyTorch. Ingestion always runs PyTorch")
     chunk_tokens: int = Field(250, ge=16)
     chunk_overlap: int = Field(40, ge=0)
     chunk_tokens_cjk: int | None = Field(450, ge=16, description="budget for mostly Japanese/Chinese sections, "
