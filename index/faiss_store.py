@@ -337,8 +337,6 @@ class FaissSqliteStore:
                 self._allowed_cache.move_to_end(key)
                 return found
         allowed = search.allowed_rowids(db, flt)
-        if allowed is None:  # not reached: an empty filter returned above
-            return None
         with self._load_lock:
             self._allowed_cache[key] = allowed
             while len(self._allowed_cache) > 16:

@@ -24,9 +24,8 @@ def acl_clause(table: str, principals: frozenset[str]) -> tuple[str, list[str]]:
     return f"EXISTS (SELECT 1 FROM json_each({table}.acl) a WHERE a.value IN ({marks}))", sorted(principals)
 
 
-def allowed_rowids(db: sqlite3.Connection, flt: SearchFilter | None) -> np.ndarray | None:
-    if flt is None or flt.empty:
-        return None
+def allowed_rowids(db: sqlite3.Connection, flt: SearchFilter) -> np.ndarray:
+    """The chunk rowids a (non-empty) filter allows."""
     where: list[str] = []
     params: list[Any] = []
     if flt.document_ids is not None:

@@ -56,23 +56,12 @@ def kind(index: Any) -> str:
 
 def contents(index: Any) -> tuple[np.ndarray, np.ndarray]:
     """(ids, vectors) of every vector in the index, copied out."""
-    ivf = ivf_of(index)
-    if ivf is None:
-        ids = faiss.vector_to_array(index.id_map).astype(np.int64)
-        vecs = index.index.reconstruct_n(0, index.ntotal) if index.ntotal else np.zeros((0, index.d), np.float32)
-        return ids, np.ascontiguousarray(vecs, dtype=np.float32)
-    lists = ivf.invlists
-    id_parts, vec_parts = [], []
-    for i in range(ivf.nlist):
-        size = lists.list_size(i)
-        if not size:
-            continue
-        id_parts.append(faiss.rev_swig_ptr(lists.get_ids(i), size).copy())
-        codes = faiss.rev_swig_ptr(lists.get_codes(i), size * lists.code_size)
-        vec_parts.append(np.frombuffer(codes.tobytes(), dtype=np.float32).reshape(size, ivf.d))
-    if not id_parts:
-        return np.zeros(0, np.int64), np.zeros((0, ivf.d), np.float32)
-    return np.concatenate(id_parts).astype(np.int64), np.ascontiguousarray(np.vstack(vec_parts))
+    ids = ids_of(index)
+    if not len(ids):
+        return ids, np.zeros((0, index.d), np.float32)
+    if ivf_of(index) is None:  # the flat codes are in the id map's order
+        return ids, np.ascontiguousarray(index.index.reconstruct_n(0, index.ntotal), dtype=np.float32)
+    return ids, np.ascontiguousarray(index.reconstruct_batch(ids), dtype=np.float32)  # by the id hashtable
 
 
 def ids_of(index: Any) -> np.ndarray:

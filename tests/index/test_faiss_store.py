@@ -30,20 +30,25 @@ def check_consistent(data_dir: Path) -> FaissSqliteStore:
     return store
 
 
+def store_opener(policy=None):
+    """The contract's `open_store`: opens stores with `policy` and closes them all afterwards."""
+    opened = []
+
+    def _open(path, writable=True, model_id=EMB.model_id, dim=EMB.dim):
+        s = FaissSqliteStore(path, model_id=model_id, dim=dim, writable=writable, vector_policy=policy)
+        opened.append(s)
+        return s
+
+    yield _open
+    for s in opened:
+        with contextlib.suppress(Exception):
+            s.close()
+
+
 class TestFaissSqliteStore(StoreContract):
     @pytest.fixture
     def open_store(self):
-        opened = []
-
-        def _open(path, writable=True, model_id=EMB.model_id, dim=EMB.dim):
-            s = FaissSqliteStore(path, model_id=model_id, dim=dim, writable=writable)
-            opened.append(s)
-            return s
-
-        yield _open
-        for s in opened:
-            with contextlib.suppress(Exception):
-                s.close()
+        yield from store_opener()
 
 
 class TestFaissSqliteStoreInvertedFile(StoreContract):
@@ -55,18 +60,7 @@ class TestFaissSqliteStoreInvertedFile(StoreContract):
     def open_store(self):
         from index.vectors import VectorPolicy
 
-        opened = []
-        policy = VectorPolicy(exact_up_to=0, ivf_min=1, calibrate_to=1.0)
-
-        def _open(path, writable=True, model_id=EMB.model_id, dim=EMB.dim):
-            s = FaissSqliteStore(path, model_id=model_id, dim=dim, writable=writable, vector_policy=policy)
-            opened.append(s)
-            return s
-
-        yield _open
-        for s in opened:
-            with contextlib.suppress(Exception):
-                s.close()
+        yield from store_opener(VectorPolicy(exact_up_to=0, ivf_min=1, calibrate_to=1.0))
 
 
 def test_one_writer_at_a_time(tmp_path):
