@@ -32,16 +32,30 @@ def acl_policy(settings: Settings, override: tuple[str, ...] | None = None) -> A
     return AclPolicy.build(settings.default_acl, [(r.path, r.acl) for r in settings.acl_rules], override)
 
 
-def load_embedder(settings: Settings, *, threads: int | None = None, serving: bool = False) -> Any:
+def load_embedder(settings: Settings, *, threads: int | None = None, serving: bool = False,
+                  one_shot: bool = False) -> Any:
     """The configured model, or for an existing index the model that built it unless one is configured.
-    `serving`: for queries (serve, ask, search), on the query backend (ONNX Runtime by default)."""
-    return embedder_by_name(
-        settings.model_for_index(FaissSqliteStore.recorded_model(settings.data_dir)),
-        batch_size=settings.embed_batch_size, query_prefix=settings.query_prefix,
-        passage_prefix=settings.passage_prefix, threads=threads or settings.embed_threads,
-        precision=settings.embed_precision, backend=settings.query_backend if serving else "torch",
-        onnx_dir=settings.data_dir / "models",
-    )
+    `serving`: for queries (serve, ask, search), on the query backend (ONNX Runtime by default). `one_shot`: a
+    command that answers once and exits (ask, search) runs everything on ONNX Runtime where it can, rather
+    than start loading PyTorch in the background that it would not wait for (a process that exits while that
+    import runs is aborted)."""
+    from index.errors import ConfigError
+
+    backend = settings.query_backend if serving else "torch"
+
+    def load(backend: str) -> Any:
+        return embedder_by_name(
+            settings.model_for_index(FaissSqliteStore.recorded_model(settings.data_dir)),
+            batch_size=settings.embed_batch_size, query_prefix=settings.query_prefix,
+            passage_prefix=settings.passage_prefix, threads=threads or settings.embed_threads,
+            precision=settings.embed_precision, backend=backend, onnx_dir=settings.data_dir / "models")
+
+    if one_shot and backend == "auto":
+        try:
+            return load("onnx")
+        except ConfigError:
+            return load("torch")
+    return load(backend)
 
 
 def ingest(settings: Settings, paths: list[Path], *, sync: bool, as_json: bool, quiet: bool,
@@ -88,7 +102,7 @@ def stats(settings: Settings) -> StoreStats:
 
 
 def search(settings: Settings, query: str, k: int, *, as_json: bool) -> int:
-    embedder = load_embedder(settings, threads=1, serving=True)
+    embedder = load_embedder(settings, threads=1, serving=True, one_shot=True)
     with FaissSqliteStore(settings.data_dir, model_id=embedder.model_id, dim=embedder.dim,
                           writable=False) as store:
         hits = store.search(embedder.embed_query(query), k)
@@ -129,7 +143,7 @@ def ask(settings: Settings, question: str, k: int | None, *, as_json: bool) -> i
     from service.app import build_services
     from service.metrics import Metrics
 
-    embedder = load_embedder(settings, threads=settings.query_threads, serving=True)
+    embedder = load_embedder(settings, threads=settings.query_threads, serving=True, one_shot=True)
     svc = build_services(settings, Metrics(), embedder=embedder, ingest_file=None, llm=None, llm_http_client=None)
     try:
         plan = svc.answers.plan(question, None, k, None)

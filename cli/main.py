@@ -63,7 +63,12 @@ def _parser() -> argparse.ArgumentParser:
     ev = with_data_dir(sub.add_parser("eval", help="retrieval quality: a BEIR folder or a golden JSONL file"))
     ev.add_argument("dataset", type=Path, help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv) or .jsonl")
     ev.add_argument("--json", action="store_true")
-    ev.add_argument("--answers", action="store_true", help="also answer-level metrics (golden file only)")
+    ev.add_argument("--answers", action="store_true",
+                    help="answer-level metrics: on a golden file beside retrieval, or on an answer set (a folder "
+                         "with docs/ and questions.jsonl, see bench/answer_sets.py), per answerer")
+    ev.add_argument("--answerer", action="append", choices=["sentence", "passage", "llm"],
+                    help="answer set: which answerers to measure (default: sentence, passage, and llm when one is "
+                         "configured)")
 
     se = with_data_dir(sub.add_parser("search", help="the chunks closest to a query"))
     se.add_argument("query")
@@ -125,6 +130,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "eval":
             if not args.dataset.exists():
                 parser.error(f"no such dataset: {args.dataset}")
+            from cli import answer_eval
+
+            if answer_eval.is_answer_set(args.dataset):
+                if not args.answers:
+                    parser.error(f"{args.dataset} is an answer set: add --answers")
+                report = answer_eval.run(settings, args.dataset, args.answerer)
+                print(json.dumps(report, indent=2) if args.json else answer_eval.format_report(report))
+                return 0
             return commands.evaluate(settings, args.dataset, as_json=args.json, answers=args.answers)
         if args.command == "search":
             if not 1 <= args.k <= 100:

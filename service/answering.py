@@ -7,14 +7,14 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from index.store import SearchFilter
-from service.citations import CheckedAnswer, CitationChecker, drop_invalid_markers
+from service.citations import MARKER, CheckedAnswer, CitationChecker, drop_invalid_markers, reorder
 from service.conversations import ConversationStore, Memory, rewrite_rule
 from service.errors import LLMUnavailableError
-from service.extractive import ExtractiveAnswerer
+from service.extractive import Extract, Extractor
 from service.guard import PromptGuard
 from service.llm import ChatModel
 from service.metrics import Metrics
@@ -40,6 +40,8 @@ class Plan:
     abstain: bool
     owner: str = ""  # whose conversation this is ('' : the unrestricted local user)
     blocked: bool = False  # the model's output repeated the system prompt and was cut (service/guard.py)
+    extract: Extract | None = None  # what the extractive answerer quoted
+    renumbered: list[int] = field(default_factory=list)  # block numbers as the stream renumbered them (MarkerFilter)
 
 
 @dataclass
@@ -52,7 +54,7 @@ class Answer:
 
 class AnswerService:
     def __init__(self, retriever: Retriever, conversations: ConversationStore, checker: CitationChecker,
-                 extractive: ExtractiveAnswerer, metrics: Metrics, *, llm: ChatModel | None = None,
+                 extractive: Extractor, metrics: Metrics, *, llm: ChatModel | None = None,
                  default_k: int = 5, context_window: int = 8192, answer_tokens: int = 512,
                  gate: AbstractContextManager[Any] | None = None) -> None:
         self.retriever = retriever
@@ -136,8 +138,8 @@ class AnswerService:
             return
         if self.llm is None:
             with self.gate:
-                text = self.extractive.answer(plan.query, plan.contexts)
-            yield text or not_found(plan.question)
+                plan.extract = self.extractive.extract(plan.query, plan.contexts)
+            yield plan.extract.text if plan.extract else not_found(plan.question)
             return
         prompt = build_prompt(plan.question if plan.query == plan.question else plan.query, plan.contexts,
                               plan.memory, context_window=self.context_window, answer_tokens=self.answer_tokens)
@@ -149,8 +151,10 @@ class AnswerService:
         started = time.perf_counter()
         # the rules, less the sentence the model is told to reply with when the answer is not there
         guard = PromptGuard(prompt.messages[0]["content"].replace(not_found(plan.question), " "))
+        markers = MarkerFilter(len(prompt.contexts))
+        plan.renumbered = markers.order
         try:
-            yield from guard.filter(MarkerFilter(len(prompt.contexts)).filter(
+            yield from guard.filter(markers.filter(
                 self.llm.complete(prompt.messages, max_tokens=self.answer_tokens)))
             if guard.tripped:
                 plan.blocked = True
@@ -166,8 +170,14 @@ class AnswerService:
         if plan.blocked:
             text = not_found(plan.question)
         abstained = plan.abstain or not plan.contexts or _is_not_found(text)
+        if plan.renumbered:  # the stream showed block numbers by first use: the contexts follow
+            plan.contexts = reorder(plan.contexts, plan.renumbered)
         with self.gate:
-            checked = self.checker.check(text, plan.contexts, abstained=abstained)
+            if plan.extract is not None and plan.extract.quotes and not abstained:
+                checked = CitationChecker.from_extract(text, [(q.n, q.text) for q in plan.extract.quotes],
+                                                      plan.contexts)
+            else:
+                checked = self.checker.check(text, plan.contexts, abstained=abstained)
         if abstained:
             self.metrics.abstentions.inc()
         self.conversations.append(plan.session_id, plan.question, checked.answer, owner=plan.owner,
@@ -193,11 +203,13 @@ def sources(contexts: list[Candidate]) -> list[dict]:
 
 
 class MarkerFilter:
-    """Removes [n] markers that point at no context block from a stream of text deltas, holding back only
-    the few characters of a marker that is still open."""
+    """Removes [n] markers that point at no context block from a stream of text deltas and renumbers the
+    others 1..m in order of first use (`order[k - 1]`: the block [k] stands for), holding back only the few
+    characters of a marker that is still open."""
 
     def __init__(self, n_contexts: int) -> None:
         self.n = n_contexts
+        self.order: list[int] = []
 
     def filter(self, deltas: Iterator[str]) -> Iterator[str]:
         pending = ""
@@ -216,4 +228,13 @@ class MarkerFilter:
         return self._clean(text), ""
 
     def _clean(self, text: str) -> str:
-        return drop_invalid_markers(text, self.n)
+        def new(m: re.Match[str]) -> str:
+            nums: list[int] = []
+            for x in (int(v) for v in m.group(1).split(",")):
+                if x not in self.order:
+                    self.order.append(x)
+                if self.order.index(x) + 1 not in nums:
+                    nums.append(self.order.index(x) + 1)
+            return "[" + ", ".join(map(str, nums)) + "]"
+
+        return MARKER.sub(new, drop_invalid_markers(text, self.n))

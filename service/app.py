@@ -20,13 +20,13 @@ from index.embedcache import cached
 from index.embedder import Embedder, load_embedder, runtime
 from index.errors import ConfigError, IndexLockedError, IndexMismatchError, QuelleError
 from index.faiss_store import FaissSqliteStore
+from service import extractive
 from service.answering import AnswerService
 from service.auth import AuthError, AuthUnavailable, ForbiddenError, KeyStore
 from service.citations import CitationChecker
 from service.config import Settings
 from service.conversations import ConversationStore
 from service.errors import IngestUnavailable, LLMUnavailableError, NotFoundError
-from service.extractive import ExtractiveAnswerer
 from service.gate import CpuGate, Overloaded
 from service.llm import ChatModel, OpenAIChatModel, Usage
 from service.metrics import Metrics
@@ -113,7 +113,8 @@ def build_services(settings: Settings, metrics: Metrics, *, embedder: Embedder |
                                       window_turns=settings.window_turns, history_tokens=settings.history_tokens,
                                       ttl_seconds=settings.session_ttl_seconds)
     gate = CpuGate(settings.max_concurrent or os.cpu_count() or 2, max_wait=settings.queue_timeout)
-    answers = AnswerService(retriever, conversations, CitationChecker(embedder), ExtractiveAnswerer(embedder),
+    answers = AnswerService(retriever, conversations, CitationChecker(embedder),
+                            extractive.build(settings.extractive, embedder),
                             metrics, llm=llm, default_k=settings.top_k, context_window=settings.llm_context_window,
                             answer_tokens=settings.llm_answer_tokens, gate=gate)
     if llm is not None:

@@ -111,6 +111,9 @@ class Settings(BaseSettings):
 
     # answering
     answerer: Literal["auto", "extractive", "llm"] = "auto"
+    extractive: Literal["passage", "sentence"] = Field(
+        "passage", description="the embedded answerer: the best passage (default) or the earlier closest "
+                               "sentences (service/extractive/)")
     llm_base_url: str | None = None
     llm_api_key: SecretStr | None = None
     llm_model: str | None = None

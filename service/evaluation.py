@@ -7,6 +7,7 @@ a document id to its graded relevance (> 0 is relevant).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -57,29 +58,92 @@ def dedupe(ids: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
-def answer_metrics(rows: Sequence[Mapping], answers: Sequence) -> dict[str, float]:  # type: ignore[type-arg]
-    """Answer-level quality on a golden set. `rows` have "answerable" and optionally "source" (a file name)
-    and "answer_contains"; `answers` are service.answering.Answer objects in the same order.
+_CLOSE_QUOTES = str.maketrans({"“": '"', "”": '"', "‘": "'", "’": "'", "\u00a0": " "})
+_CJK_GAP = re.compile(r"(?<=[\u3040-\u30ff\u3400-\u9fff])\s+(?=[\u3040-\u30ff\u3400-\u9fff])")
 
-    - citation_precision: citations whose chunk supports the sentence that cites it
-    - citation_recall: answer sentences (claims) that carry at least one supporting citation
-    - abstention_accuracy: unanswerable questions answered "not in the documents"
+
+def normalise_for_facts(text: str) -> str:
+    """The text a fact is looked for in: [n] markers out, quotes straightened, runs of white space one space
+    (none between two CJK characters, which a PDF or a wrapped line may leave)."""
+    text = re.sub(r"\[\d{1,3}(?:\s*,\s*\d{1,3})*\]", " ", text).translate(_CLOSE_QUOTES)
+    return _CJK_GAP.sub("", " ".join(text.split()))
+
+
+def fact_matches(facts: Sequence[str], text: str) -> bool:
+    """Whether every regex of `facts` occurs in `text`: case-insensitive, and a space in a pattern stands for
+    any run of white space, or none (a PDF may lose a space, and a wrapped line gain one)."""
+    bare = normalise_for_facts(text)
+    return bool(facts) and all(re.search(f.replace(" ", r"\s*"), bare, re.IGNORECASE) for f in facts)
+
+
+def _facts_of(row: Mapping) -> list[str]:  # type: ignore[type-arg]
+    if row.get("fact"):
+        return list(row["fact"])
+    literal = row.get("answer_contains")  # a literal: its words escaped, its spaces tolerant as in a pattern
+    return [" ".join(re.escape(w) for w in literal.split())] if literal else []
+
+
+def _files_of(row: Mapping) -> list[str]:  # type: ignore[type-arg]
+    return list(row.get("files") or ([row["source"]] if row.get("source") else []))
+
+
+def cited_segments(answer: str) -> list[list[int]]:
+    """The block numbers each claim of an answer cites: a claim runs up to a marker group (markers one after
+    another, or at the start of the next sentence) from the previous group; text after the last one is a claim
+    citing nothing."""
+    from service.citations import MARKER
+
+    out: list[list[int]] = []
+    pos = 0
+    for m in MARKER.finditer(answer):
+        nums = [int(x) for x in m.group(1).split(",")]
+        if any(ch.isalnum() for ch in answer[pos:m.start()]) or not out:
+            out.append(nums)
+        else:
+            out[-1] += nums
+        pos = m.end()
+    if any(ch.isalnum() for ch in answer[pos:]):
+        out.append([])
+    return out
+
+
+def answer_metrics(rows: Sequence[Mapping], answers: Sequence) -> dict[str, float]:  # type: ignore[type-arg]
+    """Answer-level quality on a question set. `rows` have "answerable", and for answerable questions "fact"
+    (regexes that must all occur, `fact_matches`) and "files" (the file names that hold it); the older golden
+    form "answer_contains" (a literal) and "source" (one file name) is read as the same. `answers` are
+    service.answering.Answer objects in the same order.
+
+    - fact_hit: answerable questions whose answer holds the fact (abstentions count as misses)
+    - supported_citation: of those, the ones with a citation whose quote holds the fact and whose document is
+      one of the expected files: the fact is shown where it comes from
+    - abstention_precision / abstention_recall: of the abstentions, the share on unanswerable questions; of the
+      unanswerable questions, the share abstained (recall is "abstention accuracy")
     - answered_rate: answerable questions not abstained
+    - answer_chars: mean length of the answers given, to any question (markers left out)
+    - citation_precision: citations whose chunk supports the sentence that cites it
+    - citation_recall: claims that carry at least one supporting citation; a claim is the text up to a marker
+      group since the previous one (one sentence of a generated answer, a whole quoted passage of an
+      extractive one), or text after the last marker
     - groundedness: answered questions whose every claim is supported
-    - source_hit: answered questions citing the expected document (where one is given)
-    - fact_hit: answered questions whose answer holds the expected words (where given)
+    - source_hit: answered questions citing an expected file (where one is given)
     """
-    from service.citations import claims_of
+    from service.citations import MARKER
 
     cites = supported = claims = claimed = 0
-    unanswerable = abstained_right = answerable = answered = grounded = 0
-    with_source = source_hits = with_fact = fact_hits = 0
+    unanswerable = abstained_right = abstained_all = answerable = answered = grounded = 0
+    with_source = source_hits = with_fact = fact_hits = fact_cited = 0
+    chars: list[int] = []
     for row, ans in zip(rows, answers, strict=True):
+        abstained_all += ans.abstained
+        if not ans.abstained:
+            chars.append(len(" ".join(MARKER.sub("", ans.checked.answer).split())))
         if not row.get("answerable", True):
             unanswerable += 1
             abstained_right += ans.abstained
             continue
         answerable += 1
+        facts, files = _facts_of(row), _files_of(row)
+        with_fact += bool(facts)
         if ans.abstained:
             continue
         answered += 1
@@ -87,24 +151,28 @@ def answer_metrics(rows: Sequence[Mapping], answers: Sequence) -> dict[str, floa
         cites += len(ans.checked.citations)
         supported += sum(c.supported for c in ans.checked.citations)
         ok = {c.n for c in ans.checked.citations if c.supported}
-        for _, ns in claims_of(ans.checked.answer):
+        for ns in cited_segments(ans.checked.answer):
             claims += 1
             claimed += bool(ok & set(ns))
-        if row.get("source"):
+        if files:
             with_source += 1
-            source_hits += any(c.source.rsplit("/", 1)[-1] == row["source"] for c in ans.checked.citations)
-        if row.get("answer_contains"):
-            with_fact += 1
-            fact_hits += row["answer_contains"] in ans.checked.answer
+            source_hits += any(c.source.rsplit("/", 1)[-1] in files for c in ans.checked.citations)
+        if facts and fact_matches(facts, ans.checked.answer):
+            fact_hits += 1
+            fact_cited += any(c.source.rsplit("/", 1)[-1] in files and fact_matches(facts, c.quote)
+                              for c in ans.checked.citations) if files else 0
 
     def ratio(a: int, b: int) -> float:
         return a / b if b else 0.0
 
     return {
-        "citation_precision": ratio(supported, cites), "citation_recall": ratio(claimed, claims),
+        "fact_hit": ratio(fact_hits, with_fact), "supported_citation": ratio(fact_cited, fact_hits),
+        "abstention_precision": ratio(abstained_right, abstained_all),
+        "abstention_recall": ratio(abstained_right, unanswerable),
         "abstention_accuracy": ratio(abstained_right, unanswerable), "answered_rate": ratio(answered, answerable),
+        "answer_chars": sum(chars) / len(chars) if chars else 0.0,
+        "citation_precision": ratio(supported, cites), "citation_recall": ratio(claimed, claims),
         "groundedness": ratio(grounded, answered), "source_hit": ratio(source_hits, with_source),
-        "fact_hit": ratio(fact_hits, with_fact),
     }
 
 

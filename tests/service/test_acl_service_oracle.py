@@ -38,7 +38,7 @@ def setup(tmp_path_factory, embedder):
     for i, topic in enumerate(TOPICS):  # two documents per topic, so most queries match readable and hidden ones
         for part in ("memo", "minutes"):
             (docs / f"{i:02d}-{part}.md").write_text(
-                f"# {topic.title()} {part}\n\nThis {part} is about {topic}. Reference number {i}{part[0]}.")
+                f"# {topic.title()} {part}\n\nThis {part} is about {topic}. Reference number {i}-{part}.")
     data_dir = root / "index"
     with FaissSqliteStore(data_dir, model_id=embedder.model_id, dim=embedder.dim, writable=True) as store:
         assert Ingestor(store, embedder, Chunker(embedder.tokenizer)).run([docs]).added == 2 * len(TOPICS)
@@ -57,8 +57,8 @@ def test_random_access_lists_and_revocations_never_leak(setup, embedder):
     listing = client.get("/v1/documents", params={"limit": 500}, headers=auth["root"]).json()["documents"]
     doc_ids = sorted(d["id"] for d in listing)
     source_of = {d["id"]: d["source"] for d in listing}
-    name = {d: source_of[d].rsplit("/", 1)[1] for d in doc_ids}  # "03-memo.md" -> "Reference number 3m."
-    text_of = {d: f"Reference number {int(name[d][:2])}{name[d][3]}." for d in doc_ids}
+    name = {d: source_of[d].rsplit("/", 1)[1] for d in doc_ids}  # "03-memo.md" -> "Reference number 3-memo."
+    text_of = {d: f"Reference number {int(name[d][:2])}-{name[d][3:-3]}." for d in doc_ids}
 
     class Permissions(RuleBasedStateMachine):
         @initialize(labels=st.lists(acls, min_size=len(doc_ids), max_size=len(doc_ids)))

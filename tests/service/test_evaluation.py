@@ -155,3 +155,44 @@ def test_eval_run_agrees_with_the_retriever_and_explains_its_failures(embedder, 
         assert reopened.report(config) == report
     finally:
         reopened.close()
+
+
+def test_fact_regexes_are_tolerant_of_case_space_and_markers():
+    from service.evaluation import fact_matches
+
+    assert fact_matches([r"dpkg --get-selections"], "Run `DPKG  --get-selections` [2] first")
+    assert fact_matches([r"(2|两) ?个月", "稳定"], "稳定版 只会每两个月 [1] 更新一次")
+    assert fact_matches(["PRAGMA journal_mode=WAL"], "```\nPRAGMA journal_mode=WAL;\n```")
+    assert not fact_matches([r"lvresize", r"resize2fs"], "use lvresize -L 6G")  # every regex must match
+    assert not fact_matches([], "anything")
+
+
+def test_answer_set_metrics_count_facts_supported_citations_and_abstentions():
+    from service.answering import Answer
+    from service.citations import CheckedAnswer, Citation
+    from service.evaluation import answer_metrics
+
+    def cite(source: str, quote: str) -> Citation:
+        return Citation(1, "d", f"/docs/{source}", "T", None, quote, "c", 0.1, True, (quote,))
+
+    rows = [
+        {"answerable": True, "fact": [r"apt-mark auto"], "files": ["apt-get.html"]},  # hit, cited in place
+        {"answerable": True, "fact": [r"\b500\b"], "files": ["apt-get.html"]},  # hit, quote from another file
+        {"answerable": True, "fact": [r"atrm"], "files": ["cron.html"]},  # missed
+        {"answerable": True, "fact": [r"a2enmod"], "files": ["apache.html"]},  # abstained wrongly
+        {"answerable": False}, {"answerable": False},  # one abstained, one answered with filler
+    ]
+    answers = [
+        Answer(CheckedAnswer("Use apt-mark auto pkg [1]", [cite("apt-get.html", "apt-mark auto pkg")], True),
+               False, "s", 1),
+        Answer(CheckedAnswer("Priority 500 [1]", [cite("apt-cache.html", "Priority 500")], True), False, "s", 1),
+        Answer(CheckedAnswer("Use crontab -e [1]", [cite("cron.html", "Use crontab -e")], True), False, "s", 1),
+        Answer(CheckedAnswer("Not found.", [], True), True, "s", 1),
+        Answer(CheckedAnswer("Not found.", [], True), True, "s", 1),
+        Answer(CheckedAnswer("Filler [1]", [cite("x.html", "Filler")], True), False, "s", 1),
+    ]
+    m = answer_metrics(rows, answers)
+    assert m["fact_hit"] == 0.5 and m["supported_citation"] == 0.5
+    assert m["abstention_recall"] == 0.5 and m["abstention_precision"] == 0.5 and m["answered_rate"] == 0.75
+    assert m["answer_chars"] == pytest.approx(sum(map(len, ["Use apt-mark auto pkg", "Priority 500",
+                                                            "Use crontab -e", "Filler"])) / 4)

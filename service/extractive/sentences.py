@@ -1,5 +1,7 @@
-"""The embedded default answerer: no model server, no keys. It composes the answer from the sentences of the
-retrieved chunks that are closest to the question (scored with the embedding model), each carrying its [n].
+"""The first embedded answerer, kept to measure the default against: it composes the answer from the
+sentences of all retrieved chunks that are closest to the question (scored with the embedding model), each
+carrying its [n]. It quotes sentences out of their order and context, and squashes code onto one line: the
+failures that led to `passages.PassageAnswerer` (docs/quality.md).
 """
 
 from __future__ import annotations
@@ -10,22 +12,23 @@ from index.embedcache import similarities
 from index.embedder import Embedder
 from index.keyword import terms
 from index.text import sentence_spans
+from service.extractive import Extract
 from service.retrieval import Candidate
 
 
-def candidate_sentences(contexts: list[Candidate]) -> list[tuple[int, str]]:
-    """(block number, sentence) for every sentence of every context block."""
+def candidate_sentences(contexts: list[Candidate]) -> list[tuple[int, str, int, int]]:
+    """(block number, sentence, start, end) for every sentence of every context block."""
     out = []
     for n, cand in enumerate(contexts, start=1):
         text = cand.hit.chunk.text
         for a, b in sentence_spans(text, skip_headings=True):
             sentence = " ".join(text[a:b].split())
             if len(sentence) >= 12:
-                out.append((n, sentence))
+                out.append((n, sentence, a, b))
     return out
 
 
-class ExtractiveAnswerer:
+class SentenceAnswerer:
     def __init__(self, embedder: Embedder, *, max_sentences: int = 3, min_score: float = 0.35,
                  relative: float = 0.85, max_candidates: int = 24) -> None:
         self.embedder = embedder
@@ -34,17 +37,17 @@ class ExtractiveAnswerer:
         self.min_score = min_score
         self.relative = relative
 
-    def answer(self, question: str, contexts: list[Candidate]) -> str | None:
+    def extract(self, question: str, contexts: list[Candidate]) -> Extract | None:
         """The answer text with [n] markers, or None when no sentence is close enough to the question."""
         pool = candidate_sentences(contexts)
         if not pool:
             return None
         query_terms = set(terms(question, drop_stopwords=True))
         if len(pool) > self.max_candidates:  # embed only the sentences that share most words with the question
-            shared = [len(query_terms & set(terms(sentence))) for _, sentence in pool]
+            shared = [len(query_terms & set(terms(p[1]))) for p in pool]
             keep = sorted(range(len(pool)), key=lambda i: (-shared[i], i))[: self.max_candidates]
             pool = [pool[i] for i in sorted(keep)]
-        scores = similarities(self.embedder, question, [s for _, s in pool])
+        scores = similarities(self.embedder, question, [p[1] for p in pool])
         order = np.argsort(-scores)
         best = float(scores[order[0]])
         if best < self.min_score:
@@ -59,4 +62,5 @@ class ExtractiveAnswerer:
             if pool[i][1] not in seen:
                 seen.add(pool[i][1])
                 picked.append(int(i))
-        return " ".join(f"{pool[i][1]} [{pool[i][0]}]" for i in picked)
+        # no quotes: its citations come from the checker, as they did (service/citations.py)
+        return Extract(" ".join(f"{pool[i][1]} [{pool[i][0]}]" for i in picked), [])

@@ -1,0 +1,99 @@
+"""Answer-level evaluation sets from real documentation nobody here wrote, in English, Japanese and Chinese.
+
+    python bench/answer_sets.py [--out DIR] [--only en ja zh]
+    quelle eval DIR/en --answers          # ingests DIR/en/docs into DIR/en/index once, then asks every question
+
+Corpus per language, fetched with `apt-get download` (nothing derived is committed): the Debian
+Administrator's Handbook (Hertzog and Mas; package debian-handbook, GPL-2+ / CC-BY-SA-3.0) in that language's
+HTML, and the Debian New Maintainers' Guide (Aoki; maint-guide, maint-guide-ja, maint-guide-zh-cn; MIT-style
+licence) in that language's HTML. SQLite's manual (sqlite3-doc) is kept out: it is the independent check.
+
+The questions are this project's own (`bench/answers/<lang>.jsonl`), written the way an employee asks, not the
+headings: {"id", "question", "answerable", "fact": [regex, ...] (every one must match the answer; case and
+whitespace tolerant), "files": [file names that hold the fact], "section": the heading that holds it}. The
+unanswerable ones ask about things next to the manuals' topics. Building a set checks that every fact
+matches the text of one of its files as Quelle parses it, so a set cannot ask for a fact that is not there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+LANGS = ("en", "ja", "zh")
+_HANDBOOK = {"en": "en-US", "ja": "ja-JP", "zh": "zh-CN"}
+_MAINT_GUIDE = {"en": "maint-guide", "ja": "maint-guide-ja", "zh": "maint-guide-zh-cn"}
+
+
+def corpus_files(lang: str) -> dict[str, list[Path]]:
+    """manual name -> its HTML pages, for one language."""
+    from bench.debian import package_root
+
+    handbook = package_root("debian-handbook") / "usr" / "share" / "doc" / "debian-handbook" / "html"
+    guide = package_root(_MAINT_GUIDE[lang])
+    return {"debian-handbook": sorted((handbook / _HANDBOOK[lang]).glob("*.html")),
+            "maint-guide": sorted(guide.rglob("*.html"))}
+
+
+def load_questions(lang: str) -> list[dict]:
+    path = ROOT / "bench" / "answers" / f"{lang}.jsonl"
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def build(lang: str, out: Path) -> Path:
+    """Copy the corpus into out/lang/docs and the checked questions into out/lang/questions.jsonl."""
+    from ingest.parsers import parse
+    from service.evaluation import fact_matches
+
+    folder = out / lang
+    docs = folder / "docs"
+    texts: dict[str, str] = {}
+    for manual, files in corpus_files(lang).items():
+        (docs / manual).mkdir(parents=True, exist_ok=True)
+        for f in files:
+            dest = docs / manual / f.name
+            if not dest.exists() or dest.stat().st_size != f.stat().st_size:
+                shutil.copyfile(f, dest)
+            texts[f.name] = "\n\n".join(s.text for s in parse(dest).sections)
+    questions = load_questions(lang)
+    problems = []
+    ids = set()
+    for q in questions:
+        if q["id"] in ids:
+            problems.append(f"{q['id']}: duplicate id")
+        ids.add(q["id"])
+        if not q.get("answerable", True):
+            continue
+        missing = [f for f in q["files"] if f not in texts]
+        if missing:
+            problems.append(f"{q['id']}: no file {missing}")
+        elif not any(fact_matches(q["fact"], texts[f]) for f in q["files"]):
+            problems.append(f"{q['id']}: fact {q['fact']} not in {q['files']}")
+    if problems:
+        raise SystemExit(f"{lang}: the question set does not match the corpus:\n  " + "\n  ".join(problems))
+    with open(folder / "questions.jsonl", "w", encoding="utf-8") as f:
+        for q in questions:
+            f.write(json.dumps(q, ensure_ascii=False) + "\n")
+    answerable = sum(q.get("answerable", True) for q in questions)
+    print(f"{folder}: {len(texts)} files, {answerable} answerable and {len(questions) - answerable} "
+          "unanswerable questions")
+    return folder
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / ".cache" / "answers")
+    ap.add_argument("--only", nargs="+", choices=LANGS, default=list(LANGS))
+    args = ap.parse_args()
+    for lang in args.only:
+        build(lang, args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""`quelle eval SET --answers` on an answer set: a folder with the documents (`docs/`) and the questions
+(`questions.jsonl`, as bench/answer_sets.py builds them). The documents are ingested into `SET/index` (files
+already there are skipped, so a second run starts at once), every question is retrieved once, and each
+answerer answers from the same retrieval: `sentence` (the earlier extractive answerer), `passage` (the
+default) and `llm` when one is configured (QUELLE_LLM_*). Metrics: service.evaluation.answer_metrics; each
+answer, with its citations, is written to SET/results-<answerer>.jsonl for reading the failures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from service.config import Settings
+
+EXTRACTIVE = ("sentence", "passage")
+
+
+def is_answer_set(path: Path) -> bool:
+    return path.is_dir() and (path / "questions.jsonl").is_file() and (path / "docs").is_dir()
+
+
+def load_questions(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise SystemExit(f"quelle: error: {path} line {i}: not JSON ({exc.msg})") from None
+    return rows
+
+
+def run(settings: Settings, folder: Path, answerers: list[str] | None = None) -> dict[str, dict[str, float]]:
+    from cli import commands
+    from service import extractive
+    from service.app import build_services
+    from service.evaluation import answer_metrics
+    from service.metrics import Metrics
+
+    settings = settings.model_copy(update={"data_dir": folder / "index"})
+    with contextlib.redirect_stdout(sys.stderr):  # the ingestion report is progress, not the result
+        commands.ingest(settings, [folder / "docs"], sync=True, as_json=False, quiet=True, commit_interval=None)
+    embedder = commands.load_embedder(settings, threads=settings.query_threads, serving=True)
+    svc = build_services(settings, Metrics(), embedder=embedder, ingest_file=None, llm=None, llm_http_client=None)
+    llm = svc.answers.llm
+    names = answerers or [*EXTRACTIVE, *(["llm"] if llm is not None else [])]
+    if "llm" in names and llm is None:
+        raise SystemExit("quelle: error: answerer llm needs QUELLE_LLM_BASE_URL and QUELLE_LLM_MODEL")
+    rows = load_questions(folder / "questions.jsonl")
+    report: dict[str, dict[str, float]] = {}
+    try:
+        plans = [svc.answers.plan(row["question"], None, None, None) for row in rows]
+        for name in names:
+            svc.answers.llm = llm if name == "llm" else None
+            if name != "llm":
+                svc.answers.extractive = extractive.build(name, svc.embedder)
+            answers, seconds, seen = [], [], []
+            for plan in plans:
+                started = time.perf_counter()
+                mine = replace(plan, extract=None, renumbered=[])
+                answers.append(svc.answers.answer(mine))
+                seconds.append(time.perf_counter() - started)
+                seen.append({"retrieved": [c.hit.source.rsplit("/", 1)[-1] for c in plan.contexts],
+                             "relevant": not plan.abstain,
+                             "evidence": mine.extract.evidence if mine.extract else {}})
+            report[name] = {**answer_metrics(rows, answers), "seconds": sum(seconds) / len(seconds)}
+            with open(folder / f"results-{name}.jsonl", "w", encoding="utf-8") as f:
+                for row, ans, saw in zip(rows, answers, seen, strict=True):
+                    f.write(json.dumps({"id": row.get("id"), "question": row["question"], "answer": ans.checked.answer,
+                                        "abstained": ans.abstained, **saw,
+                                        "citations": [asdict(c) for c in ans.checked.citations]},
+                                       ensure_ascii=False) + "\n")
+    finally:
+        svc.answers.conversations.close()
+        svc.store.close()
+    return report
+
+
+COLUMNS = ("fact_hit", "supported_citation", "abstention_precision", "abstention_recall", "answered_rate",
+           "answer_chars", "seconds")
+
+
+def format_report(report: dict[str, dict[str, float]]) -> str:
+    heads = ["fact hit", "supported", "abst prec", "abst rec", "answered", "chars", "s/answer"]
+    lines = [f"{'answerer':10}" + "".join(f"{h:>11}" for h in heads)]
+    for name, m in report.items():
+        lines.append(f"{name:10}" + "".join(f"{m[c]:11.1f}" if c == "answer_chars" else f"{m[c]:11.3f}"
+                                            for c in COLUMNS))
+    return "\n".join(lines)

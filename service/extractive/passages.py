@@ -1,0 +1,334 @@
+"""The embedded default answerer: the best short passage of the retrieved chunks, quoted whole.
+
+The contexts are cut into units (service/extractive/units.py: sentences, code blocks, headings). Each unit is
+scored against the question by
+- meaning: its embedding's similarity to the question's, scaled within the retrieved units (the best 1,
+  the worst 0), so the score means the same for every embedder and language;
+- words: the share of the question's content words it holds, each weighted by how rare it is among the
+  retrieved units (a word every unit has decides nothing); words are compared by their stems;
+- focus: what the question asks for: a command ("how do I ..."), a place ("which file ..."), a number
+  ("how often ..."); a unit that holds that kind of thing scores higher;
+- where it sits: the words its chunk's headings share with the question, and the chunk's retrieval rank.
+The best unit that is not a heading anchors the passage, which grows to whole neighbouring units that belong
+to it: the sentence that introduces a code block ("use the following commands:"), the block a sentence
+introduces, a sentence that goes on from it ("However, since 3.12.0 ..."), the sentence a pronoun refers to.
+A second passage, from elsewhere, is added when it scores nearly as well and holds question words the first
+lacks (the answer spread over two places). Each passage is followed by its [n], and quoted exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from index.embedcache import similarities
+from index.embedder import Embedder
+from index.keyword import terms
+from index.text import cjk_share
+from service.extractive import Extract, Quote
+from service.extractive.units import Unit, units
+from service.retrieval import Candidate
+
+_COMMAND_Q = re.compile(
+    r"\b(?:how (?:do|can|could|should|would|to|does)|(?:what|which) (?:commands?|tools?|programs?|utilit(?:y|ies))"
+    r"|command)\b|方法|コマンド|どうすれば|どうやって|どうしたら|ツール|には[？?]?$"
+    r"|怎么|怎样|如何|命令|用什么|工具", re.I)
+_PLACE_Q = re.compile(r"\b(?:which|what) (?:\w+ )?(?:file|directory|folder|path)s?\b|\bwhere\b"
+                      r"|どの(?:ファイル|ディレクトリ)|ファイルは(?:どこ|何)|どこ"
+                      r"|哪个(?:文件|目录)|什么文件|哪里|在哪", re.I)
+_QUANTITY_Q = re.compile(
+    r"\bhow (?:many|much|often|long|large|big|old|fast)\b|\bwhat (?:\w+ )?(?:size|priority|number|percentage|port|"
+    r"version|limit|value)\b|\b(?:maximum|minimum|default (?:value|size|priority))\b"
+    r"|いくつ|いくら|何[日回時個件年月人]|どのくらい|どれくらい|頻度|上限|優先度"
+    r"|多少|几[个天次]|多久|多长|多大|优先级|频率", re.I)
+_NUMBER = re.compile(r"\d|[一二三四五六七八九十两百千万]")
+_PATH = re.compile(r"(?:^|[\s(“\"'])~?\.?/[\w.-]+(?:/[\w.*-]*)*|\b[\w-]+\.(?:conf|cfg|list|ini|d|xml|json|ya?ml|sh)\b")
+_COMMANDISH = re.compile(
+    r"(?:^|\s)(?:--?[A-Za-z][\w-]*|[a-z][a-z0-9]*(?:[-_][a-z0-9]+)+|\w+(?:::|=)\S*)(?=[\s.,;:)]|$)"
+    r"|\b[a-z][\w.+-]* (?:command|program|tool|utility|script)s?\b"
+    r"|\b(?:run|running|execute|executing|invoke|invoking|type|typing|with|via|using) (?!the\b|a\b|an\b)[a-z][\w.+-]*"
+    r" [\w./-]+")
+_CONTINUES = re.compile(r"^(?:However|But|Since|As of|Starting|Beginning|Note|Except|Unless|Otherwise|Instead|"
+                        r"ただし|しかし|なお|但|不过|但是)", re.I)
+_REFERS = re.compile(r"^(?:(?:It|This|These|They|That|Those|Such|Its|Their|Then|Here)\b|In this case|"
+                     r"この|その|これ|それ|こうした|该|这|此|它|其)", re.I)
+_FILLER = frozenset(
+    "command commands tool tools file files use using make get way want need find out run tell set up there any "
+    "one new know see thing things our my someone anyone possible able "
+    "方法 コマンド ファイル どう する すれ いい よい ある いる なる ください 場合 できる 使う "
+    "何 どの どれ どこ いつ よう もの こと ため 上げる 作る 知り たい "
+    "命令 文件 怎么 怎样 如何 什么 用 哪个 哪里 多少 应该 可以 要 我 能 吗 一个".split())
+_SUFFIXES = ("ations", "ation", "ings", "ing", "ions", "ion", "ed", "ly")
+
+
+def stem(term: str) -> str:
+    """A crude English stem, enough to match "enable", "enabled" and "enabling"; other scripts as they are."""
+    if not term.isascii() or not term.isalpha():
+        return term
+    for suffix in _SUFFIXES:
+        if term.endswith(suffix) and len(term) - len(suffix) >= 4:
+            term = term[: -len(suffix)]
+            break
+    else:
+        if term.endswith("es") and len(term) > 4 and term[-3] in "sxz":
+            term = term[:-2]
+        elif term.endswith("s") and not term.endswith("ss") and len(term) > 3:
+            term = term[:-1]
+    return term[:5]
+
+
+_SHORT_KANA = re.compile(r"[\u3040-\u309f]{1,2}")
+
+
+def question_terms(question: str) -> set[str]:
+    """The question's content words, stemmed: no stop words, no question filler ("command", "方法"), no
+    one- or two-letter hiragana left over from a verb's inflection."""
+    return {stem(t) for t in terms(question, drop_stopwords=True) if t not in _FILLER and not _SHORT_KANA.fullmatch(t)}
+
+
+@dataclass(frozen=True)
+class Focus:
+    command: bool
+    place: bool
+    quantity: bool
+
+    @classmethod
+    def of(cls, question: str) -> Focus:
+        quantity = bool(_QUANTITY_Q.search(question))
+        place = bool(_PLACE_Q.search(question))
+        return cls(bool(_COMMAND_Q.search(question)) and not quantity and not place, place, quantity)
+
+    def reward(self, unit: Unit) -> float:
+        text = unit.text
+        r = 0.0
+        if self.command:
+            r = max(r, 1.0 if unit.kind == "code" else 0.6 if _COMMANDISH.search(text) else 0.0)
+        if self.place:
+            r = max(r, 1.0 if _PATH.search(text) else 0.0)
+        if self.quantity:
+            r = max(r, 1.0 if _NUMBER.search(text) else 0.0)
+        return r
+
+
+_INSTRUCTION = re.compile(r"^To\b|\b(?:use|run|execute|type|invoke|enter|call)\b|使|実行|入力"
+                          r"|使用|执行|运行|输入", re.I)
+
+# what each feature means (see `features`), and its weight: fitted on the answer sets by bench/tune_answers.py
+# (listwise: the unit that holds the expected fact should score highest among its question's units)
+FEATURES = ("meaning", "closest", "words", "all_words", "heading", "code_for_how", "command_for_how",
+            "instruction_for_how", "path_for_where", "number_for_how_much", "chunk_rank", "length")
+WEIGHTS = (1.0, 0.3, 0.8, 0.3, 0.25, 1.2, 1.0, 0.3, 1.2, 1.2, 0.15, 0.0)
+
+
+@dataclass
+class Scored:
+    n: int  # context block
+    rank: int  # position of the unit in its chunk
+    unit: Unit
+    score: float = 0.0
+    words: float = 0.0  # weighted share of the question's words
+    sim: float | None = None  # raw similarity to the question (embedded units only)
+
+
+class PassageAnswerer:
+    def __init__(self, embedder: Embedder, *, max_embedded: int = 32, max_units: int = 3, max_chars: int = 700,
+                 min_chars: int = 160, second_margin: float = 2.0, grow_margin: float = 1.0,
+                 code_margin: float = 3.0, min_meaning: float = 0.35, min_coverage: float = 0.3,
+                 weights: Sequence[float] = WEIGHTS) -> None:
+        self.embedder = embedder
+        self.max_embedded = max_embedded
+        self.max_units = max_units
+        self.max_chars = max_chars
+        self.min_chars = min_chars
+        # scores are in the units of the fitted weights (log-odds): a second passage must come within
+        # `second_margin` of the first; a neighbour joins when it comes within `grow_margin` of the anchor
+        # (`code_margin` for a code block right after the sentence that introduces it)
+        self.min_meaning = min_meaning  # below this raw similarity no quoted unit answers (as the answerer before)
+        self.min_coverage = min_coverage  # for a Japanese/Chinese question: below this share of its words the
+        # passages miss its point
+        self.second_margin = second_margin
+        self.grow_margin = grow_margin
+        self.code_margin = code_margin
+        self.weights = np.asarray(weights, dtype=np.float32)
+
+    def extract(self, question: str, contexts: list[Candidate]) -> Extract | None:
+        chunks = [units(c.hit.chunk.text) for c in contexts]
+        pool = self.pool(chunks)
+        if not pool:
+            return None
+        x, weight = self.features(question, contexts, pool)
+        return self.choose(question, contexts, chunks, pool, x @ self.weights, weight)
+
+    @staticmethod
+    def pool(chunks: list[list[Unit]]) -> list[Scored]:
+        return [Scored(n, i, u) for n, us in enumerate(chunks, start=1) for i, u in enumerate(us)
+                if u.kind != "heading" and len(u.text) >= 8]
+
+    def choose(self, question: str, contexts: list[Candidate], chunks: list[list[Unit]], pool: list[Scored],
+               scores: np.ndarray, weight: dict[str, float]) -> Extract | None:
+        for s, v in zip(pool, scores, strict=True):
+            s.score = float(v)
+        best = max(pool, key=lambda s: s.score)
+        # the same words may sit in several retrieved chunks (overlaps, repeated pages): quote the copy with the
+        # most of its own context after it (a sentence that ends "... the following commands:" at the end of
+        # one chunk has its commands in the next)
+        best = max((s for s in pool if s.unit.text == best.unit.text),
+                   key=lambda s: (len(chunks[s.n - 1]) - s.rank, -s.n))
+        first = self._grow(best, chunks[best.n - 1], pool)
+        windows = [first]
+        second = self._second(first, pool, chunks, question)
+        if second is not None:
+            windows.append(second)
+        evidence = self._evidence(question, windows, contexts, weight)
+        if not self.answers(evidence):
+            return None
+        return _render(windows, contexts, evidence)
+
+    def answers(self, evidence: dict[str, float]) -> bool:
+        """Whether the passages answer at all (retrieval's abstention policy has decided first): a quoted unit
+        must be at least `min_meaning` close to the question (the bar of the sentence answerer before it), and
+        the passages with their headings must hold at least `min_coverage` of the question's words, weighted
+        by rarity, a word found in no retrieved unit weighing most: "Falcot 公司的首席执行官是谁？" retrieves
+        passages about Falcot, none about a CEO. Only for Japanese and Chinese questions, where e5's scores
+        separate answerable from unanswerable questions least: on the answer sets (docs/quality.md) 0.3 takes
+        their abstention from 0.25 / 0.08 to 0.67 / 0.67 for one answer in 48, while in English it abstained on
+        no more unanswerable questions and lost four answers in 48."""
+        return evidence["meaning"] >= self.min_meaning and (evidence["coverage"] >= self.min_coverage
+                                                            or not evidence["cjk"])
+
+    def _evidence(self, question: str, windows: list[list[Scored]], contexts: list[Candidate],
+                  weight: dict[str, float]) -> dict[str, float]:
+        """How well the chosen passages answer: the best raw similarity of a quoted unit to the question, and
+        the weighted share of all the question's words (those found nowhere weigh most) in the passages and
+        their headings."""
+        want = question_terms(question)
+        heaviest = max(weight.values(), default=1.0)
+        full = {t: weight.get(t, heaviest) for t in want}
+        seen: set[str] = set()
+        for w in windows:
+            seen |= {stem(t) for s in w for t in terms(s.unit.text)}
+            seen |= {stem(t) for t in terms(" ".join(contexts[w[0].n - 1].hit.chunk.heading_path))}
+        total = sum(full.values())
+        focus = Focus.of(question)
+        return {"cjk": float(cjk_share(question) >= 0.3),
+                "meaning": max((s.sim for w in windows for s in w if s.sim is not None), default=0.0),
+                "coverage": sum(v for t, v in full.items() if t in seen) / total if total else 0.0,
+                "focus": max((focus.reward(s.unit) for w in windows for s in w), default=0.0)
+                if (focus.command or focus.place or focus.quantity) else 1.0}
+
+    # -- scoring -------------------------------------------------------------------------------------------
+    def features(self, question: str, contexts: list[Candidate], pool: list[Scored]
+                 ) -> tuple[np.ndarray, dict[str, float]]:
+        """One row of FEATURES per unit of the pool, and the weight of each question word found in it."""
+        want = question_terms(question)
+        unit_terms = [{stem(t) for t in terms(s.unit.text)} for s in pool]
+        df = {t: sum(t in ts for ts in unit_terms) for t in want}
+        weight = {t: math.log(1 + (len(pool) + 1) / (df[t] + 0.5)) for t in want if df[t]}
+        total = sum(weight.values())
+        focus = Focus.of(question)
+        heading = {}
+        for n, c in enumerate(contexts, start=1):
+            ht = {stem(t) for t in terms(" ".join(c.hit.chunk.heading_path))}
+            heading[n] = sum(w for t, w in weight.items() if t in ht) / total if total else 0.0
+        x = np.zeros((len(pool), len(FEATURES)), dtype=np.float32)
+        for i, (s, ts) in enumerate(zip(pool, unit_terms, strict=True)):
+            s.words = sum(w for t, w in weight.items() if t in ts) / total if total else 0.0
+            text = s.unit.text
+            code = s.unit.kind == "code"
+            x[i, 2] = s.words
+            x[i, 3] = len(want & ts) / len(want) if want else 0.0
+            x[i, 4] = heading[s.n]
+            x[i, 5] = focus.command and code
+            x[i, 6] = focus.command and not code and bool(_COMMANDISH.search(text))
+            x[i, 7] = focus.command and not code and bool(_INSTRUCTION.search(text))
+            x[i, 8] = focus.place and bool(_PATH.search(text))
+            x[i, 9] = focus.quantity and bool(_NUMBER.search(text))
+            x[i, 10] = 1 / s.n
+            x[i, 11] = min(len(text), 400) / 400
+        # meaning: embed the most promising units only (each costs an embedding)
+        pre = x @ self.weights
+        keep = sorted(range(len(pool)), key=lambda i: -pre[i])[: self.max_embedded]
+        sims = similarities(self.embedder, question, [pool[i].unit.text for i in keep])
+        lo, hi = float(sims.min()), float(sims.max())
+        for i, sim in zip(keep, sims, strict=True):
+            x[i, 0] = (sim - lo) / (hi - lo) if hi > lo else 1.0
+            x[i, 1] = float(sim) == hi
+            pool[i].sim = float(sim)
+        return x, weight
+
+    # -- passages ------------------------------------------------------------------------------------------
+    def _grow(self, anchor: Scored, chunk: list[Unit], pool: list[Scored]) -> list[Scored]:
+        """The anchor and the whole neighbouring units that belong with it, in order."""
+        by_rank = {s.rank: s for s in pool if s.n == anchor.n}
+        window = [anchor]
+
+        def unit_at(i: int) -> Scored | None:
+            if 0 <= i < len(chunk) and chunk[i].kind != "heading":
+                return by_rank.get(i) or Scored(anchor.n, i, chunk[i])
+            return None
+
+        def size() -> int:
+            return sum(len(s.unit.text) for s in window)
+
+        first, last = window[0], window[-1]
+        prev = unit_at(first.rank - 1)
+        if prev is not None and (first.unit.kind == "code" and prev.unit.kind == "prose" or
+                                 _REFERS.match(first.unit.text) or prev.unit.text.rstrip().endswith((":", "："))):
+            window.insert(0, prev)
+        while len(window) < self.max_units:
+            last = window[-1]
+            nxt = unit_at(last.rank + 1)
+            if nxt is None or size() + len(nxt.unit.text) > self.max_chars:
+                break
+            follows = last.unit.text.rstrip().endswith((":", "：")) or _CONTINUES.match(nxt.unit.text) or (
+                nxt.unit.kind == "code" and last.unit.kind == "prose" and nxt.unit.block == last.unit.block + 1
+                and nxt.score >= anchor.score - self.code_margin) or nxt.score >= anchor.score - self.grow_margin or (
+                size() < self.min_chars and nxt.unit.block == last.unit.block and nxt.words > 0)
+            if not follows:
+                break
+            window.append(nxt)
+        return window
+
+    def _second(self, first: list[Scored], pool: list[Scored], chunks: list[list[Unit]],
+                question: str) -> list[Scored] | None:
+        taken = {(s.n, s.rank) for s in first}
+        have = set().union(*({stem(t) for t in terms(s.unit.text)} for s in first))
+        want = question_terms(question)
+        for s in sorted(pool, key=lambda s: -s.score):
+            if s.score < max(x.score for x in first) - self.second_margin:
+                return None
+            if (s.n, s.rank) in taken or any(s.n == f.n and abs(s.rank - f.rank) <= 1 for f in first):
+                continue
+            adds = (want - have) & {stem(t) for t in terms(s.unit.text)}
+            if adds:
+                return self._grow(s, chunks[s.n - 1], pool)
+        return None
+
+
+def _render(windows: list[list[Scored]], contexts: list[Candidate], evidence: dict[str, float]) -> Extract:
+    parts, quotes = [], []
+    for window in windows:
+        n = window[0].n
+        text = contexts[n - 1].hit.chunk.text
+        start, end = window[0].unit.start, window[-1].unit.end
+        shown = _show([s.unit for s in window], fence=True)
+        quotes.append(Quote(n, _show([s.unit for s in window], fence=False), start, end))
+        parts.append(f"{shown} [{n}]" if window[-1].unit.kind != "code" else f"{shown}\n[{n}]")
+        assert text[start:end].strip(), "a quote is a span of its chunk"
+    return Extract("\n\n".join(parts), quotes, evidence)
+
+
+def _show(window: list[Unit], *, fence: bool) -> str:
+    """Prose sentences joined by a space; a code block on its own lines (fenced as Markdown code in answers)."""
+    out = ""
+    for u in window:
+        if u.kind == "code":
+            block = f"```\n{u.text}\n```" if fence else u.text
+            out = out.rstrip() + ("\n" if out else "") + block + "\n"
+        else:
+            out += ("" if not out or out.endswith("\n") else " ") + u.text
+    return out.strip()

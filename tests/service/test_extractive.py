@@ -1,0 +1,163 @@
+"""The passage answerer's invariants on real text: quotes are real spans in order, code stays code, a heading is
+never an answer, citations are numbered 1..n in order of first use."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from index.records import ChunkRecord, Hit
+from service.citations import CitationChecker, renumber, reorder
+from service.extractive.passages import Focus, PassageAnswerer, question_terms, stem
+from service.extractive.units import code_like, units
+from service.retrieval import Candidate
+
+# real passages: the Debian Administrator's Handbook (sect.apt-get.html, sect.firewall-packet-filtering.html)
+# and SQLite's WAL page, as Quelle's HTML parser renders them (blocks apart, <pre> lines kept)
+APT = """It can be useful to systematically install the same list of packages on several computers. This can be done quite easily.
+
+First, retrieve the list of packages installed on the computer which will serve as the “model” to copy.
+
+$ dpkg --get-selections >pkg-list
+
+The pkg-list file then contains the list of installed packages. Next, transfer the pkg-list file onto the computers you want to update and use the following commands:
+
+## Update dpkg's database of known packages
+# avail=`mktemp`
+# apt-cache dumpavail > "$avail"
+# dpkg --merge-avail "$avail"
+# rm -f "$avail"
+## Update dpkg's selections
+# dpkg --set-selections < pkg-list
+## Ask apt-get to install the selected packages
+# apt-get dselect-upgrade
+
+The first commands record the list of available packages in the dpkg database."""
+
+FIREWALL = """TIP Installing the Rules at Each Boot
+
+To enable a default firewall in Debian, you need to store the rules in /etc/nftables.conf and execute systemctl enable nftables as root. You can stop the firewall by executing nft flush ruleset as root.
+
+Example 14.1. interfaces file calling firewall script
+
+auto eth0
+iface eth0 inet static
+address 192.168.0.1
+up /usr/local/etc/arrakis.fw"""
+
+WAL = """Activating And Configuring WAL Mode
+
+An SQLite database connection defaults to journal_mode=DELETE. To convert to WAL mode, use the following pragma:
+
+PRAGMA journal_mode=WAL;
+
+The journal_mode pragma returns a string which is the new journal mode. On success, the pragma will return the string "wal". If the conversion to WAL could not be completed, the journal mode will be unchanged."""
+
+
+def candidate(text: str, n: int = 0, heading: tuple[str, ...] = ()) -> Candidate:
+    chunk = ChunkRecord(f"c{n}", f"d{n}", 0, text, 0, len(text), len(text.split()), page=None, heading_path=heading)
+    return Candidate(Hit(chunk, 1.0 / (n + 1), f"/docs/file{n}.html", f"File {n}"), 1.0 / (n + 1))
+
+
+def test_units_keep_code_blocks_whole_and_headings_apart():
+    got = units(APT)
+    code = [u for u in got if u.kind == "code"]
+    assert code[0].text == "$ dpkg --get-selections >pkg-list"
+    assert code[1].text.splitlines()[0] == "## Update dpkg's database of known packages"
+    assert "# dpkg --set-selections < pkg-list" in code[1].text.splitlines()
+    fw = units(FIREWALL)
+    assert [u.kind for u in fw if u.text.startswith(("TIP", "Example"))] == ["heading", "heading"]
+    assert any(u.kind == "code" and u.text.splitlines() == ["auto eth0", "iface eth0 inet static",
+                                                           "address 192.168.0.1", "up /usr/local/etc/arrakis.fw"]
+               for u in fw)
+    wal = units(WAL)
+    assert wal[0].kind == "heading" and any(u.kind == "code" and u.text == "PRAGMA journal_mode=WAL;" for u in wal)
+
+
+@pytest.mark.parametrize("line, code", [
+    ("$ dpkg --get-selections >pkg-list", True), ("PRAGMA journal_mode=WAL;", True),
+    ('DPkg::options { "--force-overwrite"; }', True),
+    ("programs in the /etc/cron.hourly/ directory once per hour;", False),
+    ("The first commands record the list of available packages in the dpkg database.", False),
+    ("TIP Incremental updates", False), ("これらフィールドは、各指定パッケージの特定バージョン番号に適用対象を制限できます;", False),
+])
+def test_code_lines(line, code):
+    assert code_like(line) is code
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(APT.split("\n") + FIREWALL.split("\n") + WAL.split("\n") + ["", "", "x"]),
+                max_size=40))
+def test_units_are_spans_of_the_text_in_order(lines):
+    text = "\n".join(lines)
+    got = units(text)
+    assert all(a.end <= b.start for a, b in zip(got, got[1:], strict=False))
+    for u in got:
+        span = text[u.start:u.end]
+        assert span.strip() == span and span
+        assert " ".join(u.text.split()) == " ".join(span.split())  # the shown text is the span's words
+
+
+def test_question_focus_and_stems():
+    assert Focus.of("How do I enable WAL mode?").command
+    assert Focus.of("Which file holds the host name?").place
+    assert Focus.of("How often does Debian publish a point release?").quantity
+    assert Focus.of("キーボード配列を変更するにはどうすればいいですか？").command
+    assert stem("enabled") == stem("enabling") == stem("enable")
+    assert "コマンド" not in question_terms("新しいユーザアカウントを作るコマンドは何ですか？")
+
+
+@pytest.fixture(scope="module")
+def answerer(embedder):
+    return PassageAnswerer(embedder)
+
+
+def test_the_passage_quotes_whole_sentences_in_order_with_its_code(answerer):
+    contexts = [candidate(FIREWALL, 0, ("Firewall",)), candidate(APT, 1, ("Installing and Removing",))]
+    got = answerer.extract("How can I copy the list of installed packages to other computers?", contexts)
+    assert got is not None
+    assert "dpkg --get-selections >pkg-list" in got.text or "# dpkg --set-selections < pkg-list" in got.text
+    for q in got.quotes:
+        source = contexts[q.n - 1].hit.chunk.text
+        assert " ".join(q.text.split()) == " ".join(source[q.start:q.end].split())  # a real span, whole
+        kinds = [u.kind for u in units(source) if q.start <= u.start and u.end <= q.end]
+        assert "heading" not in kinds[:1] and kinds, "a passage never starts with, nor is, a heading"
+    if "```" in got.text:  # code is shown as code: its lines as they are, fenced
+        block = re.search(r"```\n(.*?)\n```", got.text, re.S)
+        assert block is not None and "\n" in block.group(1) or "$ dpkg" in got.text
+
+
+def test_a_how_to_question_gets_the_command_not_the_description(answerer):
+    got = answerer.extract("How do I enable WAL mode?", [candidate(WAL, 0, ("Write-Ahead Logging",))])
+    assert got is not None and "PRAGMA journal_mode=WAL;" in got.text
+    assert "```\nPRAGMA journal_mode=WAL;\n```" in got.text  # on its own line, as code
+    assert not got.text.startswith("Activating")  # the heading is no part of the answer
+
+
+def test_no_answer_from_unrelated_text(answerer):
+    assert answerer.extract("What is the meal allowance in Shanghai?", [candidate(FIREWALL, 0)]) is None
+
+
+def test_citations_are_numbered_by_first_use_without_gaps():
+    text, order = renumber("Second block first [3]. Then the first [1]. Again [3] and both [1, 3].")
+    assert text == "Second block first [1]. Then the first [2]. Again [1] and both [2, 1]."
+    assert order == [3, 1] and renumber(text) == (text, [1, 2])  # applying it again changes nothing
+    contexts = [candidate(APT, 0), candidate(FIREWALL, 1), candidate(WAL, 2)]
+    assert [c.hit.chunk.id for c in reorder(contexts, order)] == ["c2", "c0", "c1"]
+    checked = CitationChecker.from_extract("PRAGMA journal_mode=WAL; [3]\n\nuse dpkg [1]",
+                                           [(3, "PRAGMA journal_mode=WAL;"), (1, "use dpkg")], contexts)
+    assert checked.answer == "PRAGMA journal_mode=WAL; [1]\n\nuse dpkg [2]"
+    assert [(c.n, c.chunk_id, c.quote) for c in checked.citations] == [
+        (1, "c2", "PRAGMA journal_mode=WAL;"), (2, "c0", "use dpkg")]
+    assert all(c.supported and c.quotes == (c.quote,) for c in checked.citations)
+
+
+def test_the_stream_renumbers_as_it_goes():
+    from service.answering import MarkerFilter
+
+    f = MarkerFilter(5)
+    out = "".join(f.filter(iter(["Fact [", "4]. Other [2", "]. Bad [9]. Again [4].", " Pair [2, 4]"])))
+    assert out == "Fact [1]. Other [2]. Bad . Again [1]. Pair [2, 1]" and f.order == [4, 2]
