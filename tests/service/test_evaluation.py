@@ -196,3 +196,37 @@ def test_answer_set_metrics_count_facts_supported_citations_and_abstentions():
     assert m["abstention_recall"] == 0.5 and m["abstention_precision"] == 0.5 and m["answered_rate"] == 0.75
     assert m["answer_chars"] == pytest.approx(sum(map(len, ["Use apt-mark auto pkg", "Priority 500",
                                                             "Use crontab -e", "Filler"])) / 4)
+
+
+@pytest.mark.integration
+def test_quelle_eval_answers_on_an_answer_set_compares_answerers(tmp_path):
+    """An answer set (docs/ + questions.jsonl, as bench/answer_sets.py builds them) through the real CLI: the
+    documents are ingested into SET/index, every answerer answers, and each answer is written down."""
+    import shutil
+
+    from tests.conftest import SAMPLES
+
+    folder = tmp_path / "set"
+    shutil.copytree(SAMPLES, folder / "docs")
+    rows = [{"id": "a1", "question": "How many days of paid annual leave do I get?", "answerable": True,
+             "fact": [r"25 days"], "files": ["employee-handbook.pdf"]},
+            {"id": "a2", "question": "What is the per diem for meals outside Europe?", "answerable": True,
+             "fact": [r"80 EUR"], "files": ["travel-and-expenses.docx", "employee-handbook.pdf"]},
+            {"id": "u1", "question": "Who won the football world cup in 2018?", "answerable": False}]
+    (folder / "questions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "QUELLE_EMBEDDING_MODEL": "all-MiniLM-L6-v2"}
+    run = subprocess.run([sys.executable, "-m", "cli.main", "eval", str(folder), "--answers", "--json",
+                          "--answerer", "sentence", "--answerer", "passage"],
+                         capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert set(report) == {"sentence", "passage"}
+    passage = report["passage"]
+    assert passage["fact_hit"] == 1.0 and passage["supported_citation"] == 1.0
+    assert passage["abstention_recall"] == 1.0 and passage["answer_chars"] > 0
+    written = [json.loads(line) for line in (folder / "results-passage.jsonl").read_text().splitlines()]
+    assert [w["id"] for w in written] == ["a1", "a2", "u1"] and written[2]["abstained"]
+    assert [c["n"] for c in written[0]["citations"]] == list(range(1, len(written[0]["citations"]) + 1))
+    again = subprocess.run([sys.executable, "-m", "cli.main", "eval", str(folder)], capture_output=True, text=True,
+                           cwd=ROOT, env=env, timeout=600)
+    assert again.returncode == 2 and "answer set: add --answers" in again.stderr
