@@ -38,7 +38,7 @@ class Case:
     query: str
 
 
-def open_set(folder: Path):  # type: ignore[no-untyped-def]
+def open_set(folder: Path, top_k: int | None = None):  # type: ignore[no-untyped-def]
     from cli import commands
     from cli.answer_eval import load_questions
     from service.app import build_services
@@ -49,7 +49,7 @@ def open_set(folder: Path):  # type: ignore[no-untyped-def]
     embedder = commands.load_embedder(settings, threads=1, serving=True)
     svc = build_services(settings, Metrics(), embedder=embedder, ingest_file=None, llm=None, llm_http_client=None)
     rows = load_questions(folder / "questions.jsonl")
-    plans = [svc.answers.plan(r["question"], None, None, None) for r in rows]
+    plans = [svc.answers.plan(r["question"], None, top_k, None) for r in rows]
     return svc, rows, plans
 
 
@@ -117,13 +117,17 @@ def main() -> None:
     ap.add_argument("--sets", type=Path, default=ROOT / "bench" / ".cache" / "answers")
     ap.add_argument("--only", nargs="+", default=["en", "ja", "zh"])
     ap.add_argument("--l2", type=float, default=0.05)
+    ap.add_argument("--top-k", type=int, help="chunks per question (default: QUELLE_TOP_K, 5)")
+    ap.add_argument("--search", type=int, default=0, metavar="N",
+                    help="instead of the listwise fit: N rounds of random search on the weights for the mean fact hit "
+                         "of the whole answerer, per held-out language and on all")
     ap.add_argument("--grid", nargs="*", default=[], metavar="NAME=V1,V2",
                     help="instead of fitting: fact hit of the weights in the code for each value of an answerer "
                          "parameter, e.g. min_chars=120,160,250")
     args = ap.parse_args()
     data, svcs, answerable = {}, {}, {}
     for lang in args.only:
-        svc, rows, plans = open_set(args.sets / lang)
+        svc, rows, plans = open_set(args.sets / lang, args.top_k)
         svcs[lang] = svc
         data[lang] = cases(svc, rows, plans)
         answerable[lang] = sum(r.get("answerable", True) for r in rows)
@@ -140,6 +144,31 @@ def main() -> None:
                   f"mean {sum(h for h, _ in got.values()) / len(got):.3f}", flush=True)
         return
     everything = [c for lang in args.only for c in data[lang]]
+    if args.search:
+        def mean_hit(w: np.ndarray, langs: list[str]) -> float:
+            return sum(fact_hit(svcs[lang], data[lang], answerable[lang], w)[0] for lang in langs) / len(langs)
+
+        def search(langs: list[str]) -> np.ndarray:
+            rng = np.random.default_rng(7)
+            best, best_hit = current.copy(), mean_hit(current, langs)
+            for _ in range(args.search):
+                trial = best.copy()
+                i = rng.integers(len(trial))
+                trial[i] = max(0.0, trial[i] + rng.normal(0, 0.4))
+                hit = mean_hit(trial, langs)
+                if hit > best_hit:
+                    best, best_hit = trial, hit
+            return best
+
+        for lang in args.only:
+            w = search([other for other in args.only if other != lang])
+            print(f"{lang}: weights in the code {mean_hit(current, [lang]):.3f}, searched on the other languages "
+                  f"{mean_hit(w, [lang]):.3f}", flush=True)
+        w = search(list(args.only))
+        print(f"searched on all: {mean_hit(w, list(args.only)):.3f} (weights in the code "
+              f"{mean_hit(current, list(args.only)):.3f})")
+        print("WEIGHTS = " + repr(tuple(np.round(w, 2).tolist())))
+        return
     fitted = fit(everything, args.l2)
     for lang in args.only:
         others = [c for other in args.only if other != lang for c in data[other]]

@@ -220,6 +220,7 @@ class OnnxThenTorch:
     Runtime fp32, one thread), whose import alone takes ~4.5 s that the service no longer waits for."""
 
     def __init__(self, onnx: OnnxEmbedder, load_torch: Any) -> None:
+        import atexit
         import threading
 
         self.onnx = onnx
@@ -228,6 +229,9 @@ class OnnxThenTorch:
         self._torch: Any = None
         self.loaded = threading.Event()
         threading.Thread(target=self._load, args=(load_torch,), name="torch-loader", daemon=True).start()
+        # a process that exits while the loader is inside PyTorch's import is aborted ("terminate called
+        # without an active exception"): let the loader finish first
+        atexit.register(self.loaded.wait, 120)
 
     def _load(self, load_torch: Any) -> None:
         try:

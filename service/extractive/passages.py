@@ -12,8 +12,10 @@ scored against the question by
 The best unit that is not a heading anchors the passage, which grows to whole neighbouring units that belong
 to it: the sentence that introduces a code block ("use the following commands:"), the block a sentence
 introduces, a sentence that goes on from it ("However, since 3.12.0 ..."), the sentence a pronoun refers to.
-A second passage, from elsewhere, is added when it scores nearly as well and holds question words the first
-lacks (the answer spread over two places). Each passage is followed by its [n], and quoted exactly.
+A second passage, from elsewhere (another chunk, or not next to the first), is added when it scores within a
+margin of the first and repeats none of its sentences: on the answer sets the fact is often in the runner-up
+(the command after the sentence that describes the topic), and an answer spread over two places needs both
+(docs/quality.md). Each passage is followed by its [n], and quoted exactly.
 """
 
 from __future__ import annotations
@@ -138,7 +140,7 @@ class PassageAnswerer:
     def __init__(self, embedder: Embedder, *, max_embedded: int = 32, max_units: int = 3, max_chars: int = 700,
                  min_chars: int = 160, second_margin: float = 2.0, grow_margin: float = 1.0,
                  code_margin: float = 3.0, min_meaning: float = 0.35, min_coverage: float = 0.3,
-                 weights: Sequence[float] = WEIGHTS) -> None:
+                 second_rule: int = 2, weights: Sequence[float] = WEIGHTS) -> None:
         self.embedder = embedder
         self.max_embedded = max_embedded
         self.max_units = max_units
@@ -151,6 +153,8 @@ class PassageAnswerer:
         self.min_coverage = min_coverage  # for a Japanese/Chinese question: below this share of its words the
         # passages miss its point
         self.second_margin = second_margin
+        self.second_rule = second_rule  # 0: a second passage must add question words; 1: or what the question
+        # asks for (a command, a path, a number) that the first lacks; 2: any passage within the margin
         self.grow_margin = grow_margin
         self.code_margin = code_margin
         self.weights = np.asarray(weights, dtype=np.float32)
@@ -296,16 +300,25 @@ class PassageAnswerer:
     def _second(self, first: list[Scored], pool: list[Scored], chunks: list[list[Unit]],
                 question: str) -> list[Scored] | None:
         taken = {(s.n, s.rank) for s in first}
+        said = {s.unit.text for s in first}  # overlapping chunks repeat sentences: never quote one twice
         have = set().union(*({stem(t) for t in terms(s.unit.text)} for s in first))
         want = question_terms(question)
+        focus = Focus.of(question)
+        had = max(focus.reward(s.unit) for s in first)
         for s in sorted(pool, key=lambda s: -s.score):
             if s.score < max(x.score for x in first) - self.second_margin:
                 return None
-            if (s.n, s.rank) in taken or any(s.n == f.n and abs(s.rank - f.rank) <= 1 for f in first):
+            if (s.n, s.rank) in taken or s.unit.text in said or any(
+                    s.n == f.n and abs(s.rank - f.rank) <= 1 for f in first):
                 continue
-            adds = (want - have) & {stem(t) for t in terms(s.unit.text)}
+            adds = bool((want - have) & {stem(t) for t in terms(s.unit.text)}) or self.second_rule == 2 or (
+                self.second_rule == 1 and (focus.command or focus.place or focus.quantity)
+                and focus.reward(s.unit) > had)
             if adds:
-                return self._grow(s, chunks[s.n - 1], pool)
+                grown = self._grow(s, chunks[s.n - 1], pool)
+                kept = [g for g in grown if g.unit.text not in said]
+                if kept and all(a.rank + 1 == b.rank for a, b in zip(kept, kept[1:], strict=False)):
+                    return kept
         return None
 
 

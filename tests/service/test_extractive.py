@@ -161,3 +161,25 @@ def test_the_stream_renumbers_as_it_goes():
     f = MarkerFilter(5)
     out = "".join(f.filter(iter(["Fact [", "4]. Other [2", "]. Bad [9]. Again [4].", " Pair [2, 4]"])))
     assert out == "Fact [1]. Other [2]. Bad . Again [1]. Pair [2, 1]" and f.order == [4, 2]
+
+
+def test_overlapping_chunks_never_make_a_sentence_appear_twice(answerer):
+    # two chunks of one page overlap (the chunker's overlap), a third repeats a passage (a page that repeats it)
+    half = len(APT) // 2
+    contexts = [candidate(APT[: half + 200], 0), candidate(APT[half - 200:], 1), candidate(APT, 2)]
+    for question in ("How can I copy the list of installed packages to other computers?",
+                     "What does the pkg-list file contain?", "How do I install the selected packages?"):
+        got = answerer.extract(question, contexts)
+        assert got is not None
+        shown = [u.text for q in got.quotes for u in units(q.text)]
+        assert len(shown) == len(set(shown)), got.text
+
+
+def test_a_second_passage_does_not_repeat_the_first(answerer):
+    shared = "The edquota user (or edquota -g group) command allows you to change the limits while examining current disk space usage."
+    a = f"The quota system allows limiting disk space allocated to a user or group of users. {shared}"
+    b = f"{shared} It also takes -t to define a maximum authorized grace period within which a soft limit may be exceeded."
+    got = answerer.extract("How do I change the quota limits and the grace period?",
+                           [candidate(a, 0, ("Quotas",)), candidate(b, 1, ("Quotas",))])
+    assert got is not None and "grace period" in got.text
+    assert got.text.count("examining current disk space usage") == 1, got.text
