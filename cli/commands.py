@@ -162,7 +162,9 @@ def ask(settings: Settings, question: str, k: int | None, *, as_json: bool) -> i
         print("\nSources:")
     for c in cites:
         where = c.source + (f" p.{c.page}" if c.page else "")
-        print(f"[{c.n}] {c.title} — {where}\n    “{c.quote}”")
+        print(f"[{c.n}] {c.title} — {where}")
+        for quote in c.quotes or (c.quote,):
+            print("    " + "\n    ".join(f"“{quote}”".splitlines()))
     return 0
 
 

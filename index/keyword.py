@@ -44,6 +44,26 @@ def terms(text: str, *, drop_stopwords: bool = False, analyzer: str = ANALYZER) 
     return out
 
 
+_SUFFIXES = ("ations", "ation", "ings", "ing", "ions", "ion", "ed", "ly")
+
+
+def stem(term: str) -> str:
+    """A crude English stem for comparing words (not for the index): enough to match "enable", "enabled" and
+    "enabling", "meal" and "meals"; other scripts as they are."""
+    if not term.isascii() or not term.isalpha():
+        return term
+    for suffix in _SUFFIXES:
+        if term.endswith(suffix) and len(term) - len(suffix) >= 4:
+            term = term[: -len(suffix)]
+            break
+    else:
+        if term.endswith("es") and len(term) > 4 and term[-3] in "sxz":
+            term = term[:-2]
+        elif term.endswith("s") and not term.endswith("ss") and len(term) > 3:
+            term = term[:-1]
+    return term[:5]
+
+
 def _bigrams(run: str) -> list[str]:
     return [run] if len(run) == 1 else [run[i : i + 2] for i in range(len(run) - 1)]
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from index.embedcache import similarities
 from index.embedder import Embedder
-from index.keyword import terms
+from index.keyword import stem, terms
 from index.text import cjk_share
 from service.extractive import Extract, Quote
 from service.extractive.units import Unit, units
@@ -64,23 +64,6 @@ _FILLER = frozenset(
     "方法 コマンド ファイル どう する すれ いい よい ある いる なる ください 場合 できる 使う "
     "何 どの どれ どこ いつ よう もの こと ため 上げる 作る 知り たい "
     "命令 文件 怎么 怎样 如何 什么 用 哪个 哪里 多少 应该 可以 要 我 能 吗 一个".split())
-_SUFFIXES = ("ations", "ation", "ings", "ing", "ions", "ion", "ed", "ly")
-
-
-def stem(term: str) -> str:
-    """A crude English stem, enough to match "enable", "enabled" and "enabling"; other scripts as they are."""
-    if not term.isascii() or not term.isalpha():
-        return term
-    for suffix in _SUFFIXES:
-        if term.endswith(suffix) and len(term) - len(suffix) >= 4:
-            term = term[: -len(suffix)]
-            break
-    else:
-        if term.endswith("es") and len(term) > 4 and term[-3] in "sxz":
-            term = term[:-2]
-        elif term.endswith("s") and not term.endswith("ss") and len(term) > 3:
-            term = term[:-1]
-    return term[:5]
 
 
 _SHORT_KANA = re.compile(r"[\u3040-\u309f]{1,2}")
@@ -281,7 +264,9 @@ class PassageAnswerer:
         first, last = window[0], window[-1]
         prev = unit_at(first.rank - 1)
         if prev is not None and (first.unit.kind == "code" and prev.unit.kind == "prose" or
-                                 _REFERS.match(first.unit.text) or prev.unit.text.rstrip().endswith((":", "："))):
+                                 _REFERS.match(first.unit.text) or prev.unit.text.rstrip().endswith((":", "："))
+                                 or (len(first.unit.text) < self.min_chars and prev.unit.block == first.unit.block
+                                     and prev.words > 0)):
             window.insert(0, prev)
         while len(window) < self.max_units:
             last = window[-1]
