@@ -172,6 +172,17 @@ class AnswerService:
         abstained = plan.abstain or not plan.contexts or _is_not_found(text)
         if plan.renumbered:  # the stream showed block numbers by first use: the contexts follow
             plan.contexts = reorder(plan.contexts, plan.renumbered)
+        if self.llm is not None and not abstained and not _has_words(text):
+            # a small model may write only the marker it was asked for ("[1]"): it chose the block, the harness
+            # quotes the block's best passage instead of showing an answer with no words
+            log.info("the model answered with markers only: the extractive passage of its block stands in")
+            cited = [plan.contexts[n - 1] for n in dict.fromkeys(_marker_numbers(text))
+                     if 1 <= n <= len(plan.contexts)] or plan.contexts
+            with self.gate:
+                plan.extract = self.extractive.extract(plan.query, cited)
+            plan.contexts = cited + [c for c in plan.contexts if c not in cited]
+            text = plan.extract.text if plan.extract else not_found(plan.question)
+            abstained = plan.extract is None
         with self.gate:
             if plan.extract is not None and plan.extract.quotes and not abstained:
                 checked = CitationChecker.from_extract(text, [(q.n, q.text) for q in plan.extract.quotes],
@@ -183,6 +194,14 @@ class AnswerService:
         self.conversations.append(plan.session_id, plan.question, checked.answer, owner=plan.owner,
                                   docs=[] if abstained else [c.hit.chunk.document_id for c in plan.contexts])
         return Answer(checked, abstained, plan.session_id, plan.generation)
+
+
+def _has_words(text: str) -> bool:
+    return any(ch.isalnum() for ch in MARKER.sub("", text))
+
+
+def _marker_numbers(text: str) -> list[int]:
+    return [int(x) for m in MARKER.finditer(text) for x in m.group(1).split(",")]
 
 
 def _is_not_found(text: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 
 from service.prompts import template
@@ -127,3 +128,13 @@ def test_metrics_count_llm_tokens(llm_client, llm):
     llm_client.post("/v1/ask", json={"question": Q})
     text = llm_client.get("/metrics").text
     assert 'quelle_llm_tokens_total{kind="completion"}' in text and "quelle_llm_seconds_count 1.0" in text
+
+
+def test_a_marker_only_answer_is_replaced_by_the_passage_of_its_block(llm_client, llm):
+    """Qwen2.5-Coder-1.5B answered a third of the questions with a bare "[1]" (docs/quality.md): the model
+    chose the block, the harness quotes its best passage rather than show an answer with no words."""
+    llm.script("[1]")
+    body = llm_client.post("/v1/ask", json={"question": Q, "top_k": 3}).json()
+    assert "80 EUR per day elsewhere" in body["answer"] and not body["abstained"] and body["grounded"]
+    assert [c["n"] for c in body["citations"]] == [1] and "80 EUR" in body["citations"][0]["quote"]
+    assert re.search(r"\[1\]", body["answer"])
