@@ -11,7 +11,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from index.store import SearchFilter
-from service.citations import MARKER, CheckedAnswer, CitationChecker, drop_invalid_markers, reorder
+from service.citations import (
+    MARKER,
+    CheckedAnswer,
+    CitationChecker,
+    drop_invalid_markers,
+    marker_numbers,
+    renumber,
+    reorder,
+)
 from service.conversations import ConversationStore, Memory, rewrite_rule
 from service.errors import LLMUnavailableError
 from service.extractive import Extract, Extractor
@@ -176,7 +184,7 @@ class AnswerService:
             # a small model may write only the marker it was asked for ("[1]"): it chose the block, the harness
             # quotes the block's best passage instead of showing an answer with no words
             log.info("the model answered with markers only: the extractive passage of its block stands in")
-            cited = [plan.contexts[n - 1] for n in dict.fromkeys(_marker_numbers(text))
+            cited = [plan.contexts[n - 1] for n in dict.fromkeys(marker_numbers(text))
                      if 1 <= n <= len(plan.contexts)] or plan.contexts
             with self.gate:
                 plan.extract = self.extractive.extract(plan.query, cited)
@@ -198,10 +206,6 @@ class AnswerService:
 
 def _has_words(text: str) -> bool:
     return any(ch.isalnum() for ch in MARKER.sub("", text))
-
-
-def _marker_numbers(text: str) -> list[int]:
-    return [int(x) for m in MARKER.finditer(text) for x in m.group(1).split(",")]
 
 
 def _is_not_found(text: str) -> bool:
@@ -247,13 +251,4 @@ class MarkerFilter:
         return self._clean(text), ""
 
     def _clean(self, text: str) -> str:
-        def new(m: re.Match[str]) -> str:
-            nums: list[int] = []
-            for x in (int(v) for v in m.group(1).split(",")):
-                if x not in self.order:
-                    self.order.append(x)
-                if self.order.index(x) + 1 not in nums:
-                    nums.append(self.order.index(x) + 1)
-            return "[" + ", ".join(map(str, nums)) + "]"
-
-        return MARKER.sub(new, drop_invalid_markers(text, self.n))
+        return renumber(drop_invalid_markers(text, self.n), self.order)[0]

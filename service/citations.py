@@ -70,14 +70,15 @@ def strip_invalid_markers(text: str, n_contexts: int) -> str:
     return re.sub(r"[ \t]+([.,;:!?。、])", r"\1", re.sub(r"[ \t]{2,}", " ", out)).strip()
 
 
-def renumber(text: str) -> tuple[str, list[int]]:
+def renumber(text: str, order: list[int] | None = None) -> tuple[str, list[int]]:
     """Markers renumbered 1..m in order of first use. Returns the text and `order`: order[k - 1] is the old
-    number that [k] now stands for. Applying it twice changes nothing."""
-    order: list[int] = []
+    number that [k] now stands for. Applying it twice changes nothing. Pass the `order` of the text before
+    this piece to go on numbering a stream."""
+    order = [] if order is None else order
 
     def new(m: re.Match[str]) -> str:
         nums = []
-        for x in (int(v) for v in m.group(1).split(",")):
+        for x in marker_numbers(m.group(0)):
             if x not in order:
                 order.append(x)
             k = order.index(x) + 1
@@ -104,15 +105,16 @@ def claims_of(answer: str) -> list[tuple[str, list[int]]]:
     for sentence in _sentences(answer):
         lead = _LEADING.match(sentence)
         if lead and claims:
-            claims[-1][1].update(_numbers(lead.group(0)))
+            claims[-1][1].update(marker_numbers(lead.group(0)))
             sentence = sentence[lead.end():]
         bare = MARKER.sub("", sentence).strip()
         if bare and any(ch.isalnum() for ch in bare):
-            claims.append((bare, set(_numbers(sentence))))
+            claims.append((bare, set(marker_numbers(sentence))))
     return [(bare, sorted(ns)) for bare, ns in claims]
 
 
-def _numbers(text: str) -> list[int]:
+def marker_numbers(text: str) -> list[int]:
+    """The block numbers of every [n] / [n, m] marker in the text, in order."""
     return [int(x) for m in MARKER.finditer(text) for x in m.group(1).split(",")]
 
 

@@ -65,7 +65,9 @@ _CJK_GAP = re.compile(r"(?<=[\u3040-\u30ff\u3400-\u9fff])\s+(?=[\u3040-\u30ff\u3
 def normalise_for_facts(text: str) -> str:
     """The text a fact is looked for in: [n] markers out, quotes straightened, runs of white space one space
     (none between two CJK characters, which a PDF or a wrapped line may leave)."""
-    text = re.sub(r"\[\d{1,3}(?:\s*,\s*\d{1,3})*\]", " ", text).translate(_CLOSE_QUOTES)
+    from service.citations import MARKER
+
+    text = MARKER.sub(" ", text).translate(_CLOSE_QUOTES)
     return _CJK_GAP.sub("", " ".join(text.split()))
 
 
@@ -91,12 +93,12 @@ def cited_segments(answer: str) -> list[list[int]]:
     """The block numbers each claim of an answer cites: a claim runs up to a marker group (markers one after
     another, or at the start of the next sentence) from the previous group; text after the last one is a claim
     citing nothing."""
-    from service.citations import MARKER
+    from service.citations import MARKER, marker_numbers
 
     out: list[list[int]] = []
     pos = 0
     for m in MARKER.finditer(answer):
-        nums = [int(x) for x in m.group(1).split(",")]
+        nums = marker_numbers(m.group(0))
         if any(ch.isalnum() for ch in answer[pos:m.start()]) or not out:
             out.append(nums)
         else:

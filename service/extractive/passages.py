@@ -32,73 +32,14 @@ from index.embedder import Embedder
 from index.keyword import stem, terms
 from index.text import cjk_share
 from service.extractive import Extract, Quote
+from service.extractive.question import COMMANDISH, NUMBER, PATH, Focus, question_terms
 from service.extractive.units import Unit, units
 from service.retrieval import Candidate
 
-_COMMAND_Q = re.compile(
-    r"\b(?:how (?:do|can|could|should|would|to|does)|(?:what|which) (?:commands?|tools?|programs?|utilit(?:y|ies))"
-    r"|command)\b|方法|コマンド|どうすれば|どうやって|どうしたら|ツール|には[？?]?$"
-    r"|怎么|怎样|如何|命令|用什么|工具", re.I)
-_PLACE_Q = re.compile(r"\b(?:which|what) (?:\w+ )?(?:file|directory|folder|path)s?\b|\bwhere\b"
-                      r"|どの(?:ファイル|ディレクトリ)|ファイルは(?:どこ|何)|どこ"
-                      r"|哪个(?:文件|目录)|什么文件|哪里|在哪", re.I)
-_QUANTITY_Q = re.compile(
-    r"\bhow (?:many|much|often|long|large|big|old|fast)\b|\bwhat (?:\w+ )?(?:size|priority|number|percentage|port|"
-    r"version|limit|value)\b|\b(?:maximum|minimum|default (?:value|size|priority))\b"
-    r"|いくつ|いくら|何[日回時個件年月人]|どのくらい|どれくらい|頻度|上限|優先度"
-    r"|多少|几[个天次]|多久|多长|多大|优先级|频率", re.I)
-_NUMBER = re.compile(r"\d|[一二三四五六七八九十两百千万]")
-_PATH = re.compile(r"(?:^|[\s(“\"'])~?\.?/[\w.-]+(?:/[\w.*-]*)*|\b[\w-]+\.(?:conf|cfg|list|ini|d|xml|json|ya?ml|sh)\b")
-_COMMANDISH = re.compile(
-    r"(?:^|\s)(?:--?[A-Za-z][\w-]*|[a-z][a-z0-9]*(?:[-_][a-z0-9]+)+|\w+(?:::|=)\S*)(?=[\s.,;:)]|$)"
-    r"|\b[a-z][\w.+-]* (?:command|program|tool|utility|script)s?\b"
-    r"|\b(?:run|running|execute|executing|invoke|invoking|type|typing|with|via|using) (?!the\b|a\b|an\b)[a-z][\w.+-]*"
-    r" [\w./-]+")
 _CONTINUES = re.compile(r"^(?:However|But|Since|As of|Starting|Beginning|Note|Except|Unless|Otherwise|Instead|"
                         r"ただし|しかし|なお|但|不过|但是)", re.I)
 _REFERS = re.compile(r"^(?:(?:It|This|These|They|That|Those|Such|Its|Their|Then|Here)\b|In this case|"
                      r"この|その|これ|それ|こうした|该|这|此|它|其)", re.I)
-_FILLER = frozenset(
-    "command commands tool tools file files use using make get way want need find out run tell set up there any "
-    "one new know see thing things our my someone anyone possible able "
-    "方法 コマンド ファイル どう する すれ いい よい ある いる なる ください 場合 できる 使う "
-    "何 どの どれ どこ いつ よう もの こと ため 上げる 作る 知り たい "
-    "命令 文件 怎么 怎样 如何 什么 用 哪个 哪里 多少 应该 可以 要 我 能 吗 一个".split())
-
-
-_SHORT_KANA = re.compile(r"[\u3040-\u309f]{1,2}")
-
-
-def question_terms(question: str) -> set[str]:
-    """The question's content words, stemmed: no stop words, no question filler ("command", "方法"), no
-    one- or two-letter hiragana left over from a verb's inflection."""
-    return {stem(t) for t in terms(question, drop_stopwords=True) if t not in _FILLER and not _SHORT_KANA.fullmatch(t)}
-
-
-@dataclass(frozen=True)
-class Focus:
-    command: bool
-    place: bool
-    quantity: bool
-
-    @classmethod
-    def of(cls, question: str) -> Focus:
-        quantity = bool(_QUANTITY_Q.search(question))
-        place = bool(_PLACE_Q.search(question))
-        return cls(bool(_COMMAND_Q.search(question)) and not quantity and not place, place, quantity)
-
-    def reward(self, unit: Unit) -> float:
-        text = unit.text
-        r = 0.0
-        if self.command:
-            r = max(r, 1.0 if unit.kind == "code" else 0.6 if _COMMANDISH.search(text) else 0.0)
-        if self.place:
-            r = max(r, 1.0 if _PATH.search(text) else 0.0)
-        if self.quantity:
-            r = max(r, 1.0 if _NUMBER.search(text) else 0.0)
-        return r
-
-
 _INSTRUCTION = re.compile(r"^To\b|\b(?:use|run|execute|type|invoke|enter|call)\b|使|実行|入力"
                           r"|使用|执行|运行|输入", re.I)
 
@@ -230,10 +171,10 @@ class PassageAnswerer:
             x[i, 3] = len(want & ts) / len(want) if want else 0.0
             x[i, 4] = heading[s.n]
             x[i, 5] = focus.command and code
-            x[i, 6] = focus.command and not code and bool(_COMMANDISH.search(text))
+            x[i, 6] = focus.command and not code and bool(COMMANDISH.search(text))
             x[i, 7] = focus.command and not code and bool(_INSTRUCTION.search(text))
-            x[i, 8] = focus.place and bool(_PATH.search(text))
-            x[i, 9] = focus.quantity and bool(_NUMBER.search(text))
+            x[i, 8] = focus.place and bool(PATH.search(text))
+            x[i, 9] = focus.quantity and bool(NUMBER.search(text))
             x[i, 10] = 1 / s.n
             x[i, 11] = min(len(text), 400) / 400
         # meaning: embed the most promising units only (each costs an embedding)

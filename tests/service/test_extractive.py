@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from index.keyword import stem
 from index.records import ChunkRecord, Hit
 from service.citations import CitationChecker, renumber, reorder
-from service.extractive.passages import Focus, PassageAnswerer, question_terms
+from service.extractive.passages import PassageAnswerer
+from service.extractive.question import Focus, question_terms
 from service.extractive.units import code_like, units
 from service.retrieval import Candidate
 

@@ -1,0 +1,69 @@
+"""What a question asks: its content words, and its focus (a command, a place, a number), in English,
+Japanese and Chinese; the passage answerer rewards the units that hold what the focus asks for."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from index.keyword import stem, terms
+from service.extractive.units import Unit
+
+_COMMAND_Q = re.compile(
+    r"\b(?:how (?:do|can|could|should|would|to|does)|(?:what|which) (?:commands?|tools?|programs?|utilit(?:y|ies))"
+    r"|command)\b|方法|コマンド|どうすれば|どうやって|どうしたら|ツール|には[？?]?$"
+    r"|怎么|怎样|如何|命令|用什么|工具", re.I)
+_PLACE_Q = re.compile(r"\b(?:which|what) (?:\w+ )?(?:file|directory|folder|path)s?\b|\bwhere\b"
+                      r"|どの(?:ファイル|ディレクトリ)|ファイルは(?:どこ|何)|どこ"
+                      r"|哪个(?:文件|目录)|什么文件|哪里|在哪", re.I)
+_QUANTITY_Q = re.compile(
+    r"\bhow (?:many|much|often|long|large|big|old|fast)\b|\bwhat (?:\w+ )?(?:size|priority|number|percentage|port|"
+    r"version|limit|value)\b|\b(?:maximum|minimum|default (?:value|size|priority))\b"
+    r"|いくつ|いくら|何[日回時個件年月人]|どのくらい|どれくらい|頻度|上限|優先度"
+    r"|多少|几[个天次]|多久|多长|多大|优先级|频率", re.I)
+NUMBER = re.compile(r"\d|[一二三四五六七八九十两百千万]")
+PATH = re.compile(r"(?:^|[\s(“\"'])~?\.?/[\w.-]+(?:/[\w.*-]*)*|\b[\w-]+\.(?:conf|cfg|list|ini|d|xml|json|ya?ml|sh)\b")
+COMMANDISH = re.compile(
+    r"(?:^|\s)(?:--?[A-Za-z][\w-]*|[a-z][a-z0-9]*(?:[-_][a-z0-9]+)+|\w+(?:::|=)\S*)(?=[\s.,;:)]|$)"
+    r"|\b[a-z][\w.+-]* (?:command|program|tool|utility|script)s?\b"
+    r"|\b(?:run|running|execute|executing|invoke|invoking|type|typing|with|via|using) (?!the\b|a\b|an\b)[a-z][\w.+-]*"
+    r" [\w./-]+")
+_FILLER = frozenset(
+    "command commands tool tools file files use using make get way want need find out run tell set up there any "
+    "one new know see thing things our my someone anyone possible able "
+    "方法 コマンド ファイル どう する すれ いい よい ある いる なる ください 場合 できる 使う "
+    "何 どの どれ どこ いつ よう もの こと ため 上げる 作る 知り たい "
+    "命令 文件 怎么 怎样 如何 什么 用 哪个 哪里 多少 应该 可以 要 我 能 吗 一个".split())
+
+
+_SHORT_KANA = re.compile(r"[\u3040-\u309f]{1,2}")
+
+
+def question_terms(question: str) -> set[str]:
+    """The question's content words, stemmed: no stop words, no question filler ("command", "方法"), no
+    one- or two-letter hiragana left over from a verb's inflection."""
+    return {stem(t) for t in terms(question, drop_stopwords=True) if t not in _FILLER and not _SHORT_KANA.fullmatch(t)}
+
+
+@dataclass(frozen=True)
+class Focus:
+    command: bool
+    place: bool
+    quantity: bool
+
+    @classmethod
+    def of(cls, question: str) -> Focus:
+        quantity = bool(_QUANTITY_Q.search(question))
+        place = bool(_PLACE_Q.search(question))
+        return cls(bool(_COMMAND_Q.search(question)) and not quantity and not place, place, quantity)
+
+    def reward(self, unit: Unit) -> float:
+        text = unit.text
+        r = 0.0
+        if self.command:
+            r = max(r, 1.0 if unit.kind == "code" else 0.6 if COMMANDISH.search(text) else 0.0)
+        if self.place:
+            r = max(r, 1.0 if PATH.search(text) else 0.0)
+        if self.quantity:
+            r = max(r, 1.0 if NUMBER.search(text) else 0.0)
+        return r
