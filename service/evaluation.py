@@ -116,8 +116,8 @@ def answer_metrics(rows: Sequence[Mapping], answers: Sequence) -> dict[str, floa
     service.answering.Answer objects in the same order.
 
     - fact_hit: answerable questions whose answer holds the fact (abstentions count as misses)
-    - supported_citation: of those, the ones with a citation whose quote holds the fact and whose document is
-      one of the expected files: the fact is shown where it comes from
+    - supported_citation: of those, the ones with a citation one of whose quotes holds the fact and whose
+      document is one of the expected files: the fact is shown where it comes from
     - abstention_precision / abstention_recall: of the abstentions, the share on unanswerable questions; of the
       unanswerable questions, the share abstained (recall is "abstention accuracy")
     - answered_rate: answerable questions not abstained
@@ -161,8 +161,9 @@ def answer_metrics(rows: Sequence[Mapping], answers: Sequence) -> dict[str, floa
             source_hits += any(c.source.rsplit("/", 1)[-1] in files for c in ans.checked.citations)
         if facts and fact_matches(facts, ans.checked.answer):
             fact_hits += 1
-            fact_cited += any(c.source.rsplit("/", 1)[-1] in files and fact_matches(facts, c.quote)
-                              for c in ans.checked.citations) if files else 0
+            fact_cited += bool(files) and any(
+                c.source.rsplit("/", 1)[-1] in files and any(fact_matches(facts, q) for q in (c.quotes or (c.quote,)))
+                for c in ans.checked.citations)
 
     def ratio(a: int, b: int) -> float:
         return a / b if b else 0.0

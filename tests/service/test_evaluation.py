@@ -196,6 +196,11 @@ def test_answer_set_metrics_count_facts_supported_citations_and_abstentions():
     assert m["abstention_recall"] == 0.5 and m["abstention_precision"] == 0.5 and m["answered_rate"] == 0.75
     assert m["answer_chars"] == pytest.approx(sum(map(len, ["Use apt-mark auto pkg", "Priority 500",
                                                             "Use crontab -e", "Filler"])) / 4)
+    # a citation that stands for two passages of its chunk: the fact in its second quote counts
+    two = Citation(1, "d", "/docs/apt-get.html", "T", None, "Intro", "c", 0.1, True, ("Intro", "apt-mark auto pkg"))
+    again = answer_metrics(rows[:1], [Answer(CheckedAnswer("Intro [1] apt-mark auto pkg [1]", [two], True),
+                                             False, "s", 1)])
+    assert again["fact_hit"] == 1.0 and again["supported_citation"] == 1.0
 
 
 @pytest.mark.integration
