@@ -116,8 +116,8 @@ def answer_metrics(rows: Sequence[Mapping], answers: Sequence) -> dict[str, floa
     service.answering.Answer objects in the same order.
 
     - fact_hit: answerable questions whose answer holds the fact (abstentions count as misses)
-    - supported_citation: of those, the ones with a citation one of whose quotes holds the fact and whose
-      document is one of the expected files: the fact is shown where it comes from
+    - supported_citation: of those that name their files, the ones with a citation one of whose quotes holds
+      the fact and whose document is one of the expected files: the fact is shown where it comes from
     - abstention_precision / abstention_recall: of the abstentions, the share on unanswerable questions; of the
       unanswerable questions, the share abstained (recall is "abstention accuracy")
     - answered_rate: answerable questions not abstained
@@ -133,7 +133,7 @@ def answer_metrics(rows: Sequence[Mapping], answers: Sequence) -> dict[str, floa
 
     cites = supported = claims = claimed = 0
     unanswerable = abstained_right = abstained_all = answerable = answered = grounded = 0
-    with_source = source_hits = with_fact = fact_hits = fact_cited = 0
+    with_source = source_hits = with_fact = fact_hits = fact_placed = fact_cited = 0
     chars: list[int] = []
     for row, ans in zip(rows, answers, strict=True):
         abstained_all += ans.abstained
@@ -161,6 +161,7 @@ def answer_metrics(rows: Sequence[Mapping], answers: Sequence) -> dict[str, floa
             source_hits += any(c.source.rsplit("/", 1)[-1] in files for c in ans.checked.citations)
         if facts and fact_matches(facts, ans.checked.answer):
             fact_hits += 1
+            fact_placed += bool(files)
             fact_cited += bool(files) and any(
                 c.source.rsplit("/", 1)[-1] in files and any(fact_matches(facts, q) for q in (c.quotes or (c.quote,)))
                 for c in ans.checked.citations)
@@ -169,7 +170,7 @@ def answer_metrics(rows: Sequence[Mapping], answers: Sequence) -> dict[str, floa
         return a / b if b else 0.0
 
     return {
-        "fact_hit": ratio(fact_hits, with_fact), "supported_citation": ratio(fact_cited, fact_hits),
+        "fact_hit": ratio(fact_hits, with_fact), "supported_citation": ratio(fact_cited, fact_placed),
         "abstention_precision": ratio(abstained_right, abstained_all),
         "abstention_recall": ratio(abstained_right, unanswerable),
         "abstention_accuracy": ratio(abstained_right, unanswerable), "answered_rate": ratio(answered, answerable),

@@ -201,6 +201,10 @@ def test_answer_set_metrics_count_facts_supported_citations_and_abstentions():
     again = answer_metrics(rows[:1], [Answer(CheckedAnswer("Intro [1] apt-mark auto pkg [1]", [two], True),
                                              False, "s", 1)])
     assert again["fact_hit"] == 1.0 and again["supported_citation"] == 1.0
+    # a golden row that names no file counts for fact hit, not for where the fact was cited
+    unplaced = answer_metrics([{"answerable": True, "answer_contains": "Priority 500"}] + rows[:1], answers[1:2] + [
+        Answer(CheckedAnswer("Intro [1] apt-mark auto pkg [1]", [two], True), False, "s", 1)])
+    assert unplaced["fact_hit"] == 1.0 and unplaced["supported_citation"] == 1.0
 
 
 @pytest.mark.integration
