@@ -124,6 +124,8 @@ def main() -> None:
     ap.add_argument("--grid", nargs="*", default=[], metavar="NAME=V1,V2",
                     help="instead of fitting: fact hit of the weights in the code for each value of an answerer "
                          "parameter, e.g. min_chars=120,160,250")
+    ap.add_argument("--weights", nargs="*", default=[], metavar="FEATURE=V1,V2",
+                    help="with --grid: also try these values of a feature's weight, e.g. chunk_words=0,0.5,1")
     args = ap.parse_args()
     data, svcs, answerable = {}, {}, {}
     for lang in args.only:
@@ -134,12 +136,16 @@ def main() -> None:
         ceiling = sum(c.y.any() for c in data[lang]) / answerable[lang]
         print(f"{lang}: fact in the retrieved units for {ceiling:.3f} of the answerable questions", flush=True)
     current = np.asarray(WEIGHTS)
-    if args.grid:
-        names = [g.split("=")[0] for g in args.grid]
-        values = [[float(v) for v in g.split("=")[1].split(",")] for g in args.grid]
+    if args.grid or args.weights:
+        names = [g.split("=")[0] for g in args.grid + args.weights]
+        values = [[float(v) for v in g.split("=")[1].split(",")] for g in args.grid + args.weights]
         for combo in itertools.product(*values):
             params = dict(zip(names, combo, strict=True))
-            got = {lang: fact_hit(svcs[lang], data[lang], answerable[lang], current, **params) for lang in args.only}
+            w = current.copy()
+            for name in [g.split("=")[0] for g in args.weights]:
+                w[FEATURES.index(name)] = params.pop(name)
+            got = {lang: fact_hit(svcs[lang], data[lang], answerable[lang], w, **params) for lang in args.only}
+            params.update({name: float(w[FEATURES.index(name)]) for name in [g.split("=")[0] for g in args.weights]})
             print(json.dumps(params), " ".join(f"{lang} {h:.3f}/{c:.2f}" for lang, (h, c) in got.items()),
                   f"mean {sum(h for h, _ in got.values()) / len(got):.3f}", flush=True)
         return

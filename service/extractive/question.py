@@ -27,7 +27,9 @@ COMMANDISH = re.compile(
     r"(?:^|\s)(?:--?[A-Za-z][\w-]*|[a-z][a-z0-9]*(?:[-_][a-z0-9]+)+|\w+(?:::|=)\S*)(?=[\s.,;:)]|$)"
     r"|\b[a-z][\w.+-]* (?:command|program|tool|utility|script)s?\b"
     r"|\b(?:run|running|execute|executing|invoke|invoking|type|typing|with|via|using) (?!the\b|a\b|an\b)[a-z][\w.+-]*"
-    r" [\w./-]+")
+    r" [\w./-]+"
+    r"|[a-z][\w.+-]*(?: [\w./-]+)? ?(?:コマンド|を実行|を使|を用い|命令|工具|程序)"
+    r"|(?:运行|执行|使用|用|输入|実行) ?[a-z][\w.+-]*")
 _FILLER = frozenset(
     "command commands tool tools file files use using make get way want need find out run tell set up there any "
     "one new know see thing things our my someone anyone possible able "

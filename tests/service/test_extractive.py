@@ -112,6 +112,22 @@ def test_question_focus_and_stems():
     assert "コマンド" not in question_terms("新しいユーザアカウントを作るコマンドは何ですか？")
 
 
+@pytest.mark.parametrize(("text", "command"), [
+    ("Typically, accounts are created with the adduser command.", True),
+    ("典型的に、ユーザアカウントの作成作業は adduser コマンドを使って行われます。", True),
+    ("新しいモジュールの有効化は a2enmod module を実行するだけで簡単に行うことが可能です。", True),
+    ("通常使用 adduser 命令创建帐户。", True),
+    ("要启用新模块，只需运行 a2enmod module。", True),
+    ("Apache はモジュール式サーバで、多くの機能が外部モジュールによって実装されています。", False),
+    ("Apache 是一个模块化服务器。", False),
+])
+def test_a_command_named_in_japanese_or_chinese_prose_counts_as_one(text, command):
+    """A how-to question rewards units that name a command: "X コマンド", "X を実行", "运行 X" as much as
+    "the X command" (before, only English phrasing and option flags counted)."""
+    unit = units(text)[0]
+    assert Focus(command=True, place=False, quantity=False).reward(unit) == (0.6 if command else 0.0)
+
+
 @pytest.fixture(scope="module")
 def answerer(embedder):
     return PassageAnswerer(embedder)
