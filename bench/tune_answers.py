@@ -53,7 +53,8 @@ def open_set(folder: Path, top_k: int | None = None):  # type: ignore[no-untyped
     return svc, rows, plans
 
 
-def cases(svc, rows, plans) -> list[Case]:  # type: ignore[no-untyped-def]
+def cases(svc, rows, plans, answerable: bool = True) -> list[Case]:  # type: ignore[no-untyped-def]
+    """The answerable questions that retrieval lets through (or the unanswerable ones)."""
     from service.evaluation import fact_matches
     from service.extractive.passages import PassageAnswerer
     from service.extractive.units import units
@@ -61,14 +62,14 @@ def cases(svc, rows, plans) -> list[Case]:  # type: ignore[no-untyped-def]
     answerer = PassageAnswerer(svc.embedder)
     out = []
     for row, plan in zip(rows, plans, strict=True):
-        if not row.get("answerable", True) or plan.abstain or not plan.contexts:
+        if row.get("answerable", True) != answerable or plan.abstain or not plan.contexts:
             continue
         chunks = [units(c.hit.chunk.text) for c in plan.contexts]
         pool = answerer.pool(chunks)
         if not pool:
             continue
         x, weight = answerer.features(plan.query, plan.contexts, pool)
-        y = np.array([fact_matches(row["fact"], s.unit.text) for s in pool], dtype=bool)
+        y = np.array([answerable and fact_matches(row["fact"], s.unit.text) for s in pool], dtype=bool)
         out.append(Case(row, plan.contexts, chunks, pool, x, y, weight, plan.query))
     return out
 
@@ -110,6 +111,17 @@ def fact_hit(svc, all_cases: list[Case], n_answerable: int, w: np.ndarray,  # ty
     return hits / n_answerable, cited / max(hits, 1)
 
 
+def abstained(svc, tempting: list[Case], n_unanswerable: int, w: np.ndarray,  # type: ignore[no-untyped-def]
+              **params: float) -> float:
+    """Abstention recall: the unanswerable questions refused by retrieval or by the answerer."""
+    from service.extractive.passages import PassageAnswerer
+
+    answerer = PassageAnswerer(svc.embedder, weights=w, **params)
+    answered = sum(answerer.choose(c.query, c.contexts, c.chunks, c.pool, c.x @ w, c.weight) is not None
+                   for c in tempting)
+    return (n_unanswerable - answered) / max(n_unanswerable, 1)
+
+
 def main() -> None:
     from service.extractive.passages import FEATURES, WEIGHTS
 
@@ -122,17 +134,20 @@ def main() -> None:
                     help="instead of the listwise fit: N rounds of random search on the weights for the mean fact hit "
                          "of the whole answerer, per held-out language and on all")
     ap.add_argument("--grid", nargs="*", default=[], metavar="NAME=V1,V2",
-                    help="instead of fitting: fact hit of the weights in the code for each value of an answerer "
+                    help="instead of fitting: fact hit / supported citation / abstention recall of the weights in the "
+                         "code for each value of an answerer "
                          "parameter, e.g. min_chars=120,160,250")
     ap.add_argument("--weights", nargs="*", default=[], metavar="FEATURE=V1,V2",
                     help="with --grid: also try these values of a feature's weight, e.g. chunk_words=0,0.5,1")
     args = ap.parse_args()
-    data, svcs, answerable = {}, {}, {}
+    data, svcs, answerable, tempting, unanswerable = {}, {}, {}, {}, {}
     for lang in args.only:
         svc, rows, plans = open_set(args.sets / lang, args.top_k)
         svcs[lang] = svc
         data[lang] = cases(svc, rows, plans)
+        tempting[lang] = cases(svc, rows, plans, answerable=False)  # unanswerable, not refused by retrieval
         answerable[lang] = sum(r.get("answerable", True) for r in rows)
+        unanswerable[lang] = len(rows) - answerable[lang]
         ceiling = sum(c.y.any() for c in data[lang]) / answerable[lang]
         print(f"{lang}: fact in the retrieved units for {ceiling:.3f} of the answerable questions", flush=True)
     current = np.asarray(WEIGHTS)
@@ -145,8 +160,11 @@ def main() -> None:
             for name in [g.split("=")[0] for g in args.weights]:
                 w[FEATURES.index(name)] = params.pop(name)
             got = {lang: fact_hit(svcs[lang], data[lang], answerable[lang], w, **params) for lang in args.only}
+            refused = {lang: abstained(svcs[lang], tempting[lang], unanswerable[lang], w, **params)
+                       for lang in args.only}
             params.update({name: float(w[FEATURES.index(name)]) for name in [g.split("=")[0] for g in args.weights]})
-            print(json.dumps(params), " ".join(f"{lang} {h:.3f}/{c:.2f}" for lang, (h, c) in got.items()),
+            print(json.dumps(params), " ".join(f"{lang} {h:.3f}/{c:.2f}/{refused[lang]:.2f}"
+                                               for lang, (h, c) in got.items()),
                   f"mean {sum(h for h, _ in got.values()) / len(got):.3f}", flush=True)
         return
     everything = [c for lang in args.only for c in data[lang]]

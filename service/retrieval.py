@@ -7,6 +7,7 @@ the index is relevant and the caller answers "not in the documents" without call
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,7 +27,9 @@ class AbstainPolicy:
 
     relevant = best dense score >= dense_min, and either the top chunks hold at least `overlap_min` of the
     question's content terms, or the best dense score alone reaches `dense_alone` (only for languages the
-    embedder is trusted in: an English-only model scores any two CJK texts as similar).
+    embedder is trusted in: an English-only model scores any two CJK texts as similar); and every name the
+    question asks about (`names`: "Redis", "CEO", "Office 365", "Docker" in a Japanese question) is in one of
+    the chunks the answer comes from: passages about everything else in the question cannot answer it.
     Calibrated per embedder on tests/data/qa.jsonl (docs/quality.md).
     """
 
@@ -39,10 +42,11 @@ class AbstainPolicy:
     cjk_dense_min: float | None = None
     cjk_dense_alone: float | None = None
 
-    def relevant(self, query: str, best_dense: float | None, candidates: Sequence[Candidate]) -> bool:
+    def relevant(self, query: str, best_dense: float | None, candidates: Sequence[Candidate], k: int = 5) -> bool:
         if not candidates:
             return False
-        return self.decide(best_dense, term_overlap(query, candidates), has_cjk(query))
+        return self.decide(best_dense, term_overlap(query, candidates), has_cjk(query)) and names_found(
+            query, candidates[:k])
 
     def decide(self, best_dense: float | None, overlap: float, cjk: bool) -> bool:
         """The decision from its evidence: best dense score (None: keyword-only), top-3 term overlap,
@@ -94,6 +98,31 @@ FUSIONS = {
 DEFAULT_FUSION = Fusion()
 
 
+
+
+# what a question names: in English an acronym ("CEO", "BIOS"), a word with digits ("FAT16"), a CamelCase or
+# a capitalised word inside the sentence ("a Redis server", "on a Dell laptop"); in a Japanese or Chinese
+# question a word in Latin letters, an acronym or four letters or more ("Docker", "Office", "SSH"; not "Web",
+# which the manual writes ウェブ), except a file extension (".deb") and a gloss in brackets ("钉选（pinning）")
+_EN_NAME = re.compile(r"(?<![\w/.-])(?:[A-Z]{2,}[\w+-]*|[A-Za-z]+\d[\w+-]*|[A-Z][a-z]+[A-Z][\w+-]*)(?![\w/-])"
+                      r"|(?<=[a-z,;] )[A-Z][a-z][\w+-]*")
+_LATIN_NAME = re.compile(r"(?<![A-Za-z0-9（(.])(?:[A-Z]{2,}[A-Za-z0-9+._-]*|[A-Za-z][A-Za-z0-9+._-]{2,}[A-Za-z0-9])"
+                         r"(?![A-Za-z0-9])(?![)）])")
+
+
+def names(query: str) -> list[str]:
+    """The names a question asks about (see _EN_NAME, _LATIN_NAME)."""
+    found = _LATIN_NAME.findall(query) if has_cjk(query) else _EN_NAME.findall(query)
+    return list(dict.fromkeys(found))
+
+
+def names_found(query: str, candidates: Sequence[Candidate]) -> bool:
+    """Whether every name the question asks about is in one of the candidates (text or headings)."""
+    wanted = [terms(n) for n in names(query)]
+    if not wanted:
+        return True
+    have = set().union(*(terms(c.hit.chunk.embed_text) for c in candidates))
+    return all(all(t in have for t in ts) for ts in wanted)
 
 
 def term_overlap(query: str, candidates: Sequence[Candidate], top: int = 3) -> float:
@@ -207,7 +236,7 @@ class Retriever:
             head = sorted(reranked, key=lambda c: -c.score)
             cands = head + cands[self.config.rerank_candidates:]
         best = max((h.score for h in got.dense), default=None)
-        relevant = self.config.abstain.relevant(query, best, cands)
+        relevant = self.config.abstain.relevant(query, best, cands, k)
         t3 = time.perf_counter()
         return Retrieval(cands[:k], got.generation, best, relevant,
                          {"encode": t1 - t0, "search": t2 - t1, "fuse": t3 - t2})

@@ -8,7 +8,16 @@ import pytest
 
 from index.faiss_store import FaissSqliteStore
 from index.records import ChunkRecord, Hit
-from service.retrieval import AbstainPolicy, Candidate, CrossEncoderReranker, RetrievalConfig, Retriever, rrf
+from service.retrieval import (
+    AbstainPolicy,
+    Candidate,
+    CrossEncoderReranker,
+    RetrievalConfig,
+    Retriever,
+    names,
+    names_found,
+    rrf,
+)
 
 
 def hit(cid: str) -> Hit:
@@ -33,6 +42,33 @@ def test_abstain_policy_needs_lexical_or_trusted_dense_evidence():
     assert not policy.relevant("公司的股票代码是什么？", 0.9, cand)  # dense alone is not trusted for CJK
     assert not policy.relevant("annual leave days", 0.1, cand)  # below the dense floor
     assert not policy.relevant("anything", 0.9, [])
+
+
+@pytest.mark.parametrize(("question", "expected"), [
+    ("Who is the CEO of Falcot Corp?", ["CEO", "Falcot", "Corp"]),
+    ("What is the default port of a Redis server?", ["Redis"]),
+    ("How do I reset a forgotten BIOS password on a Dell laptop?", ["BIOS", "Dell"]),
+    ("What is the maximum file size on FAT16?", ["FAT16"]),
+    ("How do I enable WAL mode?", ["WAL"]),
+    ("How many days of annual leave do I get?", []),  # a capital at the start is no name
+    ("Windows 11にDocker Desktopを入れるには？", ["Windows", "Docker", "Desktop"]),
+    ("apt 钉选（pinning）中，未安装版本的默认优先级是多少？", []),  # a gloss in brackets, a short word: no names
+    ("社内ではプロキシ経由でしかWebに出られません。SSHは？", ["SSH"]),
+    ("自分でコンパイルしたカーネルを.debパッケージにするには？", []),  # a file extension is no name
+])
+def test_the_names_a_question_asks_about(question, expected):
+    assert names(question) == expected
+
+
+def test_a_question_about_a_name_no_passage_holds_is_not_answered():
+    """Passages about everything else in the question cannot answer it: "Redis" in none of them."""
+    text = "Falcot Corp runs its mail server on port 25. The web server listens on port 80."
+    cand = [Candidate(Hit(ChunkRecord("x", "d", 0, text, 0, 1, 16), 0.5, "/s", "T"), 1.0)]
+    policy = AbstainPolicy(dense_min=0.15, dense_alone=0.5, overlap_min=0.5)
+    assert policy.relevant("Which port does the Falcot web server listen on?", 0.6, cand)
+    assert not policy.relevant("Which port does the Falcot Redis server listen on?", 0.6, cand)
+    assert not policy.relevant("Falcot の Redis サーバのポートは？", 0.9, cand)
+    assert names_found("What port does the mail server of FALCOT use?", cand)  # names match case-blind
 
 
 @pytest.fixture
