@@ -73,6 +73,7 @@ def run(settings: Settings, folder: Path, answerers: list[str] | None = None) ->
             with open(folder / f"results-{name}.jsonl", "w", encoding="utf-8") as f:
                 for row, ans, saw in zip(rows, answers, seen, strict=True):
                     f.write(json.dumps({"id": row.get("id"), "question": row["question"], "answer": ans.checked.answer,
+                                        "unsupported": ans.checked.unsupported,
                                         "abstained": ans.abstained, **saw,
                                         "citations": [asdict(c) for c in ans.checked.citations]},
                                        ensure_ascii=False) + "\n")

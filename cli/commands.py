@@ -154,7 +154,8 @@ def ask(settings: Settings, question: str, k: int | None, *, as_json: bool) -> i
     cites = answer.checked.citations
     if as_json:
         print(json.dumps({"answer": answer.checked.answer, "grounded": answer.checked.grounded,
-                          "abstained": answer.abstained, "citations": [c.__dict__ for c in cites]},
+                          "abstained": answer.abstained, "unsupported": answer.checked.unsupported,
+                          "citations": [c.__dict__ for c in cites]},
                          ensure_ascii=False, indent=2))
         return 0
     print(answer.checked.answer)

@@ -7,7 +7,7 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from index.store import SearchFilter
@@ -196,7 +196,24 @@ class AnswerService:
                 checked = CitationChecker.from_extract(text, [(q.n, q.text) for q in plan.extract.quotes],
                                                       plan.contexts)
             else:
-                checked = self.checker.check(text, plan.contexts, abstained=abstained)
+                checked = self.checker.check(text, plan.contexts, abstained=abstained,
+                                             attribute=self.llm is not None)
+        if self.llm is not None and not abstained and checked.unsupported and not checked.citations:
+            # nothing the model wrote is in the blocks: the harness shows the passage of the blocks it cited
+            # (or of all), never the unsupported text as an answer
+            log.info("no generated sentence is supported by the context: the extractive passage stands in")
+            cited = [plan.contexts[n - 1] for n in dict.fromkeys(marker_numbers(text))
+                     if 1 <= n <= len(plan.contexts)] or plan.contexts
+            with self.gate:
+                plan.extract = self.extractive.extract(plan.query, cited)
+                plan.contexts = cited + [c for c in plan.contexts if c not in cited]
+                if plan.extract is None:
+                    abstained = True
+                    checked = CheckedAnswer(not_found(plan.question), [], True, checked.unsupported)
+                else:
+                    found = CitationChecker.from_extract(plan.extract.text, [(q.n, q.text) for q in
+                                                                             plan.extract.quotes], plan.contexts)
+                    checked = replace(found, unsupported=checked.unsupported)
         if abstained:
             self.metrics.abstentions.inc()
         self.conversations.append(plan.session_id, plan.question, checked.answer, owner=plan.owner,

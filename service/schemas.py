@@ -69,6 +69,9 @@ class AskResponse(BaseModel):
     citations: list[CitationOut]
     grounded: bool
     abstained: bool = Field(description="true when the documents do not hold the answer")
+    unsupported: list[str] = Field(default_factory=list,
+                                   description="sentences the model wrote that no retrieved passage supports: "
+                                               "removed from `answer` (generated answers only)")
     session_id: str
     generation: int
 

@@ -20,8 +20,8 @@ router = APIRouter(tags=["answers"], dependencies=[Depends(principal)])
 STREAM_DOC: dict[int | str, dict[str, Any]] = {200: {"content": {"text/event-stream": {"schema": {
     "type": "object", "required": ["event", "data"],
     "description": "one Server-Sent Event: `delta` {text}, then `citations` {answer, citations, grounded, "
-                   "abstained}, then `done` {session_id, generation}; `error` {error, reason, sources} if the "
-                   "model fails",
+                   "abstained, unsupported} (`answer` is the checked text: unsupported sentences removed), then "
+                   "`done` {session_id, generation}; `error` {error, reason, sources} if the model fails",
     "properties": {"event": {"type": "string", "enum": ["delta", "citations", "done", "error"]},
                    "data": {"type": "string", "description": "the event's JSON object"}}}}}}}
 
@@ -53,7 +53,8 @@ def ask(req: AskRequest, request: Request, svc: Services = Depends(services),  #
         except LLMUnavailableError as exc:
             return _llm_error(exc)
     return AskResponse(answer=answer.checked.answer, citations=answer.checked.citations,
-                       grounded=answer.checked.grounded, abstained=answer.abstained, session_id=answer.session_id,
+                       grounded=answer.checked.grounded, abstained=answer.abstained,
+                       unsupported=answer.checked.unsupported, session_id=answer.session_id,
                        generation=answer.generation)
 
 
@@ -79,6 +80,6 @@ def _events(svc: Services, plan: Plan, first: str, deltas: Iterator[str]) -> Ite
         return
     answer = svc.answers.finish(plan, "".join(parts))
     yield _sse("citations", {"answer": answer.checked.answer, "grounded": answer.checked.grounded,
-                             "abstained": answer.abstained,
+                             "abstained": answer.abstained, "unsupported": answer.checked.unsupported,
                              "citations": [asdict(c) for c in answer.checked.citations]})
     yield _sse("done", {"session_id": answer.session_id, "generation": answer.generation})

@@ -104,3 +104,25 @@ def test_ensemble_similarities_match_its_vectors_and_skip_minilm_for_cjk(ensembl
     again = similarities(fast, "有給休暇は何日ですか？", passages)
     assert fast.e5.misses == 4 and fast.e5.hits == 4
     assert np.allclose(again, similarities(ensemble, "有給休暇は何日ですか？", passages), atol=1e-4)
+
+
+def test_the_citation_checker_takes_the_ensembles_own_bar(ensemble):
+    """The ensemble's similarity is the sum of two cosines, so the MiniLM bar (0.6) passed any two sentences
+    of a manual as support: the checker takes the bar calibrated for the embedder (service/citations.py)."""
+    from index.records import ChunkRecord, Hit
+    from service.citations import SUPPORT_COSINES, CitationChecker
+    from service.retrieval import Candidate
+
+    text = ("An SQLite database connection defaults to journal_mode=DELETE. To convert to WAL mode, use the "
+            "following pragma: PRAGMA journal_mode=WAL; The journal_mode pragma returns a string which is the new "
+            "journal mode.")
+    chunk = ChunkRecord("c", "d", 0, text, 0, len(text), len(text.split()))
+    contexts = [Candidate(Hit(chunk, 1.0, "/docs/wal.html", "WAL"), 1.0)]
+    checker = CitationChecker(ensemble)
+    assert checker.cosine == SUPPORT_COSINES[ensemble.model_id] > 1.0
+    made_up = checker.check("Each connection remembers the last page it wrote in a shared table [1].", contexts,
+                            attribute=True)
+    assert made_up.unsupported and not made_up.citations
+    said = checker.check("A connection uses the DELETE journal mode unless told otherwise [1].", contexts,
+                         attribute=True)
+    assert said.unsupported == [] and said.citations[0].supported

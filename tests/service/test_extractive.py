@@ -201,3 +201,28 @@ def test_a_second_passage_does_not_repeat_the_first(answerer):
                            [candidate(a, 0, ("Quotas",)), candidate(b, 1, ("Quotas",))])
     assert got is not None and "grace period" in got.text
     assert got.text.count("examining current disk space usage") == 1, got.text
+
+
+def test_the_checker_keeps_a_supported_code_block_whole_and_cites_it(embedder):
+    """A generated answer's fenced code block is one claim: kept whole with its lines and cited when its block
+    holds its words, quoted with the block's own code; a lead-in ("Run this:") claims nothing."""
+    checker = CitationChecker(embedder)
+    contexts = [candidate(FIREWALL, 0), candidate(APT, 1)]
+    got = checker.check("Run this on the model machine:\n\n```\n$ dpkg --get-selections >pkg-list\n```\n", contexts,
+                        attribute=True)
+    assert got.unsupported == []
+    assert "```\n$ dpkg --get-selections >pkg-list\n```\n[1]" in got.answer  # renumbered: block 2 is now [1]
+    assert got.citations[0].source == "/docs/file1.html" and "dpkg --get-selections" in got.citations[0].quote
+    assert got.answer.startswith("Run this on the model machine:")
+
+
+def test_a_claim_that_copies_a_command_is_quoted_where_the_command_is(embedder):
+    """A small model's answer is often just the command: its quote is the unit that holds it (here the code
+    line), never the sentence closest in meaning nor a heading."""
+    checker = CitationChecker(embedder)
+    got = checker.check("PRAGMA journal_mode=WAL; [1]", [candidate(WAL, 0, ("Write-Ahead Logging",))], attribute=True)
+    assert got.grounded and got.citations[0].quotes == ("PRAGMA journal_mode=WAL;",)
+    got = checker.check("Run apt-get dselect-upgrade [1].", [candidate(APT, 0)], attribute=True)
+    assert got.citations[0].quote == "# apt-get dselect-upgrade"  # the code line as it is written
+    got = checker.check("WAL mode is configured with a pragma [1].", [candidate(WAL, 0)], attribute=True)
+    assert all(q != "Activating And Configuring WAL Mode" for c in got.citations for q in c.quotes)

@@ -33,19 +33,53 @@ def test_the_exact_messages_sent_and_a_checked_answer(llm_client, llm):
     assert "80 EUR per day elsewhere" in body["citations"][0]["quote"]
 
 
-def test_markers_pointing_at_no_context_are_removed_and_unsupported_claims_flagged(llm_client, llm):
+def test_markers_pointing_at_no_context_are_removed_and_unsupported_claims_removed(llm_client, llm):
     llm.script("The per diem is 80 EUR [1][7]. Employees also get a free pony every year [2].")
     body = llm_client.post("/v1/ask", json={"question": Q, "top_k": 2}).json()
     assert "[7]" not in body["answer"] and "80 EUR [1]" in body["answer"]
-    assert body["grounded"] is False  # the pony is in no document
-    by_n = {c["n"]: c for c in body["citations"]}
-    assert by_n[1]["supported"] is True and by_n[2]["supported"] is False
+    assert "pony" not in body["answer"]  # in no document: removed, never shown as grounded
+    assert body["unsupported"] == ["Employees also get a free pony every year."]
+    assert body["grounded"] and [c["n"] for c in body["citations"]] == [1] and body["citations"][0]["supported"]
 
 
-def test_an_answer_with_no_citation_is_not_grounded(llm_client, llm):
-    llm.script("The per diem outside Europe is 80 EUR.")
+def test_an_uncited_sentence_is_cited_by_the_harness_to_the_block_that_supports_it(llm_client, llm):
+    llm.script("The per diem outside Europe is 80 EUR per day.")
     body = llm_client.post("/v1/ask", json={"question": Q}).json()
-    assert body["grounded"] is False and body["citations"] == []
+    assert re.fullmatch(r"The per diem outside Europe is 80 EUR per day\. \[1\]", body["answer"])
+    assert body["grounded"] and body["unsupported"] == []
+    assert "80 EUR per day elsewhere" in body["citations"][0]["quote"]
+
+
+def test_a_sentence_citing_the_wrong_block_takes_the_block_that_supports_it(llm_client, llm):
+    llm.script("The per diem outside Europe is 80 EUR per day [2].")
+    body = llm_client.post("/v1/ask", json={"question": Q, "top_k": 3}).json()
+    cite = body["citations"][0]
+    assert body["answer"].endswith("[1]") and len(body["citations"]) == 1
+    assert cite["supported"] and "80 EUR per day elsewhere" in cite["quote"]
+
+
+def test_when_nothing_generated_is_supported_the_passage_stands_in(llm_client, llm):
+    llm.script("Every employee gets a free pony and a castle [1].")
+    body = llm_client.post("/v1/ask", json={"question": Q}).json()
+    assert "pony" not in body["answer"] and body["unsupported"] == ["Every employee gets a free pony and a castle."]
+    assert "80 EUR" in body["answer"] and body["grounded"] and not body["abstained"]
+    assert any("80 EUR" in q for c in body["citations"] for q in c["quotes"])
+
+
+def test_a_generated_code_block_is_one_claim_kept_whole_or_removed_whole(llm_client, llm):
+    llm.script("The per diem outside Europe is 80 EUR per day [1].\n\n```\nrm -rf / --no-preserve-root\n```\n")
+    body = llm_client.post("/v1/ask", json={"question": Q}).json()
+    assert "```" not in body["answer"] and "rm -rf" not in body["answer"]
+    assert body["unsupported"] == ["rm -rf / --no-preserve-root"]
+
+
+def test_the_stream_ends_with_the_checked_answer(llm_client, llm):
+    llm.script(Reply(deltas=["The per diem is 80 EUR [1]. ", "A free pony ", "comes with it [1]."]))
+    events = sse_events(llm_client.post("/v1/ask", json={"question": Q, "stream": True}).text)
+    shown = "".join(d["text"] for e, d in events if e == "delta")
+    final = next(d for e, d in events if e == "citations")
+    assert "pony" in shown  # streamed as it came
+    assert "pony" not in final["answer"] and final["unsupported"] == ["A free pony comes with it."]
 
 
 def test_the_model_saying_not_found_is_an_abstention(llm_client, llm):
