@@ -214,7 +214,7 @@ class CitationChecker:
         for claim in claims:
             supported_any = False
             for n in dict.fromkeys(claim.cited):
-                score, quote, ok = support[claim, n]
+                score, quote, ok, _ = support[claim, n]
                 supported_any |= ok
                 if ok and quote and quote not in used.setdefault(n, []):
                     used[n].append(quote)
@@ -244,15 +244,19 @@ class CitationChecker:
                 out.append(_keep_markers(piece, set()))
                 continue
             own = [n for n in dict.fromkeys(claim.cited) if support[claim, n][2]]
+            literal = [n for n in everything if support[claim, n][3]]
+            if literal and not set(own) & set(literal):  # its words are written elsewhere: cite that place
+                own = []
             if own:  # its own markers, less those that do not support it
                 out.append(_keep_markers(piece, set(own)))
                 continue
-            scored = sorted((support[claim, n][0], -n, n) for n in everything if support[claim, n][2])
+            scored = sorted((support[claim, n][3], support[claim, n][0], -n, n) for n in everything
+                            if support[claim, n][2])
             if not scored:
                 unsupported.append(claim.text)
                 continue
             piece = MARKER.sub("", piece).rstrip()
-            marks = f"[{scored[-1][2]}]"
+            marks = f"[{scored[-1][3]}]"
             out.append(f"{piece}\n{marks}" if claim.code else re.sub(r"[ \t]+([.,;:!?。、])", r"\1", piece)
                        + " " + marks)
         out.append(answer[pos:])
@@ -262,11 +266,12 @@ class CitationChecker:
         return text, unsupported
 
     def _supports(self, claims: list[Claim], contexts: list[Candidate], *, every_block: bool = False
-                  ) -> dict[tuple[Claim, int], tuple[float, str, bool]]:
-        """(claim, block n) -> (support score, the block's supporting span, supported) for every claim and
-        each block it cites, or every block. The span is a unit of the block (a sentence, or a code block
-        whole; never a heading): the one that holds the claim's words when one holds most of them (a claim
-        that copies a command is quoted where the command is), else the closest in meaning."""
+                  ) -> dict[tuple[Claim, int], tuple[float, str, bool, bool]]:
+        """(claim, block n) -> (support score, the block's supporting span, supported, literally: the span holds
+        the claim's words) for every claim and each block it cites, or every block. The span is a unit of the
+        block (a sentence, or a code block whole; never a heading): the one that holds the claim's words when
+        one holds most of them (a claim that copies a command is quoted where the command is), else the
+        closest in meaning. A claim whose words are written in another block is cited there (`_attribute`)."""
         pairs = [(c, n) for c in claims for n in (range(1, len(contexts) + 1) if every_block else set(c.cited))
                  if 1 <= n <= len(contexts)]
         pieces = {n: _quotable(contexts[n - 1].hit.chunk.text) for _, n in pairs}
@@ -274,21 +279,21 @@ class CitationChecker:
         verbatim = {(c, n) for c, n in pairs if not c.code and c.text in {" ".join(p.split()) for p in pieces[n]}}
         prose = [(c, n) for c, n in pairs if not c.code and (c, n) not in verbatim]
         vectors = self._embed([c.text for c, _ in prose] + [x for n in {n for _, n in prose} for x in pieces[n]])
-        out: dict[tuple[Claim, int], tuple[float, str, bool]] = {}
+        out: dict[tuple[Claim, int], tuple[float, str, bool, bool]] = {}
         for c, n in pairs:
             text = contexts[n - 1].hit.chunk.text
             if (c, n) in verbatim:
-                out[c, n] = (1.0, c.text, True)
+                out[c, n] = (1.0, c.text, True, True)
                 continue
             share, lexical = _most_words(c.text, pieces[n])
             if c.code:
                 found = _overlap(c.text, text, drop_stopwords=False)
-                out[c, n] = (found, lexical, found >= self.overlap)
+                out[c, n] = (found, lexical, found >= self.overlap, found >= self.overlap)
             elif share >= self.overlap:
-                out[c, n] = (share, lexical, True)
+                out[c, n] = (share, lexical, True, True)
             else:
                 score, quote = self._support(c.text, pieces[n], vectors)
-                out[c, n] = (score, quote, score >= self.cosine or _overlap(c.text, text) >= self.overlap)
+                out[c, n] = (score, quote, score >= self.cosine or _overlap(c.text, text) >= self.overlap, False)
         return out
 
     @staticmethod

@@ -119,3 +119,35 @@ def test_generative_path_with_a_real_local_model(built_index, tmp_path):
         assert events.count("event: delta") >= 2 and events[-2:] == ["event: citations", "event: done"]
         metrics = httpx.get(f"{base}/metrics", timeout=30).text
         assert 'quelle_llm_tokens_total{kind="completion"}' in metrics
+
+
+@pytest.mark.slow
+def test_a_small_instruction_model_answers_with_checked_citations(built_index, tmp_path):
+    """Qwen2.5-Coder-1.5B-Instruct (Q4_K_M, assembled from its registry parts by bench/local_model.py) under
+    llama.cpp, asked the golden questions through `quelle eval --answers`: the facts come back, every shown
+    sentence is supported by its citation (unsupported ones are removed), and the unanswerable are refused."""
+    import importlib.util
+    import json
+
+    if importlib.util.find_spec("llama_cpp") is None:
+        pytest.skip("llama-cpp-python[server] is installed by .ci/run (slow suite)")
+    from bench.local_model import path
+
+    model = path("qwen2.5-coder-1.5b-instruct-q4_k_m")  # downloads ~1.1 GB once, cached
+    data_dir = tmp_path / "index"
+    shutil.copytree(built_index, data_dir)
+    port = free_port()
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1", "--port",
+           str(port), "--n_ctx", "4096", "--n_threads", str(min(4, os.cpu_count() or 1))]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "QUELLE_LLM_BASE_URL": f"http://127.0.0.1:{port}/v1",
+           "QUELLE_LLM_MODEL": "qwen", "QUELLE_LLM_API_KEY": "local", "QUELLE_TOP_K": "3",
+           "QUELLE_LLM_ANSWER_TOKENS": "200", "QUELLE_LLM_TIMEOUT": "300"}
+    with running(cmd, f"http://127.0.0.1:{port}/v1/models", dict(os.environ), tmp_path / "llama.log"):
+        done = subprocess.run([sys.executable, "-m", "cli.main", "eval", str(ROOT / "tests" / "data" / "qa.jsonl"),
+                               "--answers", "--json", "--data-dir", str(data_dir)],
+                              capture_output=True, text=True, env=env, cwd=ROOT, timeout=1800)
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = json.loads(done.stdout)["answers"]
+    assert got["fact_hit"] >= 0.6, got
+    assert got["supported_citation"] >= 0.9 and got["groundedness"] >= 0.9, got
+    assert got["abstention_recall"] >= 0.9, got

@@ -226,3 +226,16 @@ def test_a_claim_that_copies_a_command_is_quoted_where_the_command_is(embedder):
     assert got.citations[0].quote == "# apt-get dselect-upgrade"  # the code line as it is written
     got = checker.check("WAL mode is configured with a pragma [1].", [candidate(WAL, 0)], attribute=True)
     assert all(q != "Activating And Configuring WAL Mode" for c in got.citations for q in c.quotes)
+
+
+def test_a_claim_is_cited_where_its_words_are_written_not_where_it_is_merely_close(embedder):
+    """A small model often cites the first block for words it copied from the second: the citation goes to
+    the block whose sentence holds the claim's words (found by the harness), not to one only close in meaning."""
+    checker = CitationChecker(embedder)
+    close = candidate("To enable a default firewall in Debian execute:\n\n# apt install -y nftables", 0)
+    contexts = [close, candidate(FIREWALL, 1)]
+    claim = ("To enable a default firewall in Debian, you need to store the rules in /etc/nftables.conf and "
+             "execute systemctl enable nftables as root [1].")
+    got = checker.check(claim, contexts, attribute=True)
+    assert [c.source for c in got.citations] == ["/docs/file1.html"] and got.answer.endswith("[1]")
+    assert "systemctl enable nftables" in got.citations[0].quote
