@@ -121,7 +121,7 @@ def claim_spans(answer: str) -> list[Claim]:
             if _LIST_ITEM.match(bare):
                 item_start = s if item_start is None else item_start
                 continue
-            if sum(ch.isalnum() for ch in bare) >= 2:
+            if _words(bare):
                 claims.append(Claim(item_start if item_start is not None else s, e, bare,
                                     tuple(marker_numbers(piece)), lead_in=bare.endswith((":", "："))))
             item_start = None

@@ -239,3 +239,15 @@ def test_a_claim_is_cited_where_its_words_are_written_not_where_it_is_merely_clo
     got = checker.check(claim, contexts, attribute=True)
     assert [c.source for c in got.citations] == ["/docs/file1.html"] and got.answer.endswith("[1]")
     assert "systemctl enable nftables" in got.citations[0].quote
+
+
+def test_a_one_word_answer_is_a_claim_and_a_list_number_is_not():
+    """"2 [1]" (a small model's answer to "how many ...") is checked like any claim; a list item's "1." is
+    part of the sentence after it."""
+    from service.citations import claim_spans
+
+    assert [(c.text, c.cited) for c in claim_spans("2 [1]")] == [("2", (1,))]
+    got = claim_spans("1. Run it [1].\n2. Done [2].\n\n```\nls -l\n```\n[2]")
+    assert [(c.text, c.cited, c.code) for c in got] == [("Run it.", (1,), False), ("Done.", (2,), False),
+                                                        ("ls -l", (2,), True)]
+    assert got[0].start == 0  # the "1." goes with its sentence
