@@ -128,6 +128,12 @@ def claim_spans(answer: str) -> list[Claim]:
     return claims
 
 
+def defuse_markers(text: str) -> str:
+    """Document text with its own "[1]"-style markers made plain text ("［1］", full-width brackets): a
+    document's footnote marks are data, never citations, whichever answerer shows or reads them."""
+    return MARKER.sub(lambda m: "［" + m.group(1) + "］", text)
+
+
 def drop_invalid_markers(text: str, n_contexts: int) -> str:
     """Removes markers (or the numbers inside them) that point at no context block 1..n_contexts."""
 

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from importlib import resources
 
+from service.citations import defuse_markers
 from service.conversations import Memory
 from service.retrieval import Candidate
 from service.tokens import estimate_tokens
@@ -53,7 +54,8 @@ def context_block(n: int, cand: Candidate) -> str:
     page = f' page="{hit.chunk.page}"' if hit.chunk.page else ""
     heading = " > ".join(hit.chunk.heading_path)
     section = f' section="{_attr(heading)}"' if heading else ""
-    body = _FAKE_TAG.sub(r"<\1 context", hit.chunk.text)  # a document can neither close its block nor open one
+    # a document can neither close its block nor open one, and its own "[1]" marks are no citations
+    body = defuse_markers(_FAKE_TAG.sub(r"<\1 context", hit.chunk.text))
     return f'<context n="{n}" title="{_attr(hit.title)}"{page}{section}>\n{body}\n</context>'
 
 

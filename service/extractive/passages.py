@@ -31,6 +31,7 @@ from index.embedcache import similarities
 from index.embedder import Embedder
 from index.keyword import stem, terms
 from index.text import cjk_share
+from service.citations import defuse_markers
 from service.extractive import Extract, Quote
 from service.extractive.question import COMMANDISH, NUMBER, PATH, Focus, question_terms
 from service.extractive.units import Unit, units
@@ -254,7 +255,7 @@ def _render(windows: list[list[Scored]], contexts: list[Candidate], evidence: di
         n = window[0].n
         text = contexts[n - 1].hit.chunk.text
         start, end = window[0].unit.start, window[-1].unit.end
-        shown = _show([s.unit for s in window], fence=True)
+        shown = defuse_markers(_show([s.unit for s in window], fence=True))
         quotes.append(Quote(n, _show([s.unit for s in window], fence=False), start, end))
         parts.append(f"{shown} [{n}]" if window[-1].unit.kind != "code" else f"{shown}\n[{n}]")
         assert text[start:end].strip(), "a quote is a span of its chunk"

@@ -12,6 +12,7 @@ from index.embedcache import similarities
 from index.embedder import Embedder
 from index.keyword import terms
 from index.text import sentence_spans
+from service.citations import defuse_markers
 from service.extractive import Extract
 from service.retrieval import Candidate
 
@@ -63,4 +64,4 @@ class SentenceAnswerer:
                 seen.add(pool[i][1])
                 picked.append(int(i))
         # no quotes: its citations come from the checker, as they did (service/citations.py)
-        return Extract(" ".join(f"{pool[i][1]} [{pool[i][0]}]" for i in picked), [])
+        return Extract(" ".join(f"{defuse_markers(pool[i][1])} [{pool[i][0]}]" for i in picked), [])

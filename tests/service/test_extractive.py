@@ -251,3 +251,39 @@ def test_a_one_word_answer_is_a_claim_and_a_list_number_is_not():
     assert [(c.text, c.cited, c.code) for c in got] == [("Run it.", (1,), False), ("Done.", (2,), False),
                                                         ("ls -l", (2,), True)]
     assert got[0].start == 0  # the "1." goes with its sentence
+
+
+FOOTNOTED = """Write-ahead logging is the default for new databases since version 9 [1][2][3][4][5].
+
+To convert an existing database, use the following pragma:
+
+PRAGMA journal_mode=WAL;"""
+
+
+@pytest.mark.parametrize("name", ["passage", "sentence"])
+def test_markers_written_in_a_document_are_never_citations(embedder, name):
+    """A document's own footnote marks ("... version 9 [1][2][3][4][5].") are data: shown as plain text
+    (full-width brackets), never renumbered into citations of other blocks, in every answerer."""
+    from service import extractive
+
+    contexts = [candidate(FOOTNOTED, 0), candidate(APT, 1), candidate(FIREWALL, 2), candidate(WAL, 3),
+                candidate("Nothing relevant here at all.", 4)]
+    answerer = extractive.build(name, embedder)
+    got = answerer.extract("Is write-ahead logging the default for new databases?", contexts)
+    assert got is not None and "［1］［2］［3］［4］［5］" in got.text
+    if got.quotes:
+        checked = CitationChecker.from_extract(got.text, [(q.n, q.text) for q in got.quotes], contexts)
+    else:
+        checked = CitationChecker(embedder).check(got.text, contexts)
+    assert [c.source for c in checked.citations][:1] == ["/docs/file0.html"]
+    assert len(checked.citations) <= 2 and "［1］" in checked.answer
+
+
+def test_the_model_never_reads_a_documents_markers_as_markers():
+    from service.conversations import Memory
+    from service.prompts import build_prompt
+
+    prompt = build_prompt("Is WAL the default?", [candidate(FOOTNOTED, 0)], Memory([], ""), context_window=4096,
+                          answer_tokens=256)
+    content = prompt.messages[-1]["content"]
+    assert "version 9 ［1］［2］［3］［4］［5］." in content and "[1][2]" not in content
