@@ -50,6 +50,7 @@ class Plan:
     blocked: bool = False  # the model's output repeated the system prompt and was cut (service/guard.py)
     extract: Extract | None = None  # what the extractive answerer quoted
     renumbered: list[int] = field(default_factory=list)  # block numbers as the stream renumbered them (MarkerFilter)
+    declined: bool = False  # the model began with the not-found sentence and went on
 
 
 @dataclass
@@ -177,7 +178,13 @@ class AnswerService:
     def finish(self, plan: Plan, text: str) -> Answer:
         if plan.blocked:
             text = not_found(plan.question)
-        abstained = plan.abstain or not plan.contexts or _is_not_found(text)
+        declined = _is_not_found(text)
+        if declined and self.llm is not None and _has_words(rest := _after_not_found(text)):
+            # "not in the documents. But ...": the rest is an answer like any other, checked claim by claim;
+            # stored only with what it holds (an abstention never carries document text)
+            text, declined = rest, False
+            plan.declined = True
+        abstained = plan.abstain or not plan.contexts or declined
         if plan.renumbered:  # the stream showed block numbers by first use: the contexts follow
             plan.contexts = reorder(plan.contexts, plan.renumbered)
         if self.llm is not None and not abstained and not _has_words(text):
@@ -198,6 +205,9 @@ class AnswerService:
             else:
                 checked = self.checker.check(text, plan.contexts, abstained=abstained,
                                              attribute=self.llm is not None)
+        if plan.declined and not abstained and not checked.citations:
+            abstained = True  # the model said "not found", and nothing it added is in the documents
+            checked = CheckedAnswer(not_found(plan.question), [], True, checked.unsupported)
         if self.llm is not None and not abstained and checked.unsupported and not checked.citations:
             # nothing the model wrote is in the blocks: the harness shows the passage of the blocks it cited
             # (or of all), never the unsupported text as an answer
@@ -228,6 +238,16 @@ def _has_words(text: str) -> bool:
 def _is_not_found(text: str) -> bool:
     bare = re.sub(r"\[\d+\]", "", text).strip()
     return any(bare.startswith(msg.rstrip(".。")) for msg in NOT_FOUND.values())
+
+
+def _after_not_found(text: str) -> str:
+    """What follows the not-found sentence an answer begins with."""
+    bare = text.strip()
+    for msg in NOT_FOUND.values():
+        stem = msg.rstrip(".。")
+        if bare.startswith(stem):
+            return bare[len(stem):].lstrip(".。 \n\t")
+    return bare
 
 
 def sources(contexts: list[Candidate]) -> list[dict]:

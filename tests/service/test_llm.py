@@ -172,3 +172,29 @@ def test_a_marker_only_answer_is_replaced_by_the_passage_of_its_block(llm_client
     assert "80 EUR per day elsewhere" in body["answer"] and not body["abstained"] and body["grounded"]
     assert [c["n"] for c in body["citations"]] == [1] and "80 EUR" in body["citations"][0]["quote"]
     assert re.search(r"\[1\]", body["answer"])
+
+
+def _history_sent(llm) -> str:
+    """Everything the last request to the model carried (history turns included)."""
+    return "\n".join(m["content"] for m in llm.requests[-1]["body"]["messages"])
+
+
+def test_not_found_then_document_text_is_an_answer_checked_and_stored_with_its_documents(llm_client, llm):
+    """A model may append document text to the not-found sentence: that text is an answer (checked, cited,
+    stored with the documents it came from), never an abstention that carries document text."""
+    llm.script("I could not find this in the documents. The per diem outside Europe is 80 EUR per day [1].")
+    body = llm_client.post("/v1/ask", json={"question": Q}).json()
+    assert not body["abstained"] and "could not find" not in body["answer"]
+    assert "80 EUR" in body["answer"] and body["citations"][0]["supported"] and body["grounded"]
+
+
+def test_not_found_then_made_up_text_is_a_clean_abstention_in_memory(llm_client, llm):
+    llm.script("I could not find this in the documents. Every employee gets a free pony [1].",
+               "What about Europe?", "I could not find this in the documents.")
+    first = llm_client.post("/v1/ask", json={"question": Q}).json()
+    assert first["abstained"] and first["answer"] == "I could not find this in the documents."
+    assert first["citations"] == [] and first["unsupported"] == ["Every employee gets a free pony."]
+    llm_client.post("/v1/ask", json={"question": "And in Europe?", "session_id": first["session_id"]})
+    rewrite = "\n".join(m["content"] for m in llm.requests[1]["body"]["messages"])
+    assert "I could not find this in the documents." in rewrite and "pony" not in rewrite
+    assert "pony" not in _history_sent(llm)
