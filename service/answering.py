@@ -120,7 +120,7 @@ class AnswerService:
                 if 0 < len(text) <= 500:
                     return text
             except LLMUnavailableError as exc:
-                log.warning("query rewrite fell back to the rule: %s", exc.reason)
+                log.warning("query rewrite fell back to the rule: %s", exc.detail)
         return rewrite_rule(question, memory)
 
     def summarise(self, summary: str, question: str, answer: str) -> str:
@@ -133,7 +133,7 @@ class AnswerService:
                 max_tokens=160))
             return " ".join(text.split())[:1200] or summary
         except LLMUnavailableError as exc:
-            log.warning("conversation summary not updated: %s", exc.reason)
+            log.warning("conversation summary not updated: %s", exc.detail)
             return summary
 
     # -- answering -----------------------------------------------------------------------------------------

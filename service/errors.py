@@ -19,9 +19,13 @@ class ServiceError(QuelleError):
 
 
 class LLMUnavailableError(ServiceError):
-    def __init__(self, reason: str, sources: list[dict[str, Any]] | None = None) -> None:
+    """`reason` is what a caller is told (what failed, never where: no URL, no error body); `detail` is for
+    the log (the model's address and what it answered)."""
+
+    def __init__(self, reason: str, sources: list[dict[str, Any]] | None = None, *, detail: str = "") -> None:
         super().__init__(reason)
         self.reason = reason
+        self.detail = detail or reason
         self.sources = sources or []
 
 

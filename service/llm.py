@@ -66,14 +66,20 @@ class OpenAIChatModel:
                     produced.append(text)
                     yield text
         except openai.APITimeoutError:
-            raise LLMUnavailableError(f"the language model at {self.base_url} timed out") from None
+            raise LLMUnavailableError("the language model timed out",
+                                      detail=f"the language model at {self.base_url} timed out") from None
         except openai.APIConnectionError as exc:
-            raise LLMUnavailableError(f"cannot reach the language model at {self.base_url}: {exc}") from None
+            raise LLMUnavailableError("cannot reach the language model",
+                                      detail=f"cannot reach the language model at {self.base_url}: {exc}") from None
         except openai.APIStatusError as exc:
             raise LLMUnavailableError(
-                f"the language model at {self.base_url} answered HTTP {exc.status_code}: {_brief(exc)}") from None
+                f"the language model answered HTTP {exc.status_code}",
+                detail=f"the language model at {self.base_url} answered HTTP {exc.status_code}: {_brief(exc)}",
+            ) from None
         except (openai.APIError, ValueError, KeyError, AttributeError, TypeError) as exc:
-            raise LLMUnavailableError(f"malformed answer from the language model: {exc}") from None
+            raise LLMUnavailableError("malformed answer from the language model",
+                                      detail=f"malformed answer from the language model at {self.base_url}: "
+                                             f"{exc}") from None
         if not produced:
             raise LLMUnavailableError("the language model returned an empty answer")
         usage.seconds = time.perf_counter() - started

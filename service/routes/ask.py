@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any
@@ -14,6 +15,8 @@ from service.errors import LLMUnavailableError
 from service.routes.common import ERRORS, LLM_ERROR, access, principal, to_filter
 from service.schemas import AskRequest, AskResponse, ErrorOut
 from service.state import Services, services
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["answers"], dependencies=[Depends(principal)])
 
@@ -59,6 +62,7 @@ def ask(req: AskRequest, request: Request, svc: Services = Depends(services),  #
 
 
 def _llm_error(exc: LLMUnavailableError) -> JSONResponse:
+    log.warning("language model unavailable: %s", exc.detail)
     return JSONResponse(status_code=503, headers={"Retry-After": "10"},
                         content={"error": "language model unavailable", "reason": exc.reason, "sources": exc.sources})
 
@@ -76,6 +80,7 @@ def _events(svc: Services, plan: Plan, first: str, deltas: Iterator[str]) -> Ite
             parts.append(delta)
             yield _sse("delta", {"text": delta})
     except LLMUnavailableError as exc:
+        log.warning("language model unavailable during a stream: %s", exc.detail)
         yield _sse("error", {"error": "language model unavailable", "reason": exc.reason, "sources": exc.sources})
         return
     answer = svc.answers.finish(plan, "".join(parts))

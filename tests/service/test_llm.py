@@ -126,12 +126,15 @@ def test_unreachable_model_gives_503_and_stream_fails_before_starting(make_clien
     assert s.status_code == 503
 
 
-def test_http_errors_and_malformed_output_give_503(llm_client, llm):
-    llm.script(Reply(status=500, text="boom"), Reply(malformed=True), Reply(text=""))
+def test_http_errors_and_malformed_output_give_503(llm_client, llm, caplog):
+    llm.script(Reply(status=500, text="boom: secret-internal-host:9000"), Reply(malformed=True), Reply(text=""))
     reasons = [llm_client.post("/v1/ask", json={"question": Q}).json()["reason"] for _ in range(3)]
     assert "HTTP 500" in reasons[0]
     assert "malformed" in reasons[1]
     assert "empty answer" in reasons[2]
+    # the caller learns what failed, never where: no model address, no error body (both are in the log)
+    assert not any("127.0.0.1" in r or "secret-internal-host" in r for r in reasons)
+    assert "secret-internal-host" in caplog.text and llm.base_url in caplog.text
 
 
 def test_retries_with_backoff_recover_from_a_transient_failure(make_client, llm):
