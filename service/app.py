@@ -70,7 +70,9 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None, ingest_f
             if svc.keys is not None:
                 svc.keys.close()
 
-    app = FastAPI(title="Quelle", version="0.1.0", lifespan=lifespan,
+    # no trailing-slash redirect: Starlette builds its Location from the request's Host header, so a
+    # caller could make the service point elsewhere; "/v1/documents/" is a plain 404
+    app = FastAPI(title="Quelle", version="0.1.0", lifespan=lifespan, redirect_slashes=False,
                   description="Answers questions from your own documents, with cited sources.")
     for module in (search, ask, documents, health):
         app.include_router(module.router)

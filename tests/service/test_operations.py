@@ -63,3 +63,12 @@ def test_the_service_follows_new_generations_without_restart(client, data_dir, e
         Ingestor(store, embedder, Chunker(embedder.tokenizer)).run([Path(new)])
     hits = client.post("/v1/search", json={"query": "when is ramen served", "top_k": 1}).json()
     assert hits["generation"] == before + 1 and "ramen" in hits["results"][0]["text"]
+
+
+def test_no_redirect_reflects_the_callers_host_header(client):
+    """A trailing slash used to answer 307 with a Location built from the Host header the caller sent."""
+    for path in ("/v1/documents/", "/healthz/", "/v1/search/"):
+        r = client.request("GET" if "search" not in path else "POST", path, headers={"Host": "evil.example"},
+                           json={"query": "leave"} if "search" in path else None, follow_redirects=False)
+        assert r.status_code == 404 and "location" not in r.headers, (path, r.status_code, r.headers)
+        assert "evil.example" not in r.text
