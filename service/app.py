@@ -156,9 +156,33 @@ def retrieval_config(settings: Settings, model_id: str) -> RetrievalConfig:
                            abstain=policy)
 
 
+def _allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """Every method the path has: from the OpenAPI paths (FastAPI nests included routers, so the top-level
+    route list does not name them) and the plain routes."""
+    parts = path.rstrip("/").split("/") or [""]
+    methods: set[str] = set()
+    for template, ops in app.openapi().get("paths", {}).items():
+        want = template.rstrip("/").split("/")
+        if len(want) == len(parts) and all(w == p or (w.startswith("{") and w.endswith("}") and p)
+                                           for w, p in zip(want, parts, strict=True)):
+            methods |= {m.upper() for m in ops}
+    for r in app.router.routes:
+        regex, own = getattr(r, "path_regex", None), getattr(r, "methods", None)
+        if regex is not None and own and regex.match(path):
+            methods |= set(own)
+    return sorted(methods)
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        sent = request.headers.get("content-type", "")
+        if "json" not in sent and any(tuple(e.get("loc", ())) == ("body",) for e in exc.errors()):
+            # the body was never read as JSON: say what to send, not what the parser made of it
+            problem = {"field": "body", "message": f"expected a JSON object with Content-Type: application/json, "
+                                                   f"got {sent or 'no Content-Type'}"}
+            return JSONResponse(status_code=422, content={"error": f"invalid request: body: {problem['message']}",
+                                                          "detail": [problem]})
         problems = []
         for e in exc.errors():
             loc = list(e.get("loc", ()))
@@ -180,8 +204,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         headers = dict(exc.headers or {})
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         if exc.status_code == 405:
-            allowed = sorted({m for r in request.app.router.routes if getattr(r, "methods", None)
-                              and r.path_regex.match(request.url.path) for m in r.methods})
+            allowed = _allowed_methods(request.app, request.url.path)
             headers["Allow"] = ", ".join(allowed)
             detail = f"{request.method} is not allowed here; allowed: {', '.join(allowed)}"
         titles = {400: "bad request", 404: "not found", 405: "method not allowed"}

@@ -72,3 +72,15 @@ def test_no_redirect_reflects_the_callers_host_header(client):
                            json={"query": "leave"} if "search" in path else None, follow_redirects=False)
         assert r.status_code == 404 and "location" not in r.headers, (path, r.status_code, r.headers)
         assert "evil.example" not in r.text
+
+
+def test_a_wrong_method_names_the_allowed_ones_and_a_body_without_json_says_what_to_send(client):
+    r = client.get("/v1/ask")
+    assert r.status_code == 405 and r.headers["allow"] == "POST" and r.json()["detail"].endswith("allowed: POST")
+    r = client.get("/v1/documents/abc/acl")
+    assert r.status_code == 405 and "PUT" in r.headers["allow"]
+    for headers in ({}, {"content-type": "application/x-www-form-urlencoded"}):
+        r = client.post("/v1/ask", content=b'{"question": "How long is parental leave?"}', headers=headers)
+        assert r.status_code == 422 and "Content-Type: application/json" in r.json()["error"], r.text
+    r = client.post("/v1/ask", json={"question": 5})  # JSON with a wrong field still names the field
+    assert r.status_code == 422 and "question" in r.json()["error"]
