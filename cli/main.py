@@ -78,6 +78,26 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+NO_INDEX = 3  # exit code: a read-only command found no index
+
+
+def _reads_an_index(args: argparse.Namespace) -> bool:
+    """Commands that only read the index in --data-dir (an answer set brings its own, eval builds it)."""
+    if args.command in ("ask", "search", "stats"):
+        return True
+    if args.command == "eval":
+        from cli import answer_eval
+
+        return args.dataset.exists() and not answer_eval.is_answer_set(args.dataset)
+    return False
+
+
+def _index_exists(data_dir: Path) -> bool:
+    from index.faiss_store import FaissSqliteStore
+
+    return FaissSqliteStore.recorded_model(data_dir) is not None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -99,6 +119,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command != "serve":
         logging.basicConfig(level="WARNING", format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "ask" and args.k is not None and not 1 <= args.k <= 50:
+        parser.error(f"-k must be between 1 and 50, got {args.k}")
+    if args.command == "search" and not 1 <= args.k <= 100:
+        parser.error(f"-k must be between 1 and 100, got {args.k}")
+    if _reads_an_index(args) and not _index_exists(settings.data_dir):
+        # a read-only command never creates an index (nor the model export beside it)
+        print(f"quelle: error: no index in {settings.data_dir}: build one with `quelle ingest FOLDER` (the index "
+              "folder is --data-dir or QUELLE_DATA_DIR, default ./quelle-data)", file=sys.stderr)
+        return NO_INDEX
     from cli import commands
 
     try:
@@ -125,8 +154,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "keys":
             return commands.keys(settings, args)
         if args.command == "ask":
-            if args.k is not None and not 1 <= args.k <= 50:
-                parser.error(f"-k must be between 1 and 50, got {args.k}")
             return commands.ask(settings, args.question, args.k, as_json=args.json)
         if args.command == "eval":
             if not args.dataset.exists():
@@ -141,8 +168,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 0
             return commands.evaluate(settings, args.dataset, as_json=args.json, answers=args.answers)
         if args.command == "search":
-            if not 1 <= args.k <= 100:
-                parser.error(f"-k must be between 1 and 100, got {args.k}")
             return commands.search(settings, args.query, args.k, as_json=args.json)
     except QuelleError as exc:
         print(f"quelle: error: {exc}", file=sys.stderr)

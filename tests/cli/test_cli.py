@@ -73,11 +73,16 @@ def test_usage_errors_exit_2_with_one_clear_line(tmp_path):
     assert quelle("search", "q", "-k", "0", "--data-dir", str(tmp_path)).returncode == 2
 
 
-def test_stats_on_a_missing_index_is_a_clear_error(tmp_path):
-    run = quelle("stats", "--data-dir", str(tmp_path / "none"))
-    assert run.returncode == 1
-    assert run.stderr.strip().startswith("quelle: error:") and "quelle ingest" in run.stderr
-    assert "Traceback" not in run.stderr
+@pytest.mark.parametrize("command", [["stats"], ["ask", "How long is parental leave?"], ["search", "leave"],
+                                     ["eval", str(DATA / "qa.jsonl")]])
+def test_a_read_only_command_on_a_missing_index_is_one_line_and_creates_nothing(tmp_path, command):
+    """Before, `quelle ask` in a new folder answered "not found", created an 87 MB ./quelle-data (index and
+    model export) and could abort: a read-only command never creates an index; exit code 3."""
+    run = quelle(*command, cwd=tmp_path)  # the default ./quelle-data
+    assert run.returncode == 3, run.stderr
+    assert run.stderr.strip().startswith("quelle: error: no index in quelle-data") and "quelle ingest" in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1 and run.stdout == ""
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_an_existing_index_is_read_with_the_model_that_built_it(tmp_path):
