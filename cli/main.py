@@ -82,14 +82,11 @@ NO_INDEX = 3  # exit code: a read-only command found no index
 
 
 def _reads_an_index(args: argparse.Namespace) -> bool:
-    """Commands that only read the index in --data-dir (an answer set brings its own, eval builds it)."""
+    """Commands that only read the index in --data-dir (a golden file is asked against it; a BEIR folder and
+    an answer set bring their own documents, which eval indexes)."""
     if args.command in ("ask", "search", "stats"):
         return True
-    if args.command == "eval":
-        from cli import answer_eval
-
-        return args.dataset.exists() and not answer_eval.is_answer_set(args.dataset)
-    return False
+    return args.command == "eval" and args.dataset.is_file()
 
 
 def _index_exists(data_dir: Path) -> bool:
