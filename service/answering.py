@@ -191,12 +191,7 @@ class AnswerService:
             # a small model may write only the marker it was asked for ("[1]"): it chose the block, the harness
             # quotes the block's best passage instead of showing an answer with no words
             log.info("the model answered with markers only: the extractive passage of its block stands in")
-            cited = [plan.contexts[n - 1] for n in dict.fromkeys(marker_numbers(text))
-                     if 1 <= n <= len(plan.contexts)] or plan.contexts
-            with self.gate:
-                plan.extract = self.extractive.extract(plan.query, cited)
-            plan.contexts = cited + [c for c in plan.contexts if c not in cited]
-            text = plan.extract.text if plan.extract else not_found(plan.question)
+            text = self._stand_in(plan, text)
             abstained = plan.extract is None
         with self.gate:
             if plan.extract is not None and plan.extract.quotes and not abstained:
@@ -212,23 +207,30 @@ class AnswerService:
             # nothing the model wrote is in the blocks: the harness shows the passage of the blocks it cited
             # (or of all), never the unsupported text as an answer
             log.info("no generated sentence is supported by the context: the extractive passage stands in")
-            cited = [plan.contexts[n - 1] for n in dict.fromkeys(marker_numbers(text))
-                     if 1 <= n <= len(plan.contexts)] or plan.contexts
+            removed = checked.unsupported
+            self._stand_in(plan, text)
+            abstained = plan.extract is None
             with self.gate:
-                plan.extract = self.extractive.extract(plan.query, cited)
-                plan.contexts = cited + [c for c in plan.contexts if c not in cited]
-                if plan.extract is None:
-                    abstained = True
-                    checked = CheckedAnswer(not_found(plan.question), [], True, checked.unsupported)
-                else:
-                    found = CitationChecker.from_extract(plan.extract.text, [(q.n, q.text) for q in
-                                                                             plan.extract.quotes], plan.contexts)
-                    checked = replace(found, unsupported=checked.unsupported)
+                checked = replace(CitationChecker.from_extract(
+                    plan.extract.text, [(q.n, q.text) for q in plan.extract.quotes], plan.contexts)
+                    if plan.extract is not None else CheckedAnswer(not_found(plan.question), [], True),
+                    unsupported=removed)
         if abstained:
             self.metrics.abstentions.inc()
         self.conversations.append(plan.session_id, plan.question, checked.answer, owner=plan.owner,
                                   docs=[] if abstained else [c.hit.chunk.document_id for c in plan.contexts])
         return Answer(checked, abstained, plan.session_id, plan.generation)
+
+
+    def _stand_in(self, plan: Plan, text: str) -> str:
+        """The extractive passage of the blocks the model's text cites (all when it cites none), which go
+        first in `plan.contexts`; returns its text, or the not-found sentence when it finds none."""
+        cited = [plan.contexts[n - 1] for n in dict.fromkeys(marker_numbers(text))
+                 if 1 <= n <= len(plan.contexts)] or plan.contexts
+        with self.gate:
+            plan.extract = self.extractive.extract(plan.query, cited)
+        plan.contexts = cited + [c for c in plan.contexts if c not in cited]
+        return plan.extract.text if plan.extract else not_found(plan.question)
 
 
 def _has_words(text: str) -> bool:
