@@ -135,7 +135,10 @@ def serve(settings: Settings) -> int:
     ingest_file = FileIngestor(settings.data_dir, embedder, embedder.tokenizer, chunking(settings),
                                acl_policy(settings), parser_pool(settings), settings.vector_policy())
     app = create_app(settings, embedder=embedder, ingest_file=ingest_file)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+    from service.http import guarded_protocol
+
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False,
+                http=guarded_protocol(settings.http_limits()))
     return 0
 
 

@@ -6,13 +6,16 @@ Only the CLI and the service's create_app() build a Settings; library functions 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from index.records import check_acl
 from index.vectors import VectorPolicy
+
+if TYPE_CHECKING:
+    from service.http import HttpLimits
 
 
 class AclRule(BaseModel):
@@ -96,6 +99,14 @@ class Settings(BaseSettings):
                              "keeps (least recently used first out; 0: none)")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="largest JSON request body")
     max_upload_bytes: int = Field(50_000_000, ge=1024, description="largest document upload")
+    max_header_bytes: int = Field(32_768, ge=1024, le=1 << 24, description="largest request line plus headers "
+                                  "(431 beyond)")
+    max_headers: int = Field(100, ge=8, le=10_000, description="most headers in one request (431 beyond)")
+    header_timeout: float = Field(10.0, gt=0, le=3600, description="seconds a request's headers may take to "
+                                  "arrive from its first byte (408 and close beyond)")
+    body_timeout: float = Field(20.0, gt=0, le=3600, description="seconds a request body may take, plus one per "
+                                "QUELLE_BODY_MIN_RATE bytes received (408 and close beyond)")
+    body_min_rate: float = Field(500.0, gt=0, description="bytes per second that earn a body one more second")
 
     # retrieval
     top_k: int = Field(5, ge=1, le=50)
@@ -145,6 +156,12 @@ class Settings(BaseSettings):
         if recorded and "embedding_model" not in self.model_fields_set:
             return recorded
         return self.embedding_model
+
+    def http_limits(self) -> HttpLimits:
+        from service.http import HttpLimits  # uvicorn is imported by `serve` only
+
+        return HttpLimits(self.max_header_bytes, self.max_headers, self.header_timeout, self.body_timeout,
+                          self.body_min_rate)
 
     @property
     def use_llm(self) -> bool:

@@ -19,8 +19,8 @@ from service.errors import ServiceError
 
 
 class Overloaded(ServiceError):
-    def __init__(self, waited: float, retry_after: int) -> None:
-        super().__init__(f"the service is busy: waited {waited:.0f} s for a CPU slot")
+    def __init__(self, waited: float, retry_after: int, what: str = "a CPU slot") -> None:
+        super().__init__(f"the service is busy: waited {waited:.0f} s for {what}")
         self.retry_after = retry_after
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +17,7 @@ from index.faiss_store import FaissSqliteStore
 from service.answering import AnswerService
 from service.auth import KeyStore
 from service.config import Settings
+from service.gate import Overloaded
 from service.metrics import Metrics
 from service.ratelimit import RateLimiter
 from service.retrieval import Retriever
@@ -37,6 +41,20 @@ class Services:
     oidc: Any = None  # service.oidc.OidcVerifier when OIDC is configured
     gate: Any = None  # service.gate.CpuGate bounding concurrent CPU work (see AnswerService.gate)
     ready: bool = False
+    _writes: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """One index write (upload, delete, access-list change) at a time in this service: the others wait
+        their turn, up to the queue timeout (then 503 with Retry-After), instead of a 409 from the writer lock,
+        which is left for another process writing."""
+        started = time.monotonic()
+        if not self._writes.acquire(timeout=self.settings.queue_timeout):
+            raise Overloaded(time.monotonic() - started, retry_after=5, what="its turn to write the index")
+        try:
+            yield
+        finally:
+            self._writes.release()
 
 
 async def services(request: Request) -> Services:

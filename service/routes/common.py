@@ -34,8 +34,10 @@ FORBIDDEN: dict[int | str, dict[str, Any]] = {
     403: {"model": ErrorOut, "description": "this API key is not in the administrators' group"},
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut, "description": "unknown document"}}
-CONFLICT: dict[int | str, dict[str, Any]] = {
+WRITES: dict[int | str, dict[str, Any]] = {
     409: {"model": ErrorOut, "description": "another process is writing the index; retry later"},
+    503: {"model": ErrorOut, "description": "the write waited longer than QUELLE_QUEUE_TIMEOUT behind this "
+                                            "service's other index writes; see Retry-After"},
 }
 
 

@@ -1,18 +1,23 @@
 from __future__ import annotations
 
-import hashlib
 import re
+import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
-from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException
 
 from index.faiss_store import FaissSqliteStore
 from index.records import check_acl, readable
 from service.auth import Principal
 from service.errors import IngestUnavailable, NotFoundError
-from service.routes.common import CONFLICT, ERRORS, FORBIDDEN, NOT_FOUND, access, admin, document_out, principal
+from service.routes.common import ERRORS, FORBIDDEN, NOT_FOUND, WRITES, access, admin, document_out, principal
 from service.schemas import AclIn, DocumentList, DocumentOut, ErrorOut, UploadReport
 from service.state import Services, services
 
@@ -50,25 +55,29 @@ def _writer(svc: Services) -> FaissSqliteStore:
 
 
 @router.delete("/v1/documents/{document_id}", status_code=204,
-               responses={**ERRORS, **FORBIDDEN, **NOT_FOUND, **CONFLICT})
+               responses={**ERRORS, **FORBIDDEN, **NOT_FOUND, **WRITES})
 def delete_document(document_id: str, svc: Services = Depends(services), _: Principal = Depends(admin)) -> None:
     """Remove a document and its chunks from the index (a new generation). Administrators only."""
-    if svc.store.document(document_id) is None:
+    doc = svc.store.document(document_id)
+    if doc is None:
         raise NotFoundError(f"no document with id {document_id!r}")
-    with _writer(svc) as writer:
+    with svc.writing(), _writer(svc) as writer:
         if not writer.delete(document_id):
             raise NotFoundError(f"no document with id {document_id!r}")
         writer.commit()
+        uploads = (svc.settings.data_dir / "uploads").resolve()
+        if uploads in Path(doc.source).parents:  # an uploaded file has no other home: it goes with its document
+            Path(doc.source).unlink(missing_ok=True)
     svc.store.refresh()
 
 
 @router.put("/v1/documents/{document_id}/acl", response_model=DocumentOut,
-            responses={**ERRORS, **FORBIDDEN, **NOT_FOUND, **CONFLICT})
+            responses={**ERRORS, **FORBIDDEN, **NOT_FOUND, **WRITES})
 def set_document_acl(document_id: str, body: AclIn, svc: Services = Depends(services),
                      _: Principal = Depends(admin)) -> DocumentOut:
     """Replace who may read a document. It holds from the next request on: the change is committed (a new
     generation) before this returns. Administrators only."""
-    with _writer(svc) as writer:
+    with svc.writing(), _writer(svc) as writer:
         if not writer.set_acl(document_id, tuple(body.acl)):
             raise NotFoundError(f"no document with id {document_id!r}")
         writer.commit()
@@ -80,41 +89,109 @@ def set_document_acl(document_id: str, body: AclIn, svc: Services = Depends(serv
 
 
 _SAFE = re.compile(r"[^A-Za-z0-9._\-\u3040-\u30ff\u3400-\u9fff]+")
+NAME_BYTES = 200  # an upload's file name, cut by UTF-8 bytes (file systems allow 255), extension kept
+
+_UPLOAD_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file"], "additionalProperties": False, "properties": {
+        "file": {"type": "string", "format": "binary", "description": "a PDF, HTML, Markdown, text or DOCX file"},
+        "acl": {"type": "string", "maxLength": 4000, "description": "who may read it, e.g. 'group:hr,user:alice' "
+                                                                    "(default: the settings' rules)"}}}}}}}
 
 
-@router.post("/v1/documents", response_model=UploadReport, status_code=201,
-             responses={**ERRORS, **FORBIDDEN, **CONFLICT,
+def upload_name(raw: str | None) -> str:
+    """A safe file name for an upload: its last path part, odd characters replaced, at most NAME_BYTES bytes in
+    UTF-8 with the extension kept."""
+    name = _SAFE.sub("_", Path(raw or "upload").name).strip("._") or "upload"
+    suffix = Path(name).suffix if len(Path(name).suffix.encode()) <= 16 else ""
+    stem = name[:len(name) - len(suffix)]
+    room = NAME_BYTES - len(suffix.encode())
+    stem = stem.encode()[:room].decode("utf-8", "ignore").rstrip("._") or "upload"
+    return stem + suffix
+
+
+def _invalid(field: str, message: str) -> RequestValidationError:
+    return RequestValidationError([{"loc": ("body", field), "msg": message, "type": "value_error"}])
+
+
+@router.post("/v1/documents", response_model=UploadReport, status_code=201, openapi_extra=_UPLOAD_BODY,
+             responses={**ERRORS, **FORBIDDEN, **WRITES,
                         501: {"model": ErrorOut, "description": "uploads are not enabled"}})
-def upload_document(file: UploadFile = File(..., description="a PDF, HTML, Markdown, text or DOCX file"),
-                    acl: str | None = Form(None, max_length=4000, description="who may read it, e.g. "
-                                           "'group:hr,user:alice' (default: the settings' rules)"),
-                    svc: Services = Depends(services), _: Principal = Depends(admin)):  # type: ignore[no-untyped-def]
-    """Ingest one uploaded file through the ingestion pipeline; returns that file's report. Administrators
-    only."""
-    entries = None
-    if acl is not None:
-        try:
-            entries = check_acl([e for e in acl.split(",") if e.strip()])
-        except ValueError as exc:
-            return JSONResponse(status_code=422, content={"error": f"invalid request: acl: {exc}",
-                                                          "detail": [{"field": "acl", "message": str(exc)}]})
+async def upload_document(request: Request, svc: Services = Depends(services),
+                          _: Principal = Depends(admin)):  # type: ignore[no-untyped-def]
+    """Ingest one uploaded file (multipart field `file`, optional `acl`) through the ingestion pipeline;
+    returns that file's report. Uploading a file under a name already uploaded replaces that document (its
+    text and its access list). Administrators only.
+
+    The body is read only after the caller is known to be an administrator (the route declares no body
+    parameters, which FastAPI would read before any dependency runs)."""
     if svc.ingest_file is None:
         raise IngestUnavailable("this service was started without an ingestion pipeline")
-    name = _SAFE.sub("_", Path(file.filename or "upload").name).strip("._") or "upload"
+    try:
+        form = await request.form(max_files=1, max_fields=4)
+    except MultiPartException as exc:
+        return JSONResponse(status_code=400, content={"error": "bad request", "detail": f"multipart body: {exc}"})
+    try:
+        unknown = sorted(set(form.keys()) - {"file", "acl"})
+        if unknown:
+            raise _invalid(unknown[0], "unknown field (send 'file' and, optionally, 'acl')")
+        if len(form.getlist("file")) > 1 or len(form.getlist("acl")) > 1:
+            raise _invalid("file", "one file and one access list per upload")
+        file, acl = form.get("file"), form.get("acl")
+        if not isinstance(file, UploadFile):
+            raise _invalid("file", "a file is required: send multipart/form-data with the file in the field 'file'")
+        if acl is not None and not isinstance(acl, str):
+            raise _invalid("acl", "must be text, e.g. 'group:hr,user:alice'")
+        entries = None
+        if acl is not None:
+            if len(acl) > 4000:
+                raise _invalid("acl", "String should have at most 4000 characters")
+            try:
+                entries = check_acl([e for e in acl.split(",") if e.strip()])
+            except ValueError as exc:
+                raise _invalid("acl", str(exc)) from None
+        return await run_in_threadpool(_ingest_upload, svc, file, entries)
+    finally:
+        await form.close()
+
+
+def _ingest_upload(svc: Services, file: UploadFile, entries: tuple[str, ...] | None):  # type: ignore[no-untyped-def]
+    """Writes the upload to uploads/<name> and ingests it, one admin write at a time in this service. A failed
+    ingestion leaves the folder as it was (a previous upload of that name is put back)."""
+    assert svc.ingest_file is not None
+    name = upload_name(file.filename)
     uploads = svc.settings.data_dir / "uploads"
     uploads.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=uploads, delete=False) as tmp:
-        digest = hashlib.sha256()
-        while block := file.file.read(1 << 20):
-            digest.update(block)
-            tmp.write(block)
-    folder = uploads / digest.hexdigest()[:16]
-    folder.mkdir(exist_ok=True)
-    target = folder / name[:200]
-    Path(tmp.name).replace(target)
-    result = svc.ingest_file(target, entries)
+    target = uploads / name
+    with tempfile.NamedTemporaryFile(dir=uploads, prefix=".part-", delete=False) as tmp:
+        part = Path(tmp.name)
+        try:
+            shutil.copyfileobj(file.file, tmp, 1 << 20)
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
+    backup = uploads / f".previous-{part.name}"
+    try:
+        with svc.writing():
+            had = target.exists()
+            if had:
+                target.replace(backup)
+            part.replace(target)
+            try:
+                result = svc.ingest_file(target, entries)
+            except BaseException:
+                result = {"status": "failed"}
+                raise
+            finally:
+                if result["status"] == "failed":  # put the folder back as it was
+                    if had:
+                        backup.replace(target)
+                    else:
+                        target.unlink(missing_ok=True)
+                else:
+                    backup.unlink(missing_ok=True)
+    finally:
+        part.unlink(missing_ok=True)
     if result["status"] == "failed":
-        target.unlink(missing_ok=True)
         return JSONResponse(status_code=422, content={"error": f"cannot ingest {name}", "detail": result["reason"]})
     svc.store.refresh()
     doc = svc.store.document(result["document_id"]) if result.get("document_id") else None

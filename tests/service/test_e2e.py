@@ -81,6 +81,9 @@ def test_quelle_serve_answers_over_http(built_index, tmp_path):
             events = [line for line in s.iter_lines() if line.startswith("event: ")]
         assert events[-2:] == ["event: citations", "event: done"]
         assert httpx.post(f"{base}/v1/search", json={"query": ""}, headers=auth, timeout=30).status_code == 422
+        # `serve` runs under the HTTP bounds of service/http.py (QUELLE_MAX_HEADER_BYTES, 32 KiB by default)
+        big = httpx.get(f"{base}/healthz", headers={"X-Big": "a" * 40_000}, timeout=30)
+        assert big.status_code == 431 and "32768 bytes" in big.json()["detail"]
     log = (tmp_path / "serve.log").read_text()
     assert '"message": "ready"' in log and '"request_id"' in log
     # the query encoder runs on ONNX Runtime (this index was built in process: exported at the first start)

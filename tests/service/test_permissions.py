@@ -160,3 +160,49 @@ def test_an_obedient_model_cannot_reveal_a_document_the_caller_may_not_read(make
     llm.script(Reply(echo_prompt=True))  # control: alice's prompt does hold it, so the echo would show it
     r = client.post("/v1/ask", json={"question": LEAVE}, headers=auth["alice"])
     assert "25 days" in str(llm.requests[-1]["body"]["messages"])
+
+
+def _post_unfinished_upload(client, headers: dict[str, str]) -> tuple[int, int]:
+    """POST /v1/documents through the app as a server would, with a 40 MB body of which one chunk ever arrives
+    (a never-finished upload): returns the status and how many times the app asked for body."""
+    import anyio
+
+    asked = 0
+
+    async def go() -> int:
+        nonlocal asked
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            nonlocal asked
+            asked += 1
+            if asked == 1:
+                return {"type": "http.request", "body": b"--x\r\n" + b"a" * 60_000, "more_body": True}
+            await anyio.sleep_forever()
+            raise AssertionError
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                 "scheme": "http", "path": "/v1/documents", "raw_path": b"/v1/documents", "query_string": b"",
+                 "root_path": "", "server": ("testserver", 80), "client": ("127.0.0.1", 5000),
+                 "headers": [(b"host", b"testserver"), (b"content-length", b"40000000"),
+                             (b"content-type", b"multipart/form-data; boundary=x"),
+                             *((k.lower().encode(), v.encode()) for k, v in headers.items())]}
+        with anyio.fail_after(10):  # a server that waits for the body never answers
+            await client.app(scope, receive, send)
+        return next(m["status"] for m in sent if m["type"] == "http.response.start")
+
+    return client.portal.call(go), asked
+
+
+def test_uploads_are_refused_before_their_body_is_read(world, data_dir):
+    """An anonymous or non-administrator upload is answered before a byte of its body is read: nothing is
+    spooled to disk for a caller who may not upload (20 such uploads held 900 MB in /tmp)."""
+    client, auth, _, _ = world
+    for headers, status in (({}, 401), ({"Authorization": "Bearer qk_bad_key"}, 401), (auth["bob"], 403)):
+        assert _post_unfinished_upload(client, headers) == (status, 0), headers
+    ok = client.post("/v1/documents", files={"file": ("x.md", b"# X\n\nhello there", "text/markdown")},
+                     headers=auth["root"])
+    assert ok.status_code == 201, ok.text
