@@ -69,6 +69,8 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None, ingest_f
             svc.store.close()
             if svc.keys is not None:
                 svc.keys.close()
+            if svc.oidc is not None:
+                svc.oidc.close()
 
     # no trailing-slash redirect: Starlette builds its Location from the request's Host header, so a
     # caller could make the service point elsewhere; "/v1/documents/" is a plain 404
@@ -135,7 +137,7 @@ def build_services(settings: Settings, metrics: Metrics, *, embedder: Embedder |
 
         oidc = OidcVerifier(settings.oidc_issuer, settings.oidc_jwks_url, settings.oidc_audience,
                             user_claim=settings.oidc_user_claim, groups_claim=settings.oidc_groups_claim,
-                            refetch_seconds=settings.oidc_refetch_seconds)
+                            refetch_seconds=settings.oidc_refetch_seconds, timeout=settings.oidc_timeout)
     elif keys is not None and (settings.oidc_issuer or settings.oidc_jwks_url):
         raise ConfigError("OIDC needs both QUELLE_OIDC_ISSUER and QUELLE_OIDC_JWKS_URL")
     return Services(settings, embedder, store, retriever, answers, metrics, ingest_file, keys, limiter, oidc,

@@ -84,7 +84,8 @@ class Settings(BaseSettings):
     oidc_user_claim: str = Field("sub", description="claim naming the user (user:<name> in access lists)")
     oidc_groups_claim: str = Field("groups", description="claim listing the user's groups")
     oidc_refetch_seconds: float = Field(30, ge=0, description="least time between two JWKS fetches caused by an "
-                                        "unknown key id")
+                                        "unknown key id (a failed fetch counts)")
+    oidc_timeout: float = Field(5, gt=0, le=60, description="seconds to wait for the identity provider's keys")
     rate_limit: float = Field(20.0, ge=0, description="requests per second per API key (0: no limit)")
     rate_burst: int = Field(40, ge=1, description="requests a key may make at once before the rate applies")
     host: str = "127.0.0.1"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import functools
 from typing import Any
 
 from fastapi import Depends, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from index.records import DocumentRecord
@@ -57,7 +59,10 @@ async def principal(request: Request, credentials: HTTPAuthorizationCredentials 
     elif credentials.credentials.startswith(PREFIX) or svc.oidc is None:
         who = svc.keys.verify(credentials.credentials)
     else:
-        who = await run_in_threadpool(svc.oidc.verify, credentials.credentials)
+        # on the verifier's own threads: a hanging identity provider never holds the ones other requests need
+        context = contextvars.copy_context()
+        who = await asyncio.get_running_loop().run_in_executor(
+            svc.oidc.executor, functools.partial(context.run, svc.oidc.verify, credentials.credentials))
     if svc.limiter is not None and who.key_id:
         svc.limiter.check(who.key_id)
     request.state.principal = who

@@ -14,8 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from jwt.algorithms import RSAAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from service.auth import KeyStore
 
@@ -29,7 +29,10 @@ class Jwks:
 
     def __init__(self) -> None:
         self.keys: dict[str, rsa.RSAPrivateKey] = {}
+        self.ec_keys: dict[str, ec.EllipticCurvePrivateKey] = {}
         self.fetches = 0
+        self.hang = 0.0  # seconds each answer is held back (an identity provider in trouble)
+        self.body: bytes | None = None  # answered instead of the key set when set
         jwks = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -38,12 +41,19 @@ class Jwks:
 
             def do_GET(self) -> None:  # noqa: N802
                 jwks.fetches += 1
-                body = json.dumps({"keys": [{**json.loads(RSAAlgorithm.to_jwk(k.public_key())), "kid": kid,
-                                             "use": "sig", "alg": "RS256"} for kid, k in jwks.keys.items()]})
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.end_headers()
-                self.wfile.write(body.encode())
+                time.sleep(jwks.hang)
+                keys = [{**json.loads(RSAAlgorithm.to_jwk(k.public_key())), "kid": kid, "use": "sig",
+                         "alg": "RS256"} for kid, k in jwks.keys.items()]
+                keys += [{**json.loads(ECAlgorithm.to_jwk(k.public_key())), "kid": kid, "use": "sig"}
+                         for kid, k in jwks.ec_keys.items()]
+                body = jwks.body if jwks.body is not None else json.dumps({"keys": keys}).encode()
+                try:
+                    self.send_response(200)
+                    self.send_header("content-type", "application/json")
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up waiting
+                    pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -158,3 +168,69 @@ def test_a_rotated_key_is_fetched_and_an_unreachable_idp_is_503(oidc_client, idp
     idp.close()  # the identity provider goes away; a token with a kid not yet cached cannot be checked
     r = oidc_client.post("/v1/search", json={"query": LEAVE}, headers=bearer(token(idp.new_key("k3"), "k3")))
     assert r.status_code == 503 and r.headers["retry-after"] and "identity provider" in r.json()["detail"]
+
+
+def test_a_token_whose_algorithm_does_not_fit_its_key_is_a_401(oidc_client, idp):
+    rsa_key = idp.new_key("r1")
+    idp.ec_keys["e1"] = ec_key = ec.generate_private_key(ec.SECP256R1())
+    now = int(time.time())
+    claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": "carol", "exp": now + 300}
+    good = jwt.encode(claims, ec_key, algorithm="ES256", headers={"kid": "e1"})
+    assert oidc_client.post("/v1/search", json={"query": LEAVE}, headers=bearer(good)).status_code == 200
+    for tok in (jwt.encode(claims, rsa_key, algorithm="RS256", headers={"kid": "e1"}),  # RS256 naming an EC key
+                jwt.encode(claims, ec_key, algorithm="ES256", headers={"kid": "r1"}),  # ES256 naming an RSA key
+                jwt.encode(claims, ec.generate_private_key(ec.SECP384R1()), algorithm="ES384",
+                           headers={"kid": "e1"})):  # ES384 naming a P-256 key
+        r = oidc_client.post("/v1/search", json={"query": LEAVE}, headers=bearer(tok))
+        assert r.status_code == 401 and "does not fit" in r.json()["detail"], r.text
+
+
+def test_an_identity_provider_that_answers_garbage_is_a_503(oidc_client, idp):
+    idp.new_key("k1")
+    for body in (b"<html>maintenance</html>", b'{"keys": "none"}', b"[]"):
+        idp.body = body
+        r = oidc_client.post("/v1/search", json={"query": LEAVE}, headers=bearer(token(idp.keys["k1"], "k1")))
+        assert r.status_code == 503 and "not a JSON Web Key Set" in r.json()["detail"], r.text
+
+
+def test_a_hanging_identity_provider_costs_one_fetch_and_never_blocks_api_keys(make_client, idp, data_dir):
+    """While the JWKS endpoint hangs, 60 tokens with random kids at once: one fetch, every one answered 503
+    within the fetch timeout (+1 s), none refetching within QUELLE_OIDC_REFETCH_SECONDS (failed fetches count),
+    and an API-key search made meanwhile is answered at its usual speed (before, each kid started its own
+    5 s fetch on the threads every request shares: a search took 74 s)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    keys = KeyStore(data_dir / "keys.sqlite")
+    api_key, _ = keys.create("svc-bot", ("staff",))
+    keys.close()
+    client = make_client(auth="keys", rate_limit=0, oidc_issuer=ISSUER, oidc_jwks_url=idp.url,
+                         oidc_audience=AUDIENCE, oidc_refetch_seconds=30, oidc_timeout=2)
+    assert client.post("/v1/search", json={"query": LEAVE}, headers=bearer(api_key)).status_code == 200
+    idp.hang = 4.0
+    signer = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    tokens = [token(signer, f"random-{i}") for i in range(60)]
+
+    def ask(tok: str) -> tuple[int, float]:
+        started = time.monotonic()
+        r = client.post("/v1/search", json={"query": LEAVE}, headers=bearer(tok))
+        return r.status_code, time.monotonic() - started
+
+    with ThreadPoolExecutor(61) as pool:
+        pending = [pool.submit(ask, t) for t in tokens]
+        time.sleep(0.5)  # the fetch is hanging now, and the token checks waiting on it
+        search = pool.submit(ask, api_key).result()
+        answers = [f.result() for f in pending]
+    assert search[0] == 200 and search[1] < 1.5, search
+    assert {status for status, _ in answers} == {503}, answers
+    assert max(took for _, took in answers) < 2 + 1 + 2, answers  # the fetch timeout, the lock's wait, slack
+    assert idp.fetches == 1
+    r = client.post("/v1/search", json={"query": LEAVE}, headers=bearer(token(signer, "another")))
+    assert r.status_code == 503 and r.headers["retry-after"] and idp.fetches == 1  # no refetch in the pause
+
+
+def test_known_keys_outlive_their_cache_time_while_the_provider_is_down(oidc_client, idp):
+    key = idp.new_key("k1")
+    assert oidc_client.post("/v1/search", json={"query": LEAVE}, headers=bearer(token(key, "k1"))).status_code == 200
+    oidc_client.app.state.services.oidc.keys.lifespan = 0  # the cached keys are due for a refresh
+    idp.body = b"502 Bad Gateway"
+    assert oidc_client.post("/v1/search", json={"query": LEAVE}, headers=bearer(token(key, "k1"))).status_code == 200
