@@ -76,7 +76,7 @@ class FaissSqliteStore:
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
         self._load_lock = threading.Lock()
-        self._allowed_cache: OrderedDict[tuple[int, SearchFilter], np.ndarray] = OrderedDict()
+        self._allowed_cache: OrderedDict[tuple[int, SearchFilter], _Allowed] = OrderedDict()
         if not writable and not self._db_path.exists():
             raise IndexCorruptError(f"no index at {self.data_dir} (run `quelle ingest` first)")
         if writable:
@@ -317,26 +317,32 @@ class FaissSqliteStore:
         self, query: np.ndarray | None, keywords: str | None, k: int, flt: SearchFilter | None = None
     ) -> Retrieved:
         with self._read() as (db, index, generation):
-            allowed = self._allowed(db, flt, generation)
+            view = self._allowed(db, flt, generation)
+            allowed = view.rowids if view is not None else None
             dense = search.dense(db, index, query, k, allowed) if query is not None else []
-            kw = search.keyword(db, keywords, k, allowed, self.keyword_analyzer) if keywords else []
+            kw = []
+            if keywords:
+                # BM25 statistics over what the filter allows (no score shaped by other documents), unless it
+                # allows every chunk: then FTS5's own bm25() gives the same scores, faster
+                kw = search.keyword(db, keywords, k, None if view is None or view.everything else allowed,
+                                    self.keyword_analyzer, view.mean_terms(db) if view is not None else None)
             return Retrieved(dense, kw, generation)
 
-    def _allowed(self, db: sqlite3.Connection, flt: SearchFilter | None, generation: int) -> np.ndarray | None:
+    def _allowed(self, db: sqlite3.Connection, flt: SearchFilter | None, generation: int) -> _Allowed | None:
         """The chunk rowids a filter allows. A reader keeps the last few per generation: a caller's access
         filter repeats from request to request, and at a million chunks listing its rows costs more than the
         search itself. Any commit (an access list changed, a document added) is a new generation."""
         if flt is None or flt.empty:
             return None
         if self.writable:  # the writer sees its own uncommitted changes under an unchanged generation
-            return search.allowed_rowids(db, flt)
+            return _Allowed.of(db, flt)
         key = (generation, flt)
         with self._load_lock:
             found = self._allowed_cache.get(key)
             if found is not None:
                 self._allowed_cache.move_to_end(key)
                 return found
-        allowed = search.allowed_rowids(db, flt)
+        allowed = _Allowed.of(db, flt)
         with self._load_lock:
             self._allowed_cache[key] = allowed
             while len(self._allowed_cache) > 16:
@@ -490,3 +496,25 @@ class FaissSqliteStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _Allowed:
+    """The chunks a filter allows in one generation: their rowids (sorted), whether that is every chunk, and
+    their mean length in terms (for BM25 over them; computed once, when a keyword search first needs it)."""
+
+    def __init__(self, rowids: np.ndarray, everything: bool) -> None:
+        self.rowids, self.everything = rowids, everything
+        self._mean: float | None = None
+
+    @classmethod
+    def of(cls, db: sqlite3.Connection, flt: SearchFilter) -> _Allowed:
+        rowids = search.allowed_rowids(db, flt)
+        return cls(rowids, len(rowids) == db.execute("SELECT count(*) FROM chunks").fetchone()[0])
+
+    def mean_terms(self, db: sqlite3.Connection) -> float | None:
+        if self.everything:
+            return None
+        if self._mean is None:
+            self._mean = search.mean_terms(db, self.rowids)
+        return self._mean
+

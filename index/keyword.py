@@ -105,10 +105,15 @@ def _chinese():  # type: ignore[no-untyped-def]
     return _CACHE["zh"]
 
 
+def query_terms(query: str, analyzer: str = ANALYZER) -> list[str]:
+    """The query's distinct terms, stopwords left out unless the query has nothing else."""
+    return list(dict.fromkeys(terms(query, drop_stopwords=True, analyzer=analyzer))
+                or dict.fromkeys(terms(query, analyzer=analyzer)))
+
+
 def match_expression(query: str, analyzer: str = ANALYZER) -> str | None:
     """An FTS5 MATCH expression that ORs the query's distinct terms (None when it has none)."""
-    seen = (dict.fromkeys(terms(query, drop_stopwords=True, analyzer=analyzer))
-            or dict.fromkeys(terms(query, analyzer=analyzer)))
+    seen = query_terms(query, analyzer)
     if not seen:
         return None
     return " OR ".join('"' + t.replace('"', '""') + '"' for t in seen)

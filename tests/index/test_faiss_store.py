@@ -189,3 +189,47 @@ def test_access_list_entries_are_checked():
     for bad in (["everyone"], ["group:"], ["user:a b"], [], ["role:admin"]):
         with pytest.raises(ValueError, match="access list"):
             check_acl(bad)
+
+
+def test_keyword_scores_over_a_subset_follow_fts5s_bm25_and_ignore_the_rest(tmp_path):
+    """BM25 over the allowed chunks (index/search.py subset_bm25) is FTS5's bm25() when every chunk is allowed,
+    score for score; over a subset, a chunk's score and the order do not move when documents outside it
+    change (an upload only another group can read changed a caller's own score from 2.3446 to 1.7831)."""
+    import random
+
+    from index import keyword as kw
+    from index import search
+    from index.records import DocumentRecord
+    from index.store import SearchFilter
+    from tests.index.contract import make_doc
+
+    rng = random.Random(7)
+    words = "leave annual salary budget review travel holiday policy memo audit laptop merger".split()
+    store = FaissSqliteStore(tmp_path / "s", model_id=EMB.model_id, dim=EMB.dim, writable=True)
+    for i in range(40):
+        put(store, f"/d{i}.txt", [" ".join(rng.choices(words, k=rng.randint(3, 30))) for _ in range(2)])
+    store.commit()
+    db = store._db
+    everything = np.array(sorted(r[0] for r in db.execute("SELECT rowid FROM chunks")), dtype=np.int64)
+    for query in ("annual leave", "travel budget review", "merger", "laptop policy memo audit"):
+        native = db.execute("SELECT rowid, -bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? "
+                            "ORDER BY bm25(chunks_fts), rowid", [kw.match_expression(query)]).fetchall()
+        mine = search.subset_bm25(db, kw.query_terms(query), everything, search.mean_terms(db, everything))
+        assert len(mine) == len(native) and dict(mine).keys() == dict(native).keys(), query
+        theirs = dict(native)
+        assert all(abs(s - theirs[r]) <= 1e-9 * abs(s) for r, s in mine), query  # score for score
+        assert all(a[1] >= b[1] - 1e-12 for a, b in zip(mine, mine[1:], strict=False)), query  # best first
+
+    def staff_scores() -> list[tuple[str, float]]:
+        got = store.retrieve(None, "annual leave", 10, SearchFilter(principals=frozenset({"public"})))
+        return [(h.chunk.id, round(h.score, 9)) for h in got.keyword]
+
+    before = staff_scores()
+    assert before
+    for i in range(5):  # documents only hr may read, full of the query's terms
+        doc, chunks = make_doc(f"/hr{i}.txt", ["annual leave annual leave salary"])
+        store.put(DocumentRecord(**{**doc.__dict__, "acl": ("group:hr",)}), chunks,
+                  EMB.embed_passages([c.embed_text for c in chunks]))
+    store.commit()
+    assert staff_scores() == before
+    store.close()
