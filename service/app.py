@@ -115,7 +115,8 @@ def build_services(settings: Settings, metrics: Metrics, *, embedder: Embedder |
         llm = chat
     conversations = ConversationStore(settings.data_dir / "conversations.sqlite", sink_turns=settings.sink_turns,
                                       window_turns=settings.window_turns, history_tokens=settings.history_tokens,
-                                      ttl_seconds=settings.session_ttl_seconds)
+                                      ttl_seconds=settings.session_ttl_seconds,
+                                      max_sessions=settings.max_sessions_per_caller)
     gate = CpuGate(settings.max_concurrent or os.cpu_count() or 2, max_wait=settings.queue_timeout)
     answers = AnswerService(retriever, conversations, CitationChecker(embedder),
                             extractive.build(settings.extractive, embedder),

@@ -49,6 +49,13 @@ class Principal:
     groups: frozenset[str]
     key_id: str | None = None
     unrestricted: bool = False  # authentication is off: the local user reads and manages everything
+    realm: str = "key"  # how the caller signed in: "key" (an API key) or "oidc" (a token)
+
+    @property
+    def owner(self) -> str:
+        """Whose conversations these are: the realm and the name ('' for the local user), so an OIDC user and
+        an API key of the same name never share one."""
+        return "" if self.unrestricted else f"{self.realm}:{self.name}"
 
     def is_admin(self, admin_group: str) -> bool:
         """May read every document and upload, delete and re-label documents."""

@@ -140,6 +140,8 @@ class Settings(BaseSettings):
     window_turns: int = Field(6, ge=1, description="most recent turns kept")
     history_tokens: int = Field(1500, ge=0, description="token budget for conversation history")
     session_ttl_seconds: float = Field(7 * 86400, gt=0, description="idle conversations are forgotten after this")
+    max_sessions_per_caller: int = Field(100, ge=1, le=100_000, description="conversations one caller keeps (the "
+                                         "least recently used is forgotten beyond)")
 
     @field_validator("default_acl")
     @classmethod

@@ -6,8 +6,11 @@ recent turns that fits `history_tokens`; the turns in between leave the prompt. 
 window and summary are ever read, and turns that left the window are deleted, so a conversation of 1,000
 turns costs the same prompt size, memory and storage as one of 20.
 
-A conversation belongs to the caller who started it: another caller asking with its id is told it does not
-exist. Each turn remembers the documents its answer was drawn from; a turn (or a summary) drawn from a document
+A conversation belongs to the caller who started it: session ids live in each caller's own namespace (stored
+as `<owner>\x1f<session id>`), so another caller using the same id starts a conversation of its own: an id can
+neither be taken from its owner beforehand nor tested for existence. A caller keeps at most `max_sessions`
+conversations (the least recently used goes first), so one key cannot grow the store without bound. Each turn
+remembers the documents its answer was drawn from; a turn (or a summary) drawn from a document
 the caller may no longer read leaves the prompt from the next question on, so history cannot carry a revoked
 document's text.
 """
@@ -23,7 +26,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from service.errors import NotFoundError
 from service.tokens import estimate_tokens
 
 _SCHEMA = """
@@ -68,7 +70,8 @@ class ConversationStore:
     PRUNE_EVERY = 256  # appends between two sweeps of expired sessions
 
     def __init__(self, path: Path, *, sink_turns: int = 1, window_turns: int = 6, history_tokens: int = 1500,
-                 summariser: Summariser | None = None, ttl_seconds: float = 7 * 86400) -> None:
+                 summariser: Summariser | None = None, ttl_seconds: float = 7 * 86400,
+                 max_sessions: int = 100) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -81,6 +84,13 @@ class ConversationStore:
                     if "duplicate column" not in str(exc):
                         raise
         self._db.execute("CREATE INDEX IF NOT EXISTS sessions_updated ON sessions(updated)")
+        self._db.execute("CREATE INDEX IF NOT EXISTS sessions_owner ON sessions(owner, updated)")
+        # ids from before owners' namespaces: the bare session id becomes <owner> US <session id>
+        with self._db:
+            self._db.execute("UPDATE turns SET session_id = coalesce((SELECT owner FROM sessions WHERE id = "
+                             "session_id), '') || char(31) || session_id WHERE instr(session_id, char(31)) = 0")
+            self._db.execute("UPDATE sessions SET id = owner || char(31) || id WHERE instr(id, char(31)) = 0")
+        self.max_sessions = max_sessions
         self._lock = threading.Lock()
         self.sink_turns = sink_turns
         self.window_turns = window_turns
@@ -94,15 +104,14 @@ class ConversationStore:
         return uuid.uuid4().hex
 
     def memory(self, session_id: str, owner: str = "", can_read: CanRead | None = None) -> Memory:
-        """What the prompt may recall of a conversation. NotFoundError when it belongs to another caller;
-        turns drawn from documents `can_read` refuses are left out (None: the caller reads everything)."""
+        """What the prompt may recall of the caller's conversation `session_id` (empty when it has none of that
+        id); turns drawn from documents `can_read` refuses are left out (None: the caller reads everything)."""
+        session_id = _key(owner, session_id)
         with self._lock:
             row = self._db.execute("SELECT turns, summary, owner, summary_docs FROM sessions WHERE id = ?",
                                    (session_id,)).fetchone()
             if row is None:
                 return EMPTY
-            if row[2] != owner:
-                raise NotFoundError(f"no conversation with id {session_id!r}")
             sinks = self._rows("SELECT idx, question, answer, docs FROM turns WHERE session_id = ? AND idx < ? "
                                "ORDER BY idx", (session_id, self.sink_turns))
             recent = self._rows("SELECT idx, question, answer, docs FROM turns WHERE session_id = ? AND idx >= ? "
@@ -128,16 +137,21 @@ class ConversationStore:
 
     def append(self, session_id: str, question: str, answer: str, *, owner: str = "",
                docs: Iterable[str] = ()) -> None:
-        """Add a turn; `docs`: the documents its answer was drawn from. NotFoundError when the conversation
-        belongs to another caller."""
+        """Add a turn to the caller's conversation `session_id` (started when it has none of that id; its least
+        recently used one is forgotten when that makes more than `max_sessions`); `docs`: the documents its
+        answer was drawn from."""
+        session_id = _key(owner, session_id)
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                row = self._db.execute("SELECT turns, owner FROM sessions WHERE id = ?", (session_id,)).fetchone()
-                if row is not None and row[1] != owner:
-                    raise NotFoundError(f"no conversation with id {session_id!r}")
+                row = self._db.execute("SELECT turns FROM sessions WHERE id = ?", (session_id,)).fetchone()
                 idx = row[0] if row else 0
                 if row is None:
+                    extra = [r[0] for r in self._db.execute(
+                        "SELECT id FROM sessions WHERE owner = ? ORDER BY updated DESC, created DESC LIMIT -1 "
+                        "OFFSET ?", (owner, self.max_sessions - 1))]
+                    self._db.executemany("DELETE FROM turns WHERE session_id = ?", [(i,) for i in extra])
+                    self._db.executemany("DELETE FROM sessions WHERE id = ?", [(i,) for i in extra])
                     self._db.execute("INSERT INTO sessions (id, created, turns, owner) VALUES (?, ?, 0, ?)",
                                      (session_id, time.time(), owner))
                 self._db.execute("INSERT INTO turns (session_id, idx, question, answer, created, docs) "
@@ -189,12 +203,24 @@ class ConversationStore:
                                  [(session_id, t.idx) for t in turns])
             self._db.execute("COMMIT")
 
-    def stored_turns(self, session_id: str) -> int:
+    def stored_turns(self, session_id: str, owner: str = "") -> int:
         with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM turns WHERE session_id = ?", (session_id,)).fetchone()[0]
+            return self._db.execute("SELECT COUNT(*) FROM turns WHERE session_id = ?",
+                                    (_key(owner, session_id),)).fetchone()[0]
+
+    def sessions(self, owner: str) -> int:
+        """How many conversations the caller has stored."""
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM sessions WHERE owner = ?", (owner,)).fetchone()[0]
 
     def close(self) -> None:
         self._db.close()
+
+
+def _key(owner: str, session_id: str) -> str:
+    """Where a caller's conversation is stored: session ids are per caller (a unit separator cannot occur in
+    either part: ids are [A-Za-z0-9_-], owners are realm:name)."""
+    return f"{owner}\x1f{session_id}"
 
 
 def _cost(turn: Turn) -> int:

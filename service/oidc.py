@@ -150,4 +150,4 @@ class OidcVerifier:
             raw = raw.replace(",", " ").split()
         if not isinstance(raw, list) or not all(isinstance(g, str) for g in raw):
             raise AuthError(f"invalid token: claim {self.groups_claim!r} is not a list of group names")
-        return Principal(name, frozenset(g for g in raw if g), key_id=f"oidc:{name}")
+        return Principal(name, frozenset(g for g in raw if g), key_id=f"oidc:{name}", realm="oidc")

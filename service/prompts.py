@@ -7,12 +7,12 @@ go in by rank while they fit; a block that does not fit is dropped whole and log
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field
 from importlib import resources
 
 from service.citations import defuse_markers
 from service.conversations import Memory
+from service.guard import defuse_delimiters
 from service.retrieval import Candidate
 from service.tokens import estimate_tokens
 
@@ -55,15 +55,12 @@ def context_block(n: int, cand: Candidate) -> str:
     heading = " > ".join(hit.chunk.heading_path)
     section = f' section="{_attr(heading)}"' if heading else ""
     # a document can neither close its block nor open one, and its own "[1]" marks are no citations
-    body = defuse_markers(_FAKE_TAG.sub(r"<\1 context", hit.chunk.text))
+    body = defuse_markers(defuse_delimiters(hit.chunk.text))
     return f'<context n="{n}" title="{_attr(hit.title)}"{page}{section}>\n{body}\n</context>'
 
 
-_FAKE_TAG = re.compile(r"<\s*(/?)\s*context", re.IGNORECASE)
-
-
 def _attr(value: str) -> str:
-    return value.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;").replace("\n", " ")
+    return defuse_delimiters(value).replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;").replace("\n", " ")
 
 
 def build_prompt(question: str, candidates: list[Candidate], memory: Memory, *, context_window: int,

@@ -119,3 +119,32 @@ def test_a_conversation_file_from_before_expiry_is_upgraded(tmp_path):
     store = ConversationStore(path)
     store.append("s", "q?", "a.")
     assert store.memory("s").total_turns == 1
+
+
+def test_conversations_from_before_per_caller_ids_keep_their_owner(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "c.sqlite"
+    old = ConversationStore(path)
+    fill(old, "s1", 2)
+    old.close()
+    db = sqlite3.connect(path)  # as the previous version stored them: the bare id, the owner beside it
+    db.execute("UPDATE turns SET session_id = 's1'")
+    db.execute("UPDATE sessions SET id = 's1', owner = 'user:alice'")
+    db.commit()
+    db.close()
+    store = ConversationStore(path)
+    assert store.memory("s1", "user:alice").total_turns == 2 and len(store.memory("s1", "user:alice").turns) == 2
+    assert store.memory("s1", "user:bob").turns == []  # the same id is a fresh conversation for anyone else
+    store.close()
+
+
+def test_each_caller_keeps_a_bounded_number_of_conversations(tmp_path):
+    store = ConversationStore(tmp_path / "c.sqlite", max_sessions=3)
+    for i in range(6):
+        store.append(f"s{i}", "q?", "a.", owner="key:a")
+    store.append("s0", "q?", "a.", owner="key:b")
+    store.append("s5", "more?", "b.", owner="key:a")  # an existing conversation: nothing is forgotten
+    assert store.sessions("key:a") == 3 and store.sessions("key:b") == 1
+    assert [store.memory(f"s{i}", "key:a").total_turns for i in range(6)] == [0, 0, 0, 1, 1, 2]
+    assert store.memory("s0", "key:b").total_turns == 1

@@ -234,3 +234,17 @@ def test_known_keys_outlive_their_cache_time_while_the_provider_is_down(oidc_cli
     oidc_client.app.state.services.oidc.keys.lifespan = 0  # the cached keys are due for a refresh
     idp.body = b"502 Bad Gateway"
     assert oidc_client.post("/v1/search", json={"query": LEAVE}, headers=bearer(token(key, "k1"))).status_code == 200
+
+
+def test_an_oidc_user_and_an_api_key_of_the_same_name_never_share_a_conversation(oidc_client, idp, data_dir):
+    keys = KeyStore(data_dir / "keys.sqlite")
+    api_key, _ = keys.create("carol", ("staff",))
+    keys.close()
+    tok = token(idp.new_key("k1"), "k1", sub="carol")
+    assert oidc_client.post("/v1/ask", json={"question": LEAVE, "session_id": "s1"},
+                            headers=bearer(api_key)).status_code == 200
+    assert oidc_client.post("/v1/ask", json={"question": "What is the per diem outside Europe?",
+                                             "session_id": "s1"}, headers=bearer(tok)).status_code == 200
+    store = oidc_client.app.state.services.answers.conversations
+    assert [t.question for t in store.memory("s1", "key:carol").turns] == [LEAVE]
+    assert [t.question for t in store.memory("s1", "oidc:carol").turns] == ["What is the per diem outside Europe?"]

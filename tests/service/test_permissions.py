@@ -124,9 +124,13 @@ def test_conversations_belong_to_their_caller_and_forget_revoked_documents(make_
     first = client.post("/v1/ask", json={"question": LEAVE}, headers=auth["alice"]).json()
     sid = first["session_id"]
     assert "25 days" in first["answer"] and first["citations"][0]["source"] == pdf["source"]
-    stolen = client.post("/v1/ask", json={"question": "And parental leave?", "session_id": sid},
-                         headers=auth["bob"])
-    assert stolen.status_code == 404 and "25 days" not in stolen.text and "conversation" in stolen.json()["detail"]
+    # session ids are per caller: bob using alice's id starts a conversation of his own, which tells him
+    # nothing (no 404 against 200 to test ids with) and recalls nothing of hers
+    mark = len(llm.requests)
+    llm.script("Parental leave is 20 weeks [1].")  # a fresh conversation: no rewrite of the question
+    other = client.post("/v1/ask", json={"question": "And parental leave?", "session_id": sid}, headers=auth["bob"])
+    assert other.status_code == 200 and other.json()["session_id"] == sid and "25 days" not in other.text
+    assert all("25 days" not in str(r["body"]["messages"]) for r in llm.requests[mark:])
 
     def sent_since(mark: int) -> str:
         return "".join(str(r["body"]["messages"]) for r in llm.requests[mark:])
@@ -206,3 +210,21 @@ def test_uploads_are_refused_before_their_body_is_read(world, data_dir):
     ok = client.post("/v1/documents", files={"file": ("x.md", b"# X\n\nhello there", "text/markdown")},
                      headers=auth["root"])
     assert ok.status_code == 201, ok.text
+
+
+def test_a_session_id_cannot_be_squatted_and_one_caller_cannot_grow_storage_without_bound(make_client, data_dir):
+    """bob takes the id alice is about to use: alice's conversation is still hers alone. And however many
+    conversations one key starts, it keeps QUELLE_MAX_SESSIONS_PER_CALLER of them."""
+    client, auth, _, _ = make_world(make_client, data_dir, max_sessions_per_caller=3)
+    assert client.post("/v1/ask", json={"question": "What is the per diem outside Europe?", "session_id": "standup"},
+                       headers=auth["bob"]).status_code == 200
+    mine = client.post("/v1/ask", json={"question": LEAVE, "session_id": "standup"}, headers=auth["alice"])
+    assert mine.status_code == 200 and not mine.json()["abstained"]
+    store = client.app.state.services.answers.conversations
+    assert [t.question for t in store.memory("standup", "key:alice").turns] == [LEAVE]
+    assert [t.question for t in store.memory("standup", "key:bob").turns] == ["What is the per diem outside Europe?"]
+    for i in range(8):
+        assert client.post("/v1/ask", json={"question": LEAVE, "session_id": f"s{i}"},
+                           headers=auth["bob"]).status_code == 200
+    assert store.sessions("key:bob") == 3 and store.sessions("key:alice") == 1
+    assert [store.memory(f"s{i}", "key:bob").total_turns for i in (5, 6, 7)] == [1, 1, 1]  # the latest kept
