@@ -78,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-NO_INDEX = 3  # exit code: a read-only command found no index
+NO_INDEX = 3  # exit code: a read-only command found no index, or one without documents
 
 
 def _reads_an_index(args: argparse.Namespace) -> bool:
@@ -93,6 +93,12 @@ def _index_exists(data_dir: Path) -> bool:
     from index.faiss_store import FaissSqliteStore
 
     return FaissSqliteStore.recorded_model(data_dir) is not None
+
+
+def _index_documents(data_dir: Path) -> int:
+    from index.faiss_store import FaissSqliteStore
+
+    return FaissSqliteStore.recorded_documents(data_dir) or 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -124,6 +130,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # a read-only command never creates an index (nor the model export beside it)
         print(f"quelle: error: no index in {settings.data_dir}: build one with `quelle ingest FOLDER` (the index "
               "folder is --data-dir or QUELLE_DATA_DIR, default ./quelle-data)", file=sys.stderr)
+        return NO_INDEX
+    if _reads_an_index(args) and args.command != "stats" and not _index_documents(settings.data_dir):
+        print(f"quelle: error: the index in {settings.data_dir} holds no documents yet: add some with "
+              "`quelle ingest FOLDER`", file=sys.stderr)
         return NO_INDEX
     from cli import commands
 

@@ -92,6 +92,20 @@ class FaissSqliteStore:
             raise
 
     @staticmethod
+    def recorded_documents(data_dir: Path) -> int | None:
+        """How many documents an existing index holds (None: no index there yet); opens nothing for writing."""
+        path = Path(data_dir) / "quelle.sqlite"
+        if not path.exists():
+            return None
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            return int(db.execute("SELECT COUNT(*) FROM documents").fetchone()[0])
+        except sqlite3.Error:
+            return None
+        finally:
+            db.close()
+
+    @staticmethod
     def recorded_model(data_dir: Path) -> str | None:
         """The embedding model an existing index was built with (None: no index there yet)."""
         path = Path(data_dir) / "quelle.sqlite"

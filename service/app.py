@@ -58,6 +58,9 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None, ingest_f
                              llm_http_client=llm_http_client)
         app.state.services = svc
         svc.ready = True
+        if svc.store.documents(0, 1)[1] == 0:
+            log.warning("the index in %s holds no documents: every answer will be 'not found' until some are "
+                        "ingested (quelle ingest FOLDER, or POST /v1/documents)", settings.data_dir)
         log.info("ready", extra={"fields": {"generation": svc.store.generation, "model": svc.embedder.model_id,
                                             "encoder": runtime(svc.embedder),
                                             "answerer": "llm" if svc.answers.llm else "extractive"}})

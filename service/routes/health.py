@@ -17,12 +17,17 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses={503: {"description": "still loading the model or the index"}})
 def readyz(request: Request) -> JSONResponse:
-    """The index and the model are loaded."""
+    """The index and the model are loaded; `documents` says how many documents the index holds (with a
+    `warning` when none)."""
     svc: Services | None = getattr(request.app.state, "services", None)
     if svc is None or not svc.ready:
         return JSONResponse(status_code=503, content={"status": "loading"})
     generation = svc.store.refresh()
-    return JSONResponse({"status": "ready", "generation": generation, "model": svc.embedder.model_id})
+    documents = svc.store.documents(0, 1)[1]
+    body = {"status": "ready", "generation": generation, "model": svc.embedder.model_id, "documents": documents}
+    if documents == 0:
+        body["warning"] = "the index holds no documents: every answer will be 'not found' until some are ingested"
+    return JSONResponse(body)
 
 
 @router.get("/metrics", response_class=Response)

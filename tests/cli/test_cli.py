@@ -85,6 +85,19 @@ def test_a_read_only_command_on_a_missing_index_is_one_line_and_creates_nothing(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_read_only_command_on_an_empty_index_says_so_in_one_line(tmp_path):
+    empty, data = tmp_path / "nothing-here", tmp_path / "ix"
+    empty.mkdir()
+    minilm = {"QUELLE_EMBEDDING_MODEL": "all-MiniLM-L6-v2"}
+    assert quelle("ingest", str(empty), "--data-dir", str(data), env_extra=minilm).returncode == 0
+    for command in (("ask", "How many days of leave?"), ("search", "leave")):
+        run = quelle(*command, "--data-dir", str(data), env_extra=minilm)
+        assert run.returncode == 3 and run.stdout == "", run.stderr
+        assert run.stderr.strip() == (f"quelle: error: the index in {data} holds no documents yet: add some with "
+                                      "`quelle ingest FOLDER`")
+    assert quelle("stats", "--data-dir", str(data), env_extra=minilm).returncode == 0
+
+
 def test_an_existing_index_is_read_with_the_model_that_built_it(tmp_path):
     data = tmp_path / "ix"
     minilm = {"QUELLE_EMBEDDING_MODEL": "all-MiniLM-L6-v2"}

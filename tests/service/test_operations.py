@@ -9,6 +9,23 @@ def test_health_and_readiness(client):
     ready = client.get("/readyz").json()
     assert ready["status"] == "ready" and ready["generation"] >= 1
     assert ready["model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert ready["documents"] > 0 and "warning" not in ready
+
+
+def test_serving_an_empty_index_says_so_in_the_log_and_in_readyz(tmp_path, embedder, caplog):
+    from fastapi.testclient import TestClient
+
+    from index.faiss_store import FaissSqliteStore
+    from service.app import create_app
+    from service.config import Settings
+
+    with FaissSqliteStore(tmp_path, model_id=embedder.model_id, dim=embedder.dim, writable=True) as store:
+        store.commit()
+    with caplog.at_level(logging.WARNING, "quelle.service"), \
+            TestClient(create_app(Settings(_env_file=None, data_dir=tmp_path, auth="off"), embedder=embedder)) as c:
+        ready = c.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["documents"] == 0 and "no documents" in ready.json()["warning"]
+    assert any("holds no documents" in r.getMessage() for r in caplog.records)
 
 
 def test_metrics_in_prometheus_format(client):
