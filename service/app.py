@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from index.embedcache import cached
@@ -77,8 +78,9 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None, ingest_f
 
     # no trailing-slash redirect: Starlette builds its Location from the request's Host header, so a
     # caller could make the service point elsewhere; "/v1/documents/" is a plain 404
-    app = FastAPI(title="Quelle", version="0.1.0", lifespan=lifespan, redirect_slashes=False,
-                  description="Answers questions from your own documents, with cited sources.")
+    # /docs and /redoc from assets shipped in the package (fastapi-offline), not from a CDN: they work offline
+    app = FastAPIOffline(title="Quelle", version="0.1.0", lifespan=lifespan, redirect_slashes=False,
+                         description="Answers questions from your own documents, with cited sources.")
     for module in (search, ask, documents, health):
         app.include_router(module.router)
     _install_error_handlers(app)

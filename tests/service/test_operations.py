@@ -101,3 +101,20 @@ def test_a_wrong_method_names_the_allowed_ones_and_a_body_without_json_says_what
         assert r.status_code == 422 and "Content-Type: application/json" in r.json()["error"], r.text
     r = client.post("/v1/ask", json={"question": 5})  # JSON with a wrong field still names the field
     assert r.status_code == 422 and "question" in r.json()["error"]
+
+
+def test_api_docs_work_offline_and_the_root_points_somewhere_useful(client):
+    import re
+
+    root = client.get("/")
+    assert root.status_code == 200 and root.json()["links"]["api_docs"] == "/docs"
+    for page in ("/docs", "/redoc"):
+        html = client.get(page)
+        assert html.status_code == 200 and "text/html" in html.headers["content-type"]
+        urls = re.findall(r"""(?:src|href|url)\s*[:=]\s*['"]([^'"]+)['"]""", html.text)
+        assert urls and not [u for u in urls if "//" in u], (page, urls)  # nothing from a CDN
+        for url in urls:
+            got = client.get(url)
+            assert got.status_code == 200 and len(got.content) > 1000, url
+    js = client.get("/static-offline-docs/swagger-ui-bundle.js").text
+    assert "SwaggerUIBundle" in js and "3.1" in js  # Swagger UI 5: renders the OpenAPI 3.1 schema
