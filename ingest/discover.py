@@ -14,14 +14,15 @@ def source_of(path: Path) -> str:
     return path.resolve().as_posix()
 
 
-def discover(paths: Iterable[Path]) -> Iterator[Path]:
-    """Supported files under each path; a file named explicitly is yielded whatever its type."""
+def discover(paths: Iterable[Path], skipped: list[Path] | None = None) -> Iterator[Path]:
+    """Supported files under each path; a file named explicitly is yielded whatever its type. Files of other
+    types found in folders are added to `skipped` (hidden ones are not: they are nobody's documents)."""
     seen: set[str] = set()
     for root in paths:
         if root.is_file():
             candidates: Iterable[Path] = [root]
         else:
-            candidates = _walk(root)
+            candidates = _walk(root, skipped)
         for path in candidates:
             key = source_of(path)
             if key not in seen:
@@ -29,10 +30,14 @@ def discover(paths: Iterable[Path]) -> Iterator[Path]:
                 yield path
 
 
-def _walk(root: Path) -> Iterator[Path]:
+def _walk(root: Path, skipped: list[Path] | None) -> Iterator[Path]:
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             path = Path(dirpath) / name
-            if not name.startswith(".") and supported(path):
+            if name.startswith("."):
+                continue
+            if supported(path):
                 yield path
+            elif skipped is not None:
+                skipped.append(path)

@@ -78,7 +78,9 @@ class Ingestor:
     def run(self, paths: Sequence[Path], *, sync: bool = False, progress: Progress | None = None) -> IngestReport:
         report = IngestReport()
         started = time.monotonic()
-        files = list(discover(paths))
+        skipped: list[Path] = []
+        files = list(discover(paths, skipped))
+        report.skip([str(p) for p in skipped])
         seen = 0
         waiting: dict[Path, _Prepared] = {}
 

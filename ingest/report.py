@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import asdict, dataclass, field
+from pathlib import PurePath
 
 
 @dataclass
@@ -28,6 +30,17 @@ class IngestReport:
     generation: int = 0
     failures: list[FileFailure] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # files in the folders of types Quelle does not read
+    supported: list[str] = field(default_factory=list)  # the types it reads (set when files were skipped)
+
+    SHOWN = 50  # skipped files named in the text summary (the JSON report names all)
+
+    def skip(self, paths: list[str]) -> None:
+        from ingest.parsers import PARSERS
+
+        self.skipped += paths
+        if self.skipped:
+            self.supported = sorted(PARSERS)
 
     def fail(self, path: str, reason: str) -> None:
         self.failed += 1
@@ -48,6 +61,14 @@ class IngestReport:
             f"chunks: {self.chunks_written} written ({self.chunks_embedded} embedded, "
             f"{self.chunks_reused} reused) in {self.seconds:.1f} s; generation {self.generation}",
         ]
+        if self.skipped:
+            kinds = Counter(PurePath(p).suffix.lower() or "(none)" for p in self.skipped)
+            lines.append(f"skipped: {len(self.skipped)} file(s) of types not read: "
+                         + ", ".join(f"{k} {n}" for k, n in kinds.most_common())
+                         + f" (supported: {' '.join(self.supported)})")
+            lines += [f"skipped: {p}" for p in self.skipped[:self.SHOWN]]
+            if len(self.skipped) > self.SHOWN:
+                lines.append(f"skipped: ... and {len(self.skipped) - self.SHOWN} more (--json lists all)")
         lines += [f"warning: {w}" for w in self.warnings]
         lines += [f"failed: {f.path}: {f.reason}" for f in self.failures]
         return "\n".join(lines)

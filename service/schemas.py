@@ -21,7 +21,7 @@ class Strict(BaseModel):
 
 class SearchFilters(Strict):
     document_ids: list[Annotated[str, StringConstraints(max_length=64)]] | None = Field(None, max_length=1000)
-    kinds: list[Literal["pdf", "html", "markdown", "text", "docx"]] | None = None
+    kinds: list[Literal["pdf", "html", "markdown", "text", "docx", "csv", "json", "xlsx"]] | None = None
     source_prefix: Annotated[str, StringConstraints(max_length=4096)] | None = None
 
 

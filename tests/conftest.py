@@ -31,7 +31,7 @@ def tokenizer(embedder):
 def data_copy(tmp_path: Path) -> Path:
     """A private copy of tests/data, safe to change."""
     dest = tmp_path / "docs"
-    shutil.copytree(DATA, dest, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    shutil.copytree(DATA, dest, ignore=shutil.ignore_patterns("*.py", "__pycache__", "beir-mini"))
     return dest
 
 
@@ -61,7 +61,7 @@ def built_index(tmp_path_factory, embedder) -> Path:
     root = tmp_path_factory.mktemp("corpus")
     docs = root / "docs"
     shutil.copytree(SAMPLES, docs / "handbook")
-    shutil.copytree(DATA, docs / "data", ignore=shutil.ignore_patterns("*.py"))
+    shutil.copytree(DATA, docs / "data", ignore=shutil.ignore_patterns("*.py", "beir-mini"))
     data_dir = root / "index"
     from index.faiss_store import FaissSqliteStore
     from ingest.chunking import Chunker

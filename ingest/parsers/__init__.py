@@ -12,7 +12,7 @@ from pathlib import Path
 
 from index.errors import NoTextError, ParseError
 from ingest.document import ParsedDocument
-from ingest.parsers import docx, html, markdown, pdf, text
+from ingest.parsers import docx, html, markdown, pdf, tables, text
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,10 @@ PARSERS: dict[str, Parser] = {
     ".text": text.parse,
     ".rst": text.parse,
     ".docx": docx.parse,
+    ".csv": tables.parse_csv,
+    ".tsv": tables.parse_csv,
+    ".json": tables.parse_json,
+    ".xlsx": tables.parse_xlsx,
 }
 
 

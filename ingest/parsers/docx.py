@@ -24,14 +24,15 @@ MAX_ENTRIES = 10_000
 _HEADING_STYLE = re.compile(r"^(?:heading|überschrift|titre|見出し|标题)\s*(\d)$", re.I)
 
 
-def _check_archive(path: Path, zf: zipfile.ZipFile) -> None:
+def check_archive(path: Path, zf: zipfile.ZipFile, kind: str = "DOCX") -> None:
+    """Refuse an Office archive before inflating it: too many entries, too large, or compressed too well."""
     infos = zf.infolist()
     if len(infos) > MAX_ENTRIES:
-        raise ParseError(path, f"DOCX archive has {len(infos)} entries (limit {MAX_ENTRIES})")
+        raise ParseError(path, f"{kind} archive has {len(infos)} entries (limit {MAX_ENTRIES})")
     total = sum(i.file_size for i in infos)
     packed = sum(i.compress_size for i in infos) or 1
     if total > MAX_UNCOMPRESSED or total / packed > MAX_RATIO:
-        raise ParseError(path, f"DOCX archive inflates to {total} bytes from {packed}: refused as a zip bomb")
+        raise ParseError(path, f"{kind} archive inflates to {total} bytes from {packed}: refused as a zip bomb")
 
 
 def _style_level(p: ET.Element) -> int | None:
@@ -59,7 +60,7 @@ def parse(path: Path, data: bytes) -> ParsedDocument:
     except (zipfile.LargeZipFile, *_CORRUPT) as exc:  # NotImplementedError: a zip version it cannot read
         raise ParseError(path, f"not a valid DOCX (zip) file: {exc}") from None
     with zf:
-        _check_archive(path, zf)
+        check_archive(path, zf)
         try:
             body = ET.fromstring(zf.read("word/document.xml"))
         except KeyError:

@@ -16,7 +16,7 @@ with atheris.instrument_imports():
     from index.errors import ParseError
     from ingest.parsers import parse
 
-SUFFIXES = [".pdf", ".html", ".md", ".txt", ".docx"]
+SUFFIXES = [".pdf", ".html", ".md", ".txt", ".docx", ".csv", ".json", ".xlsx"]
 
 
 def one_input(data: bytes) -> None:

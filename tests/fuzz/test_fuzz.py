@@ -12,7 +12,8 @@ import pytest
 
 from tests.conftest import DATA, ROOT
 
-SUFFIXES = [".pdf", ".html", ".md", ".txt", ".docx"]  # as in fuzz_parsers.py: the first byte picks the parser
+# as in fuzz_parsers.py: the first byte picks the parser
+SUFFIXES = [".pdf", ".html", ".md", ".txt", ".docx", ".csv", ".json", ".xlsx"]
 
 
 @pytest.mark.slow

@@ -173,3 +173,62 @@ def test_real_sphinx_html_from_debian_keeps_its_text():
     assert doc.title.startswith("5. Managing Packages") and len(doc.text) > 50_000
     assert "Navigation" not in doc.text[:200]
     assert any(s.heading_path[:1] == ("5. Managing Packages",) for s in doc.sections)
+
+
+def test_csv_rows_name_their_columns_whatever_the_delimiter_and_encoding(tmp_path: Path):
+    p = tmp_path / "phones.csv"
+    p.write_bytes("Name;Phone;Office\nAda Lovelace;4711;B2\n;;\n山田 太郎;4712;東館 3F\n".encode("shift_jis"))
+    doc = parse(p)
+    assert doc.kind == "csv" and doc.title == "phones"
+    assert doc.text.split("\n\n") == ["Name: Ada Lovelace; Phone: 4711; Office: B2",
+                                      "Name: 山田 太郎; Phone: 4712; Office: 東館 3F"]
+
+
+def test_json_records_and_nested_values_become_lines_with_their_keys(tmp_path: Path):
+    import json
+
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps({"title": "Build servers", "server": {"host": "ci-01", "port": 8080, "tags": ["a", "b"]},
+                             "owners": [{"name": "Ada", "team": "infra"}, {"name": "Bo", "team": "web"}]}))
+    doc = parse(p)
+    assert doc.kind == "json" and doc.title == "Build servers"
+    assert doc.text.split("\n\n") == ["title: Build servers", "server.host: ci-01", "server.port: 8080",
+                                      "server.tags[0]: a", "server.tags[1]: b", "owners: name: Ada; team: infra",
+                                      "owners: name: Bo; team: web"]
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"a": 1,\n "b": }')
+    with pytest.raises(ParseError, match="not valid JSON: .* line 2"):
+        parse(bad)
+
+
+def test_xlsx_sheets_become_sections_and_bombs_and_fakes_are_refused(tmp_path: Path):
+    import zipfile
+
+    from openpyxl import Workbook
+
+    book = Workbook()
+    book.active.title = "Rooms"
+    book.active.append(["Room", "Seats", "Projector"])
+    book.active.append(["Basalt", 12, "yes"])
+    people = book.create_sheet("People")
+    people.append(["Name", "Phone"])
+    people.append(["Ada Lovelace", 4711])
+    p = tmp_path / "office.xlsx"
+    book.save(p)
+    doc = parse(p)
+    assert doc.kind == "xlsx" and [s.heading_path for s in doc.sections] == [("Rooms",), ("People",)]
+    assert [s.text for s in doc.sections] == ["Room: Basalt; Seats: 12; Projector: yes",
+                                              "Name: Ada Lovelace; Phone: 4711"]
+    bomb = tmp_path / "bomb.xlsx"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("xl/worksheets/sheet1.xml", b"<a>" + b"0" * 50_000_000 + b"</a>")
+    with pytest.raises(ParseError, match="XLSX archive inflates .* zip bomb"):
+        parse(bomb)
+    fake = tmp_path / "fake.xlsx"
+    fake.write_bytes(b"not a zip at all")
+    with pytest.raises(ParseError, match="not a valid XLSX"):
+        parse(fake)
+    legacy = tmp_path / "old.xlsx"
+    legacy.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 100)
+    with pytest.raises(EncryptedError):
+        parse(legacy)

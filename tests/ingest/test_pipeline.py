@@ -145,3 +145,25 @@ def test_small_embed_batches_give_the_same_index(ingest, tmp_path, embedder):
     with FaissSqliteStore(other, model_id=embedder.model_id, dim=embedder.dim, writable=True) as store:
         Ingestor(store, embedder, Chunker(embedder.tokenizer)).run([docs])
     assert snapshot(other)[0] == small
+
+
+def test_files_of_other_types_are_listed_as_skipped_and_tables_are_read(ingest, tmp_path, embedder):
+    docs = tmp_path / "share"
+    docs.mkdir()
+    (docs / "logo.gif").write_bytes(b"GIF89a")
+    (docs / "backup.gz").write_bytes(b"\x1f\x8b")
+    (docs / ".hidden.bin").write_bytes(b"x")
+    (docs / "phones.csv").write_text("Name,Phone,Office\nAda Lovelace,4711,B2\nBo Bell,4712,C3\n")
+    (docs / "rooms.json").write_text('[{"room": "Basalt", "seats": 12}, {"room": "Granite", "seats": 30}]')
+    report = ingest([docs])
+    assert report.added == 2 and report.failed == 0
+    assert sorted(Path(p).name for p in report.skipped) == ["backup.gz", "logo.gif"]  # hidden files are nobody's
+    assert {".pdf", ".docx", ".csv", ".json", ".xlsx"} <= set(report.supported)
+    summary = report.summary()
+    assert "skipped: 2 file(s) of types not read: .gif 1, .gz 1" in summary or \
+        "skipped: 2 file(s) of types not read: .gz 1, .gif 1" in summary
+    assert "(supported: " in summary and str(docs / "logo.gif") in summary
+    store = check_consistent(ingest.data_dir)
+    hits = store.retrieve(embedder.embed_query("Ada Lovelace phone"), "Ada Lovelace phone", 1)
+    store.close()
+    assert "Phone: 4711" in hits.keyword[0].chunk.text
