@@ -26,14 +26,9 @@ def is_answer_set(path: Path) -> bool:
 
 
 def load_questions(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise SystemExit(f"quelle: error: {path} line {i}: not JSON ({exc.msg})") from None
-    return rows
+    from cli.evaluate import read_jsonl
+
+    return read_jsonl(path, {"question": str})
 
 
 def run(settings: Settings, folder: Path, answerers: list[str] | None = None) -> dict[str, dict[str, float]]:

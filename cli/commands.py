@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import socket
 import sys
 import tempfile
 import time
@@ -60,6 +62,7 @@ def load_embedder(settings: Settings, *, threads: int | None = None, serving: bo
 
 def ingest(settings: Settings, paths: list[Path], *, sync: bool, as_json: bool, quiet: bool,
            commit_interval: float | None, acl: tuple[str, ...] | None = None) -> int:
+    FaissSqliteStore.check_not_written(settings.data_dir)  # before the model's load, not after it
     embedder = load_embedder(settings)
     chunker = Chunker(embedder.tokenizer, chunking(settings))
     with FaissSqliteStore(settings.data_dir, model_id=embedder.model_id, dim=embedder.dim, writable=True,
@@ -69,7 +72,7 @@ def ingest(settings: Settings, paths: list[Path], *, sync: bool, as_json: bool, 
             settings.commit_interval if commit_interval is None else commit_interval),
             acl=acl_policy(settings, acl), parser=pool, max_file_bytes=settings.max_file_mb << 20)
         bar = None
-        if not quiet:
+        if not quiet and not as_json and sys.stderr.isatty():  # a bar is for a person at a terminal
             from tqdm import tqdm
 
             bar = tqdm(unit="file", file=sys.stderr, dynamic_ncols=True)
@@ -93,7 +96,10 @@ def ingest(settings: Settings, paths: list[Path], *, sync: bool, as_json: bool, 
 
         prepare(embedder, settings.data_dir / "models")
     print(report.to_json() if as_json else report.summary())
-    return 0 if report.ok else 1
+    return 0 if report.ok else FILES_FAILED
+
+
+FILES_FAILED = 4  # exit code: some files could not be ingested (named in the report); the others are in
 
 
 def stats(settings: Settings) -> StoreStats:
@@ -124,22 +130,56 @@ def search(settings: Settings, query: str, k: int, *, as_json: bool) -> int:
 
 
 def serve(settings: Settings) -> int:
+    """Listen first (a port in use is one line, before anything loads or "ready" is logged), then load the
+    model and check the index against it (a model mismatch is one line, not a traceback from the server's
+    start-up), then serve on that socket."""
     import uvicorn
 
     from cli.indexer import FileIngestor
     from service import logs
     from service.app import create_app
-
-    logs.configure(settings.log_level)
-    embedder = load_embedder(settings, threads=settings.query_threads, serving=True)
-    ingest_file = FileIngestor(settings.data_dir, embedder, embedder.tokenizer, chunking(settings),
-                               acl_policy(settings), parser_pool(settings), settings.vector_policy())
-    app = create_app(settings, embedder=embedder, ingest_file=ingest_file)
     from service.http import guarded_protocol
 
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False,
-                http=guarded_protocol(settings.http_limits()))
-    return 0
+    sock = listen(settings.host, settings.port)
+    try:
+        logs.configure(settings.log_level)
+        embedder = load_embedder(settings, threads=settings.query_threads, serving=True)
+        if FaissSqliteStore.recorded_model(settings.data_dir) is not None:
+            FaissSqliteStore(settings.data_dir, model_id=embedder.model_id, dim=embedder.dim, writable=False).close()
+        ingest_file = FileIngestor(settings.data_dir, embedder, embedder.tokenizer, chunking(settings),
+                                   acl_policy(settings), parser_pool(settings), settings.vector_policy())
+        app = create_app(settings, embedder=embedder, ingest_file=ingest_file)
+        server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
+                                               access_log=False,
+                                               http=guarded_protocol(settings.http_limits())))
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+    return 0 if server.started else 1
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port, as uvicorn would make it; QuelleError naming the address when it
+    cannot be had."""
+    from index.errors import QuelleError
+
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as exc:
+        raise QuelleError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        why = "the address is already in use (another server on that port?)" \
+            if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
+        raise QuelleError(f"cannot listen on {host}:{port}: {why}; choose another with --port or QUELLE_PORT") \
+            from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def ask(settings: Settings, question: str, k: int | None, *, as_json: bool) -> int:

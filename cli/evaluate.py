@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -21,6 +22,7 @@ from typing import Any
 
 from index import keyword
 from index.embedder import Embedder
+from index.errors import QuelleError
 from index.faiss_store import FaissSqliteStore
 from index.store import Retrieved, SearchFilter, Store
 from index.text import has_cjk
@@ -29,16 +31,60 @@ from ingest.pipeline import Ingestor
 from service.evaluation import AbstainPoint, dedupe, evaluate
 from service.retrieval import CrossEncoderReranker, RetrievalConfig, Retriever, fuse, term_overlap
 
+log = logging.getLogger("quelle.eval")
+
 CHUNK_DEPTH = 100  # chunks retrieved per query before collapsing them into documents
 
 
+class DatasetError(QuelleError):
+    """An evaluation file that cannot be used: names the file, the line and the problem."""
+
+
+def read_jsonl(path: Path, required: dict[str, type | tuple[type, ...]]) -> list[dict[str, Any]]:
+    """The JSON objects of a JSONL file, one per non-empty line, each with the `required` fields of those
+    types; DatasetError naming the file and line otherwise."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path}: cannot read it: {exc}") from None
+    rows = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{path}:{n}: not a JSON object ({exc.msg} at column {exc.colno}); each line "
+                               "holds one question as JSON") from None
+        if not isinstance(row, dict):
+            raise DatasetError(f"{path}:{n}: a line must be a JSON object, not {type(row).__name__}")
+        for name, kind in required.items():
+            if not isinstance(row.get(name), kind):
+                raise DatasetError(f"{path}:{n}: field {name!r} is missing or not "
+                                   f"{getattr(kind, '__name__', 'a ' + ' or '.join(k.__name__ for k in kind))}")
+        rows.append(row)
+    if not rows:
+        raise DatasetError(f"{path}: no questions in it")
+    return rows
+
+
+def read_golden(path: Path) -> list[dict[str, Any]]:
+    """A golden file's rows ({"question", "answerable", "source", "page"}), checked."""
+    rows = read_jsonl(path, {"question": str})
+    for n, row in enumerate(rows, start=1):
+        if not row["question"].strip():
+            raise DatasetError(f"{path}: question {n} is empty")
+        if not isinstance(row.get("answerable", True), bool):
+            raise DatasetError(f"{path}: question {n}: 'answerable' must be true or false")
+        if row.get("source") is not None and not isinstance(row["source"], str):
+            raise DatasetError(f"{path}: question {n}: 'source' must be a file name")
+    return rows
+
+
 def load_beir(dataset: Path) -> tuple[list[dict[str, Any]], dict[str, str], dict[str, dict[str, int]]]:
-    corpus = [json.loads(line) for line in (dataset / "corpus.jsonl").read_text(encoding="utf-8").splitlines() if line]
-    queries = {}
-    for line in (dataset / "queries.jsonl").read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            q = json.loads(line)
-            queries[str(q["_id"])] = q["text"]
+    corpus = read_jsonl(dataset / "corpus.jsonl", {"_id": (str, int), "text": str})
+    lines = read_jsonl(dataset / "queries.jsonl", {"_id": (str, int), "text": str})
+    queries = {str(q["_id"]): q["text"] for q in lines}
     qrels: dict[str, dict[str, int]] = {}
     with open(dataset / "qrels" / "test.tsv", encoding="utf-8") as f:
         for row in csv.reader(f, delimiter="\t"):
@@ -114,8 +160,17 @@ def run_beir(retriever: Retriever, queries: dict[str, str], sources: dict[str, s
 
 
 def run_golden(retriever: Retriever, golden: Path, rerank_model: str | None) -> dict[str, dict[str, float]]:
-    rows = [json.loads(line) for line in golden.read_text(encoding="utf-8").splitlines() if line.strip()]
-    rows = [r for r in rows if r.get("answerable", True) and r.get("source")]
+    """Retrieval metrics over the answerable questions that name their source file (a question without one
+    cannot be scored: DatasetError when none can)."""
+    rows = [r for r in read_golden(golden) if r.get("answerable", True)]
+    scored = [r for r in rows if r.get("source")]
+    if not scored:
+        raise DatasetError(f"{golden}: no answerable question names the file that answers it ('source'), so "
+                           "retrieval cannot be scored")
+    if len(scored) < len(rows):
+        log.warning("%s: %d answerable question(s) name no 'source' file and are left out of the retrieval "
+                    "figures", golden, len(rows) - len(scored))
+    rows = scored
     report = {}
     for name, (r, mode) in configurations(retriever, rerank_model).items():
         runs, qrels = {}, {}
@@ -146,7 +201,7 @@ def run_answers(answers, golden: Path) -> dict[str, float]:  # type: ignore[no-u
     """Answer-level metrics of the configured answerer on a golden file (service.evaluation.answer_metrics)."""
     from service.evaluation import answer_metrics
 
-    rows = [json.loads(line) for line in golden.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = read_golden(golden)
     results = [answers.answer(answers.plan(row["question"], None, None, None)) for row in rows]
     return answer_metrics(rows, results)
 

