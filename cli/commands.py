@@ -50,7 +50,7 @@ def load_embedder(settings: Settings, *, threads: int | None = None, serving: bo
             settings.model_for_index(FaissSqliteStore.recorded_model(settings.data_dir)),
             batch_size=settings.embed_batch_size, query_prefix=settings.query_prefix,
             passage_prefix=settings.passage_prefix, threads=threads or settings.embed_threads,
-            precision=settings.embed_precision, backend=backend, onnx_dir=settings.data_dir / "models")
+            precision=settings.embed_precision, backend=backend, onnx_dir=settings.onnx_dir())
 
     if one_shot and backend == "auto":
         try:
@@ -94,7 +94,7 @@ def ingest(settings: Settings, paths: list[Path], *, sync: bool, as_json: bool, 
     if settings.query_backend != "torch":  # PyTorch is loaded here: spare the service's first start the export
         from index.onnx_embedder import prepare
 
-        prepare(embedder, settings.data_dir / "models")
+        prepare(embedder, settings.onnx_dir())
     print(report.to_json() if as_json else report.summary())
     return 0 if report.ok else FILES_FAILED
 

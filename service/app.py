@@ -96,7 +96,7 @@ def build_services(settings: Settings, metrics: Metrics, *, embedder: Embedder |
                                  query_prefix=settings.query_prefix,
                                  passage_prefix=settings.passage_prefix, threads=settings.query_threads,
                                  precision=settings.embed_precision, backend=settings.query_backend,
-                                 onnx_dir=settings.data_dir / "models")
+                                 onnx_dir=settings.onnx_dir())
     embedder = cached(embedder, settings.embed_cache)  # queries and answer sentences come back often
     if not (settings.data_dir / "quelle.sqlite").exists():  # a fresh service starts with an empty index
         FaissSqliteStore(settings.data_dir, model_id=embedder.model_id, dim=embedder.dim, writable=True,

@@ -5,6 +5,7 @@ Only the CLI and the service's create_app() build a Settings; library functions 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -46,9 +47,12 @@ class Settings(BaseSettings):
                             "(AMX, AVX512-BF16), else fp32 (docs/performance.md)")
     query_backend: Literal["auto", "onnx", "torch"] = Field(
         "auto", description="what runs the embedding model in the service (serve, ask, search): auto = questions "
-                            "on ONNX Runtime (exported once into <data dir>/models) and batches on PyTorch once "
-                            "it has loaded in the background; PyTorch alone where ONNX cannot run the model or "
-                            "an NVIDIA GPU is present. onnx: no PyTorch. Ingestion always runs PyTorch")
+                            "on ONNX Runtime (exported once per model into the model cache) and batches on "
+                            "PyTorch once it has loaded in the background; PyTorch alone where ONNX cannot run the "
+                            "model or an NVIDIA GPU is present. onnx: no PyTorch. Ingestion always runs PyTorch")
+    model_cache_dir: Path | None = Field(None, description="where models exported for ONNX Runtime are kept, one "
+                                         "file per model shared by every data dir (default: $XDG_CACHE_HOME/quelle/"
+                                         "models, else ~/.cache/quelle/models)")
     chunk_tokens: int = Field(250, ge=16)
     chunk_overlap: int = Field(40, ge=0)
     chunk_tokens_cjk: int | None = Field(450, ge=16, description="budget for mostly Japanese/Chinese sections, "
@@ -159,6 +163,12 @@ class Settings(BaseSettings):
         if recorded and "embedding_model" not in self.model_fields_set:
             return recorded
         return self.embedding_model
+
+    def onnx_dir(self) -> Path:
+        """The model cache: exported models, once per model for every data dir."""
+        if self.model_cache_dir is not None:
+            return self.model_cache_dir
+        return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "quelle" / "models"
 
     def http_limits(self) -> HttpLimits:
         from service.http import HttpLimits  # uvicorn is imported by `serve` only

@@ -183,3 +183,17 @@ def test_eval_on_a_malformed_golden_file_names_the_line_and_the_problem(tmp_path
     run = quelle("eval", str(nosource), "--data-dir", str(built_index))
     assert run.returncode == 1 and "no answerable question names the file that answers it" in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1
+
+
+def test_the_onnx_export_is_made_once_per_model_for_every_data_dir(tmp_path):
+    """Each data dir held its own 87 MB export of the model: now one file per model in the model cache."""
+    cache = tmp_path / "cache"
+    env = {"QUELLE_EMBEDDING_MODEL": "all-MiniLM-L6-v2", "QUELLE_MODEL_CACHE_DIR": str(cache)}
+    for name in ("one", "two"):
+        assert quelle("ingest", str(DATA / "notes.md"), "--data-dir", str(tmp_path / name),
+                      env_extra=env).returncode == 0
+        assert not (tmp_path / name / "models").exists()
+        found = quelle("search", "quarterly planning", "--data-dir", str(tmp_path / name), env_extra=env)
+        assert found.returncode == 0 and "notes.md" in found.stdout, found.stderr
+    exports = list(cache.glob("*.onnx"))
+    assert len(exports) == 1 and exports[0].name.startswith("sentence-transformers_all-MiniLM-L6-v2-")
