@@ -75,3 +75,26 @@ def projection(store: FaissSqliteStore, limit: int = 5000) -> tuple[np.ndarray, 
     x -= x.mean(axis=0)
     _, _, vt = np.linalg.svd(x, full_matrices=False)
     return x @ vt[:2].T, [d.title or d.source.rsplit("/", 1)[-1] for d, _ in keep]
+
+
+def use_cjk_font() -> str | None:
+    """Make matplotlib draw Japanese and Chinese (document titles in legends) with Noto Sans CJK from the
+    `noto-cjk-sans-otc` package (the notebooks extra), else with a CJK font the system has; the font's name,
+    or None when there is none (the labels would be boxes: say so)."""
+    import importlib.resources
+
+    from matplotlib import font_manager, rcParams
+
+    try:
+        packaged = importlib.resources.files("noto_cjk_sans_otc").joinpath("NotoSansCJK-Regular.ttc")
+        font_manager.fontManager.addfont(str(packaged))
+    except (ModuleNotFoundError, FileNotFoundError, OSError, RuntimeError):
+        pass
+    names = {f.name for f in font_manager.fontManager.ttflist}
+    for name in ("Noto Sans CJK JP", "Noto Sans CJK SC", "IPAexGothic", "WenQuanYi Zen Hei", "Droid Sans Fallback"):
+        if name in names:
+            rcParams["font.sans-serif"] = [name, *rcParams["font.sans-serif"]]
+            rcParams["font.family"] = "sans-serif"
+            return name
+    print('no CJK font found: Japanese and Chinese labels will show as boxes (pip install -e ".[notebooks]")')
+    return None

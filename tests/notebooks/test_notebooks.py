@@ -67,3 +67,28 @@ def test_index_explorer_notebook(tmp_path, monkeypatch):
     assert f": {n_docs} documents," in out
     assert "1 pages without usable text" in out and "scanned-page.pdf page 2: " in out
     assert "chunks from" in out and "documents projected" in out
+
+
+def test_the_documented_command_runs_a_notebook_from_the_root_on_the_users_index(tmp_path):
+    """README: `jupyter nbconvert --to html --execute notebooks/index_explorer.ipynb`, from the repository root,
+    reads the index the user built (a path relative to the root, as `quelle` reads it; the notebook looked
+    for it relative to notebooks/) and draws Japanese and Chinese titles with a CJK font (they were boxes)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.cli.test_cli import quelle
+
+    data_dir = tmp_path / "index"
+    minilm = {"QUELLE_EMBEDDING_MODEL": "all-MiniLM-L6-v2"}
+    assert quelle("ingest", str(SAMPLES), "--data-dir", str(data_dir), env_extra=minilm).returncode == 0
+    env = {**os.environ, **minilm, "QUELLE_DATA_DIR": os.path.relpath(data_dir, ROOT), "MPLBACKEND": "Agg",
+           "JUPYTER_PLATFORM_DIRS": "1", "PYTHONWARNINGS": "always"}
+    run = subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "html", "--execute",
+                          "notebooks/index_explorer.ipynb", "--output-dir", str(tmp_path)],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    html = (tmp_path / "index_explorer.html").read_text(encoding="utf-8")
+    assert f"{os.path.relpath(data_dir, ROOT)}: " in html and " documents, " in html
+    assert "missing from font" not in html and "show as boxes" not in html
+    assert "documents projected" in html
