@@ -83,8 +83,9 @@ def ingest(settings: Settings, paths: list[Path], *, sync: bool, as_json: bool, 
                 return
             bar.total = total
             bar.update(done - bar.n)
-            rate = report.chunks_written / max(time.monotonic() - started, 1e-6)
-            bar.set_postfix(chunks=report.chunks_written, chunks_s=f"{rate:.0f}", failed=report.failed)
+            elapsed = max(time.monotonic() - started, 1e-6)
+            bar.set_postfix(chunks_embedded=report.chunks_embedded, tokens_s=f"{report.tokens_embedded / elapsed:.0f}",
+                            failed=report.failed)
 
         try:
             report = ingestor.run(paths, sync=sync, progress=progress)

@@ -81,17 +81,14 @@ class Ingestor:
         skipped: list[Path] = []
         files = list(discover(paths, skipped))
         report.skip([str(p) for p in skipped])
-        seen = 0
         waiting: dict[Path, _Prepared] = {}
 
         def tasks() -> Iterator[tuple[Path, bytes]]:
-            nonlocal seen
             for path in files:
-                seen += 1
                 prepared = self._prepare(path, report)
                 if prepared is None:
                     if progress:
-                        progress(report, seen, len(files))
+                        progress(report, report.finished, len(files))
                     continue
                 waiting[path] = prepared
                 data, prepared.data = prepared.data, b""
@@ -104,8 +101,8 @@ class Ingestor:
                 self._accept(path, waiting.pop(path), outcome, report)
                 if sum(len(p.chunks) for p in self._pending) >= self.embed_batch:
                     self._flush(report)
-                if progress:
-                    progress(report, seen, len(files))
+                if progress:  # files finished (embedded and written, unchanged or failed): parsing runs ahead
+                    progress(report, report.finished, len(files))
             self._flush(report)
             if progress:
                 progress(report, len(files), len(files))

@@ -47,6 +47,11 @@ class IngestReport:
         self.failures.append(FileFailure(path, reason))
 
     @property
+    def finished(self) -> int:
+        """Files done with: written (added, updated), unchanged or failed."""
+        return self.added + self.updated + self.unchanged + self.failed
+
+    @property
     def ok(self) -> bool:
         return self.failed == 0
 

@@ -167,3 +167,25 @@ def test_files_of_other_types_are_listed_as_skipped_and_tables_are_read(ingest, 
     hits = store.retrieve(embedder.embed_query("Ada Lovelace phone"), "Ada Lovelace phone", 1)
     store.close()
     assert "Phone: 4711" in hits.keyword[0].chunk.text
+
+
+def test_progress_counts_files_finished_not_files_handed_to_the_parsers(embedder, tmp_path):
+    """Parsing runs ahead in worker processes: the bar counted files handed to them and sat at 100% while most
+    were still to be embedded. Each progress report now counts the files finished, as the report does."""
+    from ingest.sandbox import ParseLimits, ParserPool
+
+    docs = tmp_path / "docs"
+    shutil.copytree(SAMPLES, docs)
+    calls: list[tuple[int, int, int]] = []
+
+    def progress(report, done: int, total: int) -> None:
+        calls.append((done, report.added + report.updated + report.unchanged + report.failed, total))
+        assert done < total or not ingestor._pending  # 100% only once every chunk is embedded
+
+    with FaissSqliteStore(tmp_path / "ix", model_id=embedder.model_id, dim=embedder.dim, writable=True) as store, \
+            ParserPool(2, ParseLimits(timeout_s=60, memory_mb=1024)) as pool:
+        ingestor = Ingestor(store, embedder, Chunker(embedder.tokenizer), parser=pool)
+        report = ingestor.run([docs], progress=progress)
+    assert report.added == calls[-1][2] and calls[-1][0] == calls[-1][2]
+    assert all(done == finished for done, finished, _ in calls), calls
+    assert [done for done, _, _ in calls] == sorted(done for done, _, _ in calls)
