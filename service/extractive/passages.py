@@ -35,7 +35,7 @@ from service.citations import defuse_markers
 from service.extractive import Extract, Quote
 from service.extractive.question import COMMANDISH, NUMBER, PATH, Focus, question_terms
 from service.extractive.units import Unit, units
-from service.retrieval import Candidate
+from service.retrieval import Candidate, names_found
 
 _CONTINUES = re.compile(r"^(?:However|But|Since|As of|Starting|Beginning|Note|Except|Unless|Otherwise|Instead|"
                         r"ただし|しかし|なお|但|不过|但是)", re.I)
@@ -65,7 +65,7 @@ class PassageAnswerer:
     def __init__(self, embedder: Embedder, *, max_embedded: int = 32, max_units: int = 3, max_chars: int = 700,
                  min_chars: int = 160, second_margin: float = 2.0, grow_margin: float = 1.0,
                  code_margin: float = 3.0, min_meaning: float = 0.35, min_coverage: float = 0.3,
-                 second_rule: int = 2, weights: Sequence[float] = WEIGHTS) -> None:
+                 second_rule: int = 2, weights: Sequence[float] = WEIGHTS, names_in_passage: bool = True) -> None:
         self.embedder = embedder
         self.max_embedded = max_embedded
         self.max_units = max_units
@@ -83,6 +83,7 @@ class PassageAnswerer:
         self.grow_margin = grow_margin
         self.code_margin = code_margin
         self.weights = np.asarray(weights, dtype=np.float32)
+        self.names_in_passage = names_in_passage  # the question's names must be in the quoted passages' chunks
 
     def extract(self, question: str, contexts: list[Candidate]) -> Extract | None:
         chunks = [units(c.hit.chunk.text) for c in contexts]
@@ -126,8 +127,8 @@ class PassageAnswerer:
         separate answerable from unanswerable questions least: on the answer sets (docs/quality.md) 0.3 takes
         their abstention from 0.25 / 0.08 to 0.67 / 0.67 for one answer in 48, while in English it abstained on
         no more unanswerable questions and lost four answers in 48."""
-        return evidence["meaning"] >= self.min_meaning and (evidence["coverage"] >= self.min_coverage
-                                                            or not evidence["cjk"])
+        return (evidence["meaning"] >= self.min_meaning and evidence.get("names", 1.0) >= 1.0
+                and (evidence["coverage"] >= self.min_coverage or not evidence["cjk"]))
 
     def _evidence(self, question: str, windows: list[list[Scored]], contexts: list[Candidate],
                   weight: dict[str, float]) -> dict[str, float]:
@@ -143,7 +144,10 @@ class PassageAnswerer:
             seen |= {stem(t) for t in terms(" ".join(contexts[w[0].n - 1].hit.chunk.heading_path))}
         total = sum(full.values())
         focus = Focus.of(question)
-        return {"cjk": float(cjk_share(question) >= 0.3),
+        named = 1.0
+        if self.names_in_passage:
+            named = float(names_found(question, [contexts[w[0].n - 1] for w in windows]))
+        return {"cjk": float(cjk_share(question) >= 0.3), "names": named,
                 "meaning": max((s.sim for w in windows for s in w if s.sim is not None), default=0.0),
                 "coverage": sum(v for t, v in full.items() if t in seen) / total if total else 0.0,
                 "focus": max((focus.reward(s.unit) for w in windows for s in w), default=0.0)

@@ -159,6 +159,22 @@ def test_no_answer_from_unrelated_text(answerer):
     assert answerer.extract("What is the meal allowance in Shanghai?", [candidate(FIREWALL, 0)]) is None
 
 
+def test_a_name_the_question_asks_about_must_be_in_the_quoted_passages_chunk(embedder):
+    """"Redis 服务器的默认端口是多少？": Redis is in a retrieved chunk (a list of databases a TURN server can use),
+    so retrieval lets the question through, but the passage about ports comes from a chunk without it: no
+    answer. With the name in the passage's own chunk, the answer stands."""
+    ports = ("RPC 服务注册到一个被称为 portmapper 的目录。想要执行 NFS 查询的客户端首先处理 portmapper（在端口 111，TCP 或"
+             " UDP），回复通常提到端口 2049（NFS 默认的）。")
+    turn = "SQLite 数据库默认在 /var/db/turndb 中配置用户账户设置，而如果需要的话可以替代设置 PostgreSQL、MySQL 或 Redis。"
+    question = "Redis 服务器的默认端口是多少？"
+    assert PassageAnswerer(embedder).extract(question, [candidate(ports, 0), candidate(turn, 1)]) is None
+    loose = PassageAnswerer(embedder, names_in_passage=False).extract(question, [candidate(ports, 0), candidate(turn, 1)])
+    assert loose is not None and "2049" in loose.text  # what was shown before: the NFS port as Redis's
+    named = ports.replace("NFS 查询", "Redis 和 NFS 查询")
+    got = PassageAnswerer(embedder).extract(question, [candidate(named, 0), candidate(turn, 1)])
+    assert got is not None and "2049" in got.text
+
+
 def test_citations_are_numbered_by_first_use_without_gaps():
     text, order = renumber("Second block first [3]. Then the first [1]. Again [3] and both [1, 3].")
     assert text == "Second block first [1]. Then the first [2]. Again [1] and both [2, 1]."
