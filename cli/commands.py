@@ -145,8 +145,7 @@ def serve(settings: Settings) -> int:
     try:
         logs.configure(settings.log_level)
         embedder = load_embedder(settings, threads=settings.query_threads, serving=True)
-        if FaissSqliteStore.recorded_model(settings.data_dir) is not None:
-            FaissSqliteStore(settings.data_dir, model_id=embedder.model_id, dim=embedder.dim, writable=False).close()
+        FaissSqliteStore.check_model(settings.data_dir, embedder.model_id, embedder.dim)
         ingest_file = FileIngestor(settings.data_dir, embedder, embedder.tokenizer, chunking(settings),
                                    acl_policy(settings), parser_pool(settings), settings.vector_policy())
         app = create_app(settings, embedder=embedder, ingest_file=ingest_file)

