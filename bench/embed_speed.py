@@ -23,7 +23,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from index.embedder import BUNDLED_MINILM, SentenceTransformerEmbedder, _resolve_model_path, cpu_has_bf16  # noqa: E402
+from index.embedders.base import BUNDLED_MINILM, cpu_has_bf16, resolve_model_path  # noqa: E402
+from index.embedders.sbert import SentenceTransformerEmbedder  # noqa: E402
 
 SETS = ROOT / "bench" / ".cache" / "eval"
 
@@ -44,7 +45,7 @@ class Bare:
     def __init__(self) -> None:
         from sentence_transformers import SentenceTransformer
 
-        self.model = SentenceTransformer(_resolve_model_path(BUNDLED_MINILM)[1], device="cpu")
+        self.model = SentenceTransformer(resolve_model_path(BUNDLED_MINILM)[1], device="cpu")
 
     def embed_passages(self, texts: list[str]) -> np.ndarray:
         return self.model.encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True,

@@ -57,7 +57,7 @@ def peak_rss_mb() -> float:
 def child_quelle(files: list[Path], data_dir: Path) -> dict:
     import shutil
 
-    from index.embedder import SentenceTransformerEmbedder
+    from index.embedders.sbert import SentenceTransformerEmbedder
     from index.faiss_store import FaissSqliteStore
     from ingest.chunking import Chunker
     from ingest.pipeline import Ingestor
@@ -115,7 +115,7 @@ def child_baseline(data_dir: Path) -> dict:
         def __init__(self, tok):
             self.tokenizer = tok
 
-    from index.embedder import HFTokenizer
+    from index.embedders.sbert import HFTokenizer
 
     tokens = _count_tokens(_Tok(HFTokenizer(model.tokenizer, model.max_seq_length)), texts)
     return {"seconds": seconds, "chunks": len(texts), "tokens": tokens, "peak_rss_mb": peak_rss_mb()}

@@ -75,7 +75,7 @@ def grow(seeds: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.ndarra
 
 
 def build(data_dir: Path, vecs: np.ndarray, seed_of: np.ndarray, texts: list[str]) -> dict[str, float]:
-    from index.embedder import BUNDLED_MINILM
+    from index.embedders.base import BUNDLED_MINILM
     from index.faiss_store import FaissSqliteStore
     from index.records import ChunkRecord, DocumentRecord, chunk_id, document_id
 
@@ -109,9 +109,9 @@ def main() -> None:
     import faiss
 
     from index import vectors
-    from index.embedder import SentenceTransformerEmbedder
+    from index.embedders.factory import prepare
+    from index.embedders.sbert import SentenceTransformerEmbedder
     from index.faiss_store import FaissSqliteStore
-    from index.onnx_embedder import prepare
     from index.store import SearchFilter
 
     rng = np.random.default_rng(7)

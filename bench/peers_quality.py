@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from cli import evaluate as ev  # noqa: E402
 from cli.commands import chunking as chunking_of  # noqa: E402
-from index.embedder import load_embedder  # noqa: E402
+from index.embedders.factory import load_embedder  # noqa: E402
 from service.app import retrieval_config  # noqa: E402
 from service.config import Settings  # noqa: E402
 from service.evaluation import dedupe, evaluate  # noqa: E402

@@ -71,7 +71,8 @@ class Bare:
         import faiss
         import torch
 
-        from index.embedder import BUNDLED_MINILM, _resolve_model_path, load_embedder
+        from index.embedders.base import BUNDLED_MINILM, resolve_model_path
+        from index.embedders.factory import load_embedder
         from index.faiss_store import FaissSqliteStore
 
         torch.set_num_threads(1)
@@ -81,7 +82,7 @@ class Bare:
         else:
             from sentence_transformers import SentenceTransformer
 
-            model = SentenceTransformer(_resolve_model_path(BUNDLED_MINILM)[1], device="cpu")
+            model = SentenceTransformer(resolve_model_path(BUNDLED_MINILM)[1], device="cpu")
             self.encode = lambda q: model.encode(q, normalize_embeddings=True)
         with FaissSqliteStore(data_dir, model_id=None, dim=None, writable=False) as store:
             name = store._meta(store._db)["faiss_file"]

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from cli import evaluate as ev  # noqa: E402
-from index.embedder import load_embedder  # noqa: E402
+from index.embedders.factory import load_embedder  # noqa: E402
 from ingest.chunking import ChunkingConfig  # noqa: E402
 from service.evaluation import AbstainPoint, abstention_curve  # noqa: E402
 from service.retrieval import ABSTAIN_POLICIES, DEFAULT_POLICY, RetrievalConfig  # noqa: E402

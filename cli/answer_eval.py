@@ -41,7 +41,7 @@ def run(settings: Settings, folder: Path, answerers: list[str] | None = None) ->
     settings = settings.model_copy(update={"data_dir": folder / "index"})
     with contextlib.redirect_stdout(sys.stderr):  # the ingestion report is progress, not the result
         commands.ingest(settings, [folder / "docs"], sync=True, as_json=False, quiet=True, commit_interval=None)
-    embedder = commands.load_embedder(settings, threads=settings.query_threads, serving=True)
+    embedder = settings.load_embedder(threads=settings.query_threads, serving=True)
     svc = build_services(settings, Metrics(), embedder=embedder, ingest_file=None, llm=None, llm_http_client=None)
     llm = svc.answers.llm
     names = answerers or [*EXTRACTIVE, *(["llm"] if llm is not None else [])]

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from index.embedder import load_embedder as embedder_by_name
 from index.faiss_store import FaissSqliteStore
 from index.store import StoreStats
 from ingest.acl import AclPolicy
@@ -34,36 +33,10 @@ def acl_policy(settings: Settings, override: tuple[str, ...] | None = None) -> A
     return AclPolicy.build(settings.default_acl, [(r.path, r.acl) for r in settings.acl_rules], override)
 
 
-def load_embedder(settings: Settings, *, threads: int | None = None, serving: bool = False,
-                  one_shot: bool = False) -> Any:
-    """The configured model, or for an existing index the model that built it unless one is configured.
-    `serving`: for queries (serve, ask, search), on the query backend (ONNX Runtime by default). `one_shot`: a
-    command that answers once and exits (ask, search) runs everything on ONNX Runtime where it can, rather
-    than start loading PyTorch in the background that it would not wait for (a process that exits while that
-    import runs is aborted)."""
-    from index.errors import ConfigError
-
-    backend = settings.query_backend if serving else "torch"
-
-    def load(backend: str) -> Any:
-        return embedder_by_name(
-            settings.model_for_index(FaissSqliteStore.recorded_model(settings.data_dir)),
-            batch_size=settings.embed_batch_size, query_prefix=settings.query_prefix,
-            passage_prefix=settings.passage_prefix, threads=threads or settings.embed_threads,
-            precision=settings.embed_precision, backend=backend, onnx_dir=settings.onnx_dir())
-
-    if one_shot and backend == "auto":
-        try:
-            return load("onnx")
-        except ConfigError:
-            return load("torch")
-    return load(backend)
-
-
 def ingest(settings: Settings, paths: list[Path], *, sync: bool, as_json: bool, quiet: bool,
            commit_interval: float | None, acl: tuple[str, ...] | None = None) -> int:
     FaissSqliteStore.check_not_written(settings.data_dir)  # before the model's load, not after it
-    embedder = load_embedder(settings)
+    embedder = settings.load_embedder()
     chunker = Chunker(embedder.tokenizer, chunking(settings))
     with FaissSqliteStore(settings.data_dir, model_id=embedder.model_id, dim=embedder.dim, writable=True,
                           keyword_analyzer=settings.analyzer_for_index(), vector_policy=settings.vector_policy(),
@@ -93,7 +66,7 @@ def ingest(settings: Settings, paths: list[Path], *, sync: bool, as_json: bool, 
             if bar is not None:
                 bar.close()
     if settings.query_backend != "torch":  # PyTorch is loaded here: spare the service's first start the export
-        from index.onnx_embedder import prepare
+        from index.embedders.factory import prepare
 
         prepare(embedder, settings.onnx_dir())
     print(report.to_json() if as_json else report.summary())
@@ -109,7 +82,7 @@ def stats(settings: Settings) -> StoreStats:
 
 
 def search(settings: Settings, query: str, k: int, *, as_json: bool) -> int:
-    embedder = load_embedder(settings, threads=1, serving=True, one_shot=True)
+    embedder = settings.load_embedder(threads=1, serving=True, one_shot=True)
     with FaissSqliteStore(settings.data_dir, model_id=embedder.model_id, dim=embedder.dim,
                           writable=False) as store:
         hits = store.search(embedder.embed_query(query), k)
@@ -144,7 +117,7 @@ def serve(settings: Settings) -> int:
     sock = listen(settings.host, settings.port)
     try:
         logs.configure(settings.log_level)
-        embedder = load_embedder(settings, threads=settings.query_threads, serving=True)
+        embedder = settings.load_embedder(threads=settings.query_threads, serving=True)
         FaissSqliteStore.check_model(settings.data_dir, embedder.model_id, embedder.dim)
         ingest_file = FileIngestor(settings.data_dir, embedder, embedder.tokenizer, chunking(settings),
                                    acl_policy(settings), parser_pool(settings), settings.vector_policy())
@@ -186,7 +159,7 @@ def ask(settings: Settings, question: str, k: int | None, *, as_json: bool) -> i
     from service.app import build_services
     from service.metrics import Metrics
 
-    embedder = load_embedder(settings, threads=settings.query_threads, serving=True, one_shot=True)
+    embedder = settings.load_embedder(threads=settings.query_threads, serving=True, one_shot=True)
     svc = build_services(settings, Metrics(), embedder=embedder, ingest_file=None, llm=None, llm_http_client=None)
     try:
         plan = svc.answers.plan(question, None, k, None)
@@ -216,7 +189,7 @@ def evaluate(settings: Settings, dataset: Path, *, as_json: bool, answers: bool 
     from cli import evaluate as ev
     from service.app import retrieval_config
 
-    embedder = load_embedder(settings)
+    embedder = settings.load_embedder()
     config = retrieval_config(settings, embedder.model_id)
     if dataset.is_dir():
         corpus, queries, qrels = ev.load_beir(dataset)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from index import keyword
-from index.embedder import Embedder
+from index.embedders.base import Embedder
 from index.errors import QuelleError
 from index.faiss_store import FaissSqliteStore
 from index.store import Retrieved, SearchFilter, Store

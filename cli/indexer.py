@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from index.embedder import Embedder, Tokenizer
+from index.embedders.base import Embedder, Tokenizer
 from index.faiss_store import FaissSqliteStore
 from index.vectors import VectorPolicy
 from ingest.acl import AclPolicy

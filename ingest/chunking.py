@@ -14,7 +14,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 
-from index.embedder import Tokenizer
+from index.embedders.base import Tokenizer
 from index.records import ChunkRecord, chunk_id, embed_text
 from index.text import cjk_share, sentence_spans
 from ingest.document import ParsedDocument

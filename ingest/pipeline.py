@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from index.embedder import Embedder
+from index.embedders.base import Embedder
 from index.errors import ParseError
 from index.records import ChunkRecord, DocumentRecord, document_id
 from index.store import Store

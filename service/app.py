@@ -17,8 +17,9 @@ from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from index.embedcache import cached
-from index.embedder import Embedder, load_embedder, runtime
+from index.embedders.base import Embedder
+from index.embedders.cache import cached
+from index.embedders.factory import runtime
 from index.errors import ConfigError, IndexLockedError, IndexMismatchError, QuelleError
 from index.faiss_store import FaissSqliteStore
 from service import extractive
@@ -92,11 +93,7 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None, ingest_f
 def build_services(settings: Settings, metrics: Metrics, *, embedder: Embedder | None, ingest_file: IngestFile | None,
                    llm: ChatModel | None, llm_http_client: Any) -> Services:
     if embedder is None:
-        embedder = load_embedder(settings.model_for_index(FaissSqliteStore.recorded_model(settings.data_dir)),
-                                 query_prefix=settings.query_prefix,
-                                 passage_prefix=settings.passage_prefix, threads=settings.query_threads,
-                                 precision=settings.embed_precision, backend=settings.query_backend,
-                                 onnx_dir=settings.onnx_dir())
+        embedder = settings.load_embedder(serving=True)
     embedder = cached(embedder, settings.embed_cache)  # queries and answer sentences come back often
     if not (settings.data_dir / "quelle.sqlite").exists():  # a fresh service starts with an empty index
         FaissSqliteStore(settings.data_dir, model_id=embedder.model_id, dim=embedder.dim, writable=True,

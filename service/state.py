@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import Request
 
-from index.embedder import Embedder
+from index.embedders.base import Embedder
 from index.faiss_store import FaissSqliteStore
 from service.answering import AnswerService
 from service.auth import KeyStore

@@ -17,9 +17,18 @@ SAMPLES = ROOT / "samples" / "handbook"
 @pytest.fixture(scope="session")
 def embedder():
     """The real bundled all-MiniLM-L6-v2, loaded once."""
-    from index.embedder import SentenceTransformerEmbedder
+    from index.embedders.sbert import SentenceTransformerEmbedder
 
     return SentenceTransformerEmbedder()
+
+
+@pytest.fixture(scope="session")
+def model_cache() -> Path:
+    """The model cache the product uses (exported ONNX models, shared by every data dir): tests reuse what a
+    previous run exported, as a second start of the service does."""
+    from service.config import Settings
+
+    return Settings(_env_file=None).onnx_dir()
 
 
 @pytest.fixture(scope="session")

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from index.embedcache import similarities
-from index.embedder import Embedder
+from index.embedders.base import Embedder
+from index.embedders.cache import similarities
 from index.keyword import stem, terms
 from index.text import cjk_share
 from service.citations import defuse_markers

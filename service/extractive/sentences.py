@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from index.embedcache import similarities
-from index.embedder import Embedder
+from index.embedders.base import Embedder
+from index.embedders.cache import similarities
 from index.keyword import terms
 from index.text import sentence_spans
 from service.citations import defuse_markers

