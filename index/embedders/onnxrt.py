@@ -185,15 +185,23 @@ class OnnxThenTorch:
         self.precision = onnx.precision
         self._torch: Any = None
         self.loaded = threading.Event()
+        self._exiting = False
         threading.Thread(target=self._load, args=(load_torch,), name="torch-loader", daemon=True).start()
         # a process that exits while the loader is inside PyTorch's import is aborted ("terminate called
         # without an active exception"): let the loader finish first
-        atexit.register(self.loaded.wait, 120)
+        atexit.register(self._at_exit)
+
+    def _at_exit(self) -> None:
+        self._exiting = True
+        self.loaded.wait(120)
 
     def _load(self, load_torch: Any) -> None:
         try:
             self._torch = load_torch()
         except Exception as exc:  # noqa: BLE001 - ONNX Runtime goes on serving everything
+            if self._exiting:  # the process is ending (a refused start): nothing left to serve, nothing to say
+                log.debug("PyTorch's load ended with the process: %s", exc)
+                return
             log.warning("PyTorch did not load (%s): passages stay on ONNX Runtime", exc)
         finally:
             self.loaded.set()
