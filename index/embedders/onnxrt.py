@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from index.embedders.base import export_onnx, file_fingerprint, model_prefixes, onnx_session, resolve_model_path
+from index.embedders.base import BATCH, export_onnx, file_fingerprint, model_prefixes, onnx_session, resolve_model_path
 from index.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ class OnnxTokenizer:
 class OnnxEmbedder:
     """The `Embedder` protocol on ONNX Runtime. Passages are batched by length, like sentence-transformers."""
 
-    def __init__(self, model: str, cache_dir: Path, *, threads: int | None = None, batch_size: int = 32,
+    def __init__(self, model: str, cache_dir: Path, *, threads: int | None = None, batch_size: int = BATCH,
                  query_prefix: str | None = None, passage_prefix: str | None = None) -> None:
         try:
             import onnxruntime  # noqa: F401 - a clear error here rather than in the session

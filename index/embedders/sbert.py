@@ -9,7 +9,14 @@ from typing import Any
 
 import numpy as np
 
-from index.embedders.base import BUNDLED_MINILM, auto_batch_size, model_prefixes, resolve_model_path, resolve_precision
+from index.embedders.base import (
+    BATCH,
+    BUNDLED_MINILM,
+    auto_batch_size,
+    model_prefixes,
+    resolve_model_path,
+    resolve_precision,
+)
 from index.errors import ConfigError
 
 
@@ -23,7 +30,7 @@ class SentenceTransformerEmbedder:
         self,
         model: str = BUNDLED_MINILM,
         *,
-        batch_size: int = 32,
+        batch_size: int = BATCH,
         query_prefix: str | None = None,
         passage_prefix: str | None = None,
         device: str | None = None,
