@@ -137,6 +137,8 @@ def run_child(kind: str, *args: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                    help="Quelle's embedding precision (fp32: what a CPU without bf16 units runs)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("rest", nargs="*", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -148,6 +150,7 @@ def main() -> None:
         return
     from bench.machine import cpu
 
+    os.environ["QUELLE_EMBED_PRECISION"] = args.precision  # the children's settings read it
     a, b = corpus(args.quick)
     with tempfile.TemporaryDirectory() as tmp:
         ix = {name: Path(tmp) / name for name in ("default", "minilm", "default-ab")}
@@ -159,7 +162,7 @@ def main() -> None:
                 "quelle ingest, default, A+B (2x)": run_child("quelle", "multilingual", str(ix["default-ab"]),
                                                              *map(str, a + b))}
     q, q2 = runs["quelle ingest, default (e5 + MiniLM)"], runs["quelle ingest, default, A+B (2x)"]
-    print(f"CPU: {cpu()}")
+    print(f"CPU: {cpu()}; Quelle's embedding precision: {args.precision}")
     print(f"corpus A: {len(a)} files, {q['bytes'] / 1e6:.1f} MB, {q['chunks']} chunks, {q['tokens']} MiniLM tokens, "
           f"{q['failed']} failed; A+B: {len(a) + len(b)} files, {q2['bytes'] / 1e6:.1f} MB, {q2['chunks']} chunks, "
           f"{q2['failed']} failed")
