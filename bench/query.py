@@ -157,15 +157,17 @@ def start_server(root: Path, data_dir: Path) -> tuple[subprocess.Popen, str]:
     # the service with its cache)
     env = {**os.environ, "PYTHONPATH": str(root), "QUELLE_LOG_LEVEL": "WARNING", "QUELLE_AUTH": "off",
            "QUELLE_EMBED_CACHE": "0"}
+    started = time.perf_counter()
     server = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--data-dir", str(data_dir), "--port",
                                str(port)], cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(240):
+    for _ in range(2400):
         try:
             if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
                 break
         except httpx.HTTPError:
             pass
-        time.sleep(0.5)
+        time.sleep(0.05)
+    print(f"{root.name}: quelle serve ready in {time.perf_counter() - started:.1f} s", flush=True)
     time.sleep(15)  # PyTorch loads in the background for batches: measure the service as it then runs
     return server, url
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -28,10 +29,15 @@ class EnsembleEmbedder:
 
     CJK_SHARE = 0.5
 
-    def __init__(self, parts: tuple[Any, Any], *, english_weight: float = 1.0) -> None:
+    def __init__(self, parts: tuple[Any, Any], *, english_weight: float = 1.0, parallel: bool = False) -> None:
         self.e5: Any = parts[0]
         self.minilm: Any = parts[1]
         self.english_weight = english_weight
+        # `parallel` (the service, one thread per model): MiniLM's half runs on a thread of its own while e5's
+        # runs in the caller's, so an extractive answer waits for the slower model, not for both (PyTorch and
+        # ONNX Runtime release the GIL while they compute). Ingestion gives both cores to each model in turn.
+        self.parallel = parallel
+        self._side = ThreadPoolExecutor(1, thread_name_prefix="minilm") if parallel else None
         self.model_id = ENSEMBLE_ID
         self.dim = self.e5.dim + self.minilm.dim
         self.tokenizer = self.e5.tokenizer
@@ -39,7 +45,19 @@ class EnsembleEmbedder:
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return np.ascontiguousarray(np.hstack([self.e5.embed_passages(texts), self._english(texts)]))
+        e5, english = self._both(lambda: self.e5.embed_passages(texts), lambda: self._english(texts))
+        return np.ascontiguousarray(np.hstack([e5, english]))
+
+    def _both(self, e5: Callable[[], Any], english: Callable[[], Any]) -> tuple[Any, Any]:
+        """e5's result and MiniLM's, computed side by side when `parallel`."""
+        if self._side is None:
+            return e5(), english()
+        pending = self._side.submit(english)
+        try:
+            first = e5()
+        finally:
+            second = pending.result()
+        return first, second
 
     def english_read(self, texts: Sequence[str]) -> list[int]:
         """Positions of the texts MiniLM reads: those that are not mostly Japanese or Chinese."""
@@ -55,18 +73,20 @@ class EnsembleEmbedder:
 
     def with_parts(self, wrap: Callable[[Any], Any]) -> EnsembleEmbedder:
         """The same ensemble over wrapped models (index/embedders/cache.py caches each one)."""
-        return EnsembleEmbedder((wrap(self.e5), wrap(self.minilm)), english_weight=self.english_weight)
+        return EnsembleEmbedder((wrap(self.e5), wrap(self.minilm)), english_weight=self.english_weight,
+                                parallel=self.parallel)
 
     def similarities(self, query: str, texts: Sequence[str]) -> np.ndarray:
         """`embed_passages(texts) @ embed_query(query)`, without running MiniLM when it has no vote (a Japanese
         or Chinese query)."""
         if not texts:
             return np.zeros(0, dtype=np.float32)
-        scores = self.e5.embed_passages(texts) @ self.e5.embed_query(query)
         weight = self._english_vote(query)
-        if weight:
-            scores = scores + weight * (self._english(texts) @ self.minilm.embed_query(query))
-        return np.asarray(scores, dtype=np.float32)
+        if not weight:
+            return np.asarray(self.e5.embed_passages(texts) @ self.e5.embed_query(query), dtype=np.float32)
+        e5, english = self._both(lambda: self.e5.embed_passages(texts) @ self.e5.embed_query(query),
+                                 lambda: self._english(texts) @ self.minilm.embed_query(query))
+        return np.asarray(e5 + weight * english, dtype=np.float32)
 
     def _english_vote(self, query: str) -> float:
         """MiniLM's weight for this query: none for a Japanese or Chinese one."""
@@ -74,6 +94,9 @@ class EnsembleEmbedder:
 
     def embed_query(self, text: str) -> np.ndarray:
         weight = self._english_vote(text)
-        english = self.minilm.embed_query(text) * weight if weight else np.zeros(self.minilm.dim, np.float32)
-        return np.ascontiguousarray(np.concatenate([self.e5.embed_query(text), english]), dtype=np.float32)
+        if not weight:
+            english = np.zeros(self.minilm.dim, np.float32)
+            return np.ascontiguousarray(np.concatenate([self.e5.embed_query(text), english]), dtype=np.float32)
+        e5, english = self._both(lambda: self.e5.embed_query(text), lambda: self.minilm.embed_query(text) * weight)
+        return np.ascontiguousarray(np.concatenate([e5, english]), dtype=np.float32)
 

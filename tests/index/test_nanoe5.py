@@ -142,3 +142,23 @@ def test_the_citation_checker_takes_the_ensembles_own_bar(ensemble):
     said = checker.check("A connection uses the DELETE journal mode unless told otherwise [1].", contexts,
                          attribute=True)
     assert said.unsupported == [] and said.citations[0].supported
+
+
+def test_the_service_runs_the_two_models_side_by_side_with_the_same_scores(ensemble, model_cache):
+    """The service's ensemble runs MiniLM's half on a thread of its own while e5's runs in the caller's (an
+    extractive answer waits for the slower model, not both); ingestion's runs them in turn. Same vectors."""
+    import threading
+
+    from index.embedders.ensemble import EnsembleEmbedder
+
+    served = load_embedder("multilingual", backend="onnx", threads=1, onnx_dir=model_cache)
+    assert served.parallel and not ensemble.parallel
+    side = EnsembleEmbedder((ensemble.e5, ensemble.minilm), parallel=True)
+    texts = ["Annual leave is 25 days per year.", "年次有給休暇は年間25日です。", "Badges open the door."]
+    for query in ("How many days of annual leave do I get?", "有給休暇は何日ですか？"):
+        assert np.allclose(side.embed_query(query), ensemble.embed_query(query), atol=1e-6)
+        assert np.allclose(side.similarities(query, texts), ensemble.similarities(query, texts), atol=1e-5)
+    assert np.allclose(side.embed_passages(texts), ensemble.embed_passages(texts), atol=1e-5)
+    assert any(t.name.startswith("minilm") for t in threading.enumerate())
+    assert np.allclose(served.similarities("How many days of annual leave do I get?", texts),
+                       ensemble.similarities("How many days of annual leave do I get?", texts), atol=0.01)
