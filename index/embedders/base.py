@@ -6,6 +6,7 @@ and the factory sit above the runtimes. Nothing here imports PyTorch or ONNX Run
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Sequence
@@ -142,17 +143,21 @@ def export_onnx(module: Any, input_names: Sequence[str], out: Path) -> None:
     import torch
 
     example = tuple(torch.ones((2, 8), dtype=torch.int64) for _ in input_names)
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
     axes = {n: {0: "batch", 1: "tokens"} for n in input_names} | {"embedding": {0: "batch"}}
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
         with warnings.catch_warnings(), torch.inference_mode():
             warnings.simplefilter("ignore")  # the tracer's notes on shape-dependent Python in transformers
             torch.onnx.export(module, example, str(tmp), input_names=list(input_names),
                               output_names=["embedding"], dynamic_axes=axes, opset_version=17, dynamo=False)
         os.replace(tmp, out)
+    except OSError as exc:  # the model cache is not writable, or not a folder: the caller keeps another runtime
+        raise ConfigError(f"cannot write the exported model to {out} ({exc.strerror or exc}): "
+                          "check QUELLE_MODEL_CACHE_DIR") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def onnx_session(path: Path, threads: int | None) -> Any:

