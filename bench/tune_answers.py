@@ -39,14 +39,13 @@ class Case:
 
 
 def open_set(folder: Path, top_k: int | None = None):  # type: ignore[no-untyped-def]
-    from cli import commands
     from cli.answer_eval import load_questions
     from service.app import build_services
     from service.config import Settings
     from service.metrics import Metrics
 
     settings = Settings(data_dir=folder / "index", auth="off", answerer="extractive")
-    embedder = commands.load_embedder(settings, threads=1, serving=True)
+    embedder = settings.load_embedder(threads=1, serving=True)
     svc = build_services(settings, Metrics(), embedder=embedder, ingest_file=None, llm=None, llm_http_client=None)
     rows = load_questions(folder / "questions.jsonl")
     plans = [svc.answers.plan(r["question"], None, top_k, None) for r in rows]
