@@ -199,13 +199,13 @@ def evaluate(settings: Settings, dataset: Path, *, as_json: bool, answers: bool 
                            chunking(settings), settings.keyword_analyzer)
             retriever = ev.open_retriever(Path(tmp) / "index", embedder, config)
             try:
-                report = ev.run_beir(retriever, queries, sources, qrels, settings.rerank_model)
+                report = ev.run_beir(retriever, queries, sources, qrels, settings.reranker(embedder))
             finally:
                 retriever.store.close()
     else:
         retriever = ev.open_retriever(settings.data_dir, embedder, config)
         try:
-            report = ev.run_golden(retriever, dataset, settings.rerank_model)
+            report = ev.run_golden(retriever, dataset, settings.reranker(embedder))
         finally:
             retriever.store.close()
     answer_report = None

@@ -3,7 +3,7 @@
 BEIR layout: DATASET/corpus.jsonl ({"_id", "title", "text"}), DATASET/queries.jsonl ({"_id", "text"}),
 DATASET/qrels/test.tsv (query-id, corpus-id, score; a header line). The corpus is ingested into a temporary
 index through the normal pipeline (one Markdown file per document), then every query is run against each
-configuration: dense, keyword, hybrid, and hybrid + rerank when a reranker is configured.
+configuration: dense, keyword, hybrid, and hybrid + rerank (the unit reranker by default, QUELLE_RERANK).
 
 Golden file (JSONL, e.g. tests/data/qa.jsonl): {"question", "answerable", "source": file name, "page"}, run
 against an existing index; a hit is a chunk from the expected file (and page, when given).
@@ -29,7 +29,7 @@ from index.text import has_cjk
 from ingest.chunking import Chunker, ChunkingConfig
 from ingest.pipeline import Ingestor
 from service.evaluation import AbstainPoint, dedupe, evaluate
-from service.retrieval import CrossEncoderReranker, RetrievalConfig, Retriever, fuse, term_overlap
+from service.retrieval import Reranker, RetrievalConfig, Retriever, fuse, term_overlap
 
 log = logging.getLogger("quelle.eval")
 
@@ -107,11 +107,10 @@ def write_corpus(corpus: list[dict[str, Any]], folder: Path) -> dict[str, str]:
     return sources
 
 
-def configurations(retriever: Retriever, rerank_model: str | None) -> dict[str, tuple[Retriever, str]]:
+def configurations(retriever: Retriever, reranker: Reranker | None) -> dict[str, tuple[Retriever, str]]:
     configs = {"dense": (retriever, "dense"), "keyword": (retriever, "keyword"), "hybrid": (retriever, "hybrid")}
-    if rerank_model:
-        reranked = Retriever(retriever.store, retriever.embedder, replace(retriever.config),
-                             CrossEncoderReranker(rerank_model))
+    if reranker is not None:
+        reranked = Retriever(retriever.store, retriever.embedder, replace(retriever.config), reranker)
         configs["hybrid+rerank"] = (reranked, "hybrid")
     return configs
 
@@ -143,12 +142,12 @@ def ranked_runs(collected: dict[str, Retrieved], sources: dict[str, str], mode: 
 
 
 def run_beir(retriever: Retriever, queries: dict[str, str], sources: dict[str, str],
-             qrels: dict[str, dict[str, int]], rerank_model: str | None) -> dict[str, dict[str, float]]:
+             qrels: dict[str, dict[str, int]], reranker: Reranker | None) -> dict[str, dict[str, float]]:
     judged = {qid: queries[qid] for qid in qrels if qid in queries}
     collected = collect(retriever.store, retriever.embedder, judged)
     report = {mode: evaluate(ranked_runs(collected, sources, mode, retriever.config, judged), qrels)
               for mode in ("dense", "keyword", "hybrid")}
-    for name, (r, mode) in configurations(retriever, rerank_model).items():
+    for name, (r, mode) in configurations(retriever, reranker).items():
         if name in report:
             continue
         runs = {}
@@ -159,7 +158,7 @@ def run_beir(retriever: Retriever, queries: dict[str, str], sources: dict[str, s
     return report
 
 
-def run_golden(retriever: Retriever, golden: Path, rerank_model: str | None) -> dict[str, dict[str, float]]:
+def run_golden(retriever: Retriever, golden: Path, reranker: Reranker | None) -> dict[str, dict[str, float]]:
     """Retrieval metrics over the answerable questions that name their source file (a question without one
     cannot be scored: DatasetError when none can)."""
     rows = [r for r in read_golden(golden) if r.get("answerable", True)]
@@ -172,7 +171,7 @@ def run_golden(retriever: Retriever, golden: Path, rerank_model: str | None) -> 
                     "figures", golden, len(rows) - len(scored))
     rows = scored
     report = {}
-    for name, (r, mode) in configurations(retriever, rerank_model).items():
+    for name, (r, mode) in configurations(retriever, reranker).items():
         runs, qrels = {}, {}
         for i, row in enumerate(rows):
             want = f"{row['source']}#{row.get('page') or ''}"

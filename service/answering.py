@@ -148,7 +148,8 @@ class AnswerService:
         if self.llm is None:
             with self.gate:
                 plan.extract = self.extractive.extract(plan.query, plan.contexts)
-            yield plan.extract.text if plan.extract else not_found(plan.question)
+            # shown as `finish` will number it (1..n by first use; the extract's [n] are retrieval ranks)
+            yield renumber(plan.extract.text)[0] if plan.extract else not_found(plan.question)
             return
         prompt = build_prompt(plan.question if plan.query == plan.question else plan.query, plan.contexts,
                               plan.memory, context_window=self.context_window, answer_tokens=self.answer_tokens)
@@ -195,7 +196,8 @@ class AnswerService:
             abstained = plan.extract is None
         with self.gate:
             if plan.extract is not None and plan.extract.quotes and not abstained:
-                checked = CitationChecker.from_extract(text, [(q.n, q.text) for q in plan.extract.quotes],
+                # the extract as the answerer numbered it (the stream showed it renumbered, as this does)
+                checked = CitationChecker.from_extract(plan.extract.text, [(q.n, q.text) for q in plan.extract.quotes],
                                                       plan.contexts)
             else:
                 checked = self.checker.check(text, plan.contexts, abstained=abstained,

@@ -39,7 +39,6 @@ from service.retrieval import (
     DEFAULT_FUSION,
     DEFAULT_POLICY,
     FUSIONS,
-    CrossEncoderReranker,
     RetrievalConfig,
     Retriever,
 )
@@ -99,8 +98,7 @@ def build_services(settings: Settings, metrics: Metrics, *, embedder: Embedder |
         FaissSqliteStore(settings.data_dir, model_id=embedder.model_id, dim=embedder.dim, writable=True,
                          keyword_analyzer=settings.keyword_analyzer).close()
     store = FaissSqliteStore(settings.data_dir, model_id=embedder.model_id, dim=embedder.dim, writable=False)
-    reranker = CrossEncoderReranker(settings.rerank_model) if settings.rerank_model else None
-    retriever = Retriever(store, embedder, retrieval_config(settings, embedder.model_id), reranker)
+    retriever = Retriever(store, embedder, retrieval_config(settings, embedder.model_id), settings.reranker(embedder))
     if llm is None and settings.use_llm:
         if not settings.llm_model:
             raise ConfigError("QUELLE_ANSWERER=llm needs QUELLE_LLM_MODEL")

@@ -121,7 +121,11 @@ class Settings(BaseSettings):
     dense_weight: float = Field(1.0, ge=0)
     keyword_weight: float = Field(1.0, ge=0)
     cjk_dense_weight: float | None = Field(None, ge=0, description="dense weight for Japanese/Chinese queries")
-    rerank_model: str | None = Field(None, description="a sentence-transformers CrossEncoder name or path")
+    rerank: Literal["units", "off"] = Field(
+        "units", description="reorder the first chunks by their best sentence or code block and what the question "
+                             "asks for (service/extractive/rerank.py), or keep fusion's order")
+    rerank_model: str | None = Field(None, description="a sentence-transformers CrossEncoder name or path "
+                                     "(replaces QUELLE_RERANK)")
     abstain_threshold: float | None = Field(None, description="dense score that alone shows relevance; "
                                             "default: calibrated per embedding model (service/retrieval.py)")
 
@@ -163,6 +167,19 @@ class Settings(BaseSettings):
         if recorded and "embedding_model" not in self.model_fields_set:
             return recorded
         return self.embedding_model
+
+    def reranker(self, embedder: Any) -> Any:
+        """The configured reranking stage: a cross-encoder when one is named, else the unit reranker unless it is
+        off (None)."""
+        if self.rerank_model:
+            from service.retrieval import CrossEncoderReranker
+
+            return CrossEncoderReranker(self.rerank_model)
+        if self.rerank == "units":
+            from service.extractive.rerank import UnitReranker
+
+            return UnitReranker(embedder)
+        return None
 
     def load_embedder(self, *, threads: int | None = None, serving: bool = False, one_shot: bool = False) -> Any:
         """The configured model, or for an existing index the model that built it unless one is configured: the

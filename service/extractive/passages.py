@@ -65,7 +65,11 @@ class PassageAnswerer:
     def __init__(self, embedder: Embedder, *, max_embedded: int = 32, max_units: int = 3, max_chars: int = 700,
                  min_chars: int = 160, second_margin: float = 2.0, grow_margin: float = 1.0,
                  code_margin: float = 3.0, min_meaning: float = 0.35, min_coverage: float = 0.3,
-                 second_rule: int = 2, weights: Sequence[float] = WEIGHTS, names_in_passage: bool = True) -> None:
+                 second_rule: int = 2, weights: Sequence[float] = WEIGHTS, names_in_passage: bool = True,
+                 same_script_coverage: bool = True) -> None:
+        # the coverage bar only where the passages are in the question's script: an untranslated English section
+        # that answers a Japanese question shares none of its words (meaning still decides)
+        self.same_script_coverage = same_script_coverage
         self.embedder = embedder
         self.max_embedded = max_embedded
         self.max_units = max_units
@@ -126,7 +130,8 @@ class PassageAnswerer:
         passages about Falcot, none about a CEO. Only for Japanese and Chinese questions, where e5's scores
         separate answerable from unanswerable questions least: on the answer sets (docs/quality.md) 0.3 takes
         their abstention from 0.25 / 0.08 to 0.67 / 0.67 for one answer in 48, while in English it abstained on
-        no more unanswerable questions and lost four answers in 48."""
+        no more unanswerable questions and lost four answers in 48. Not where the passages are mostly in Latin
+        script (`same_script_coverage`): they cannot share a Japanese or Chinese question's words."""
         return (evidence["meaning"] >= self.min_meaning and evidence.get("names", 1.0) >= 1.0
                 and (evidence["coverage"] >= self.min_coverage or not evidence["cjk"]))
 
@@ -147,11 +152,14 @@ class PassageAnswerer:
         named = 1.0
         if self.names_in_passage:
             named = float(names_found(question, [contexts[w[0].n - 1] for w in windows]))
-        return {"cjk": float(cjk_share(question) >= 0.3), "names": named,
+        cjk = cjk_share(question) >= 0.3
+        if cjk and self.same_script_coverage:
+            cjk = cjk_share(" ".join(s.unit.text for w in windows for s in w)) >= 0.3
+        return {"cjk": float(cjk), "names": named,
                 "meaning": max((s.sim for w in windows for s in w if s.sim is not None), default=0.0),
                 "coverage": sum(v for t, v in full.items() if t in seen) / total if total else 0.0,
                 "focus": max((focus.reward(s.unit) for w in windows for s in w), default=0.0)
-                if (focus.command or focus.place or focus.quantity) else 1.0}
+                if focus.asks else 1.0}
 
     # -- scoring -------------------------------------------------------------------------------------------
     def features(self, question: str, contexts: list[Candidate], pool: list[Scored]
@@ -243,7 +251,7 @@ class PassageAnswerer:
                     s.n == f.n and abs(s.rank - f.rank) <= 1 for f in first):
                 continue
             adds = bool((want - have) & {stem(t) for t in terms(s.unit.text)}) or self.second_rule == 2 or (
-                self.second_rule == 1 and (focus.command or focus.place or focus.quantity)
+                self.second_rule == 1 and focus.asks
                 and focus.reward(s.unit) > had)
             if adds:
                 grown = self._grow(s, chunks[s.n - 1], pool)

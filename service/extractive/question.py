@@ -11,15 +11,17 @@ from service.extractive.units import Unit
 
 _COMMAND_Q = re.compile(
     r"\b(?:how (?:do|can|could|should|would|to|does)|(?:what|which) (?:commands?|tools?|programs?|utilit(?:y|ies))"
-    r"|command)\b|方法|コマンド|どうすれば|どうやって|どうしたら|ツール|には[？?]?$"
+    r"|command)\b|方法|コマンド|どう(?:すれば|やって|したら|します)|どう\w{1,6}(?:すれば|したら)|ツール|には[？?]?$"
     r"|怎么|怎样|如何|命令|用什么|工具", re.I)
-_PLACE_Q = re.compile(r"\b(?:which|what) (?:\w+ )?(?:file|directory|folder|path)s?\b|\bwhere\b"
-                      r"|どの(?:ファイル|ディレクトリ)|ファイルは(?:どこ|何)|どこ"
-                      r"|哪个(?:文件|目录)|什么文件|哪里|在哪", re.I)
+_PLACE_Q = re.compile(r"\b(?:which|what)(?: (?:is|are|does|do))?(?: the| a| an)?(?: [\w-]+){0,2}"
+                      r" (?:file|directory|folder|path)s?\b"
+                      r"|\bwhere\b"
+                      r"|どの(?:ファイル|ディレクトリ)|(?:ファイル|ディレクトリ)は(?:どこ|何|どれ|[？?]?$)|どこ"
+                      r"|哪个(?:文件|目录)|什么文件|(?:文件|目录)是哪|哪里|在哪", re.I)
 _QUANTITY_Q = re.compile(
     r"\bhow (?:many|much|often|long|large|big|old|fast)\b|\bwhat (?:\w+ )?(?:size|priority|number|percentage|port|"
     r"version|limit|value)\b|\b(?:maximum|minimum|default (?:value|size|priority))\b"
-    r"|いくつ|いくら|何[日回時個件年月人]|どのくらい|どれくらい|頻度|上限|優先度"
+    r"|いくつ|いくら|何[日回時個件年月人]|どのくらい|どれくらい|頻度|優先度"
     r"|多少|几[个天次]|多久|多长|多大|优先级|频率", re.I)
 NUMBER = re.compile(r"\d|[一二三四五六七八九十两百千万]")
 PATH = re.compile(r"(?:^|[\s(“\"'])~?\.?/[\w.-]+(?:/[\w.*-]*)*|\b[\w-]+\.(?:conf|cfg|list|ini|d|xml|json|ya?ml|sh)\b")
@@ -58,6 +60,11 @@ class Focus:
         quantity = bool(_QUANTITY_Q.search(question))
         place = bool(_PLACE_Q.search(question))
         return cls(bool(_COMMAND_Q.search(question)) and not quantity and not place, place, quantity)
+
+    @property
+    def asks(self) -> bool:
+        """Whether the question asks for a kind of thing (a command, a place, a number)."""
+        return self.command or self.place or self.quantity
 
     def reward(self, unit: Unit) -> float:
         text = unit.text
