@@ -148,8 +148,15 @@ class AnswerService:
         if self.llm is None:
             with self.gate:
                 plan.extract = self.extractive.extract(plan.query, plan.contexts)
-            # shown as `finish` will number it (1..n by first use; the extract's [n] are retrieval ranks)
-            yield renumber(plan.extract.text)[0] if plan.extract else not_found(plan.question)
+            if plan.extract is None:
+                yield not_found(plan.question)
+                return
+            # numbered 1..n by first use as it is shown (streamed too), the contexts and quotes with it
+            text, order = renumber(plan.extract.text)
+            plan.contexts = reorder(plan.contexts, order)
+            plan.extract = replace(plan.extract, text=text, quotes=[
+                replace(q, n=order.index(q.n) + 1) for q in plan.extract.quotes if q.n in order])
+            yield text
             return
         prompt = build_prompt(plan.question if plan.query == plan.question else plan.query, plan.contexts,
                               plan.memory, context_window=self.context_window, answer_tokens=self.answer_tokens)
@@ -196,8 +203,7 @@ class AnswerService:
             abstained = plan.extract is None
         with self.gate:
             if plan.extract is not None and plan.extract.quotes and not abstained:
-                # the extract as the answerer numbered it (the stream showed it renumbered, as this does)
-                checked = CitationChecker.from_extract(plan.extract.text, [(q.n, q.text) for q in plan.extract.quotes],
+                checked = CitationChecker.from_extract(text, [(q.n, q.text) for q in plan.extract.quotes],
                                                       plan.contexts)
             else:
                 checked = self.checker.check(text, plan.contexts, abstained=abstained,

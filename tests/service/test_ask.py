@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -110,3 +111,28 @@ def test_cli_ask_prints_the_answer_and_sources(built_index):
                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
     assert run.returncode == 0, run.stderr
     assert "20 weeks" in run.stdout and "Sources:" in run.stdout and "employee-handbook.pdf p.2" in run.stdout
+
+
+def _words(text: str) -> str:
+    return " ".join(text.replace("```", " ").split())
+
+
+@pytest.mark.parametrize("extractive", ["passage", "sentence"])
+def test_each_quote_is_shown_next_to_its_number_streamed_or_not(make_client, extractive):
+    """Markers run 1..n by first use, each citation's quotes are words the answer shows, and the stream shows
+    the same text as the answer: the retrieval order (reranked) is never what the reader sees."""
+    client = make_client(extractive=extractive)
+    answered = 0
+    for row in [r for r in GOLDEN if r["answerable"]]:
+        body = client.post("/v1/ask", json={"question": row["question"]}).json()
+        if body["abstained"]:
+            continue
+        answered += 1
+        numbers = [int(n) for group in re.findall(r"\[([\d, ]+)\]", body["answer"]) for n in group.split(",")]
+        assert list(dict.fromkeys(numbers)) == list(range(1, len(set(numbers)) + 1)), body["answer"]
+        assert [c["n"] for c in body["citations"]] == list(range(1, len(body["citations"]) + 1))
+        for c in body["citations"]:
+            assert c["supported"] and _words(c["quote"]) in _words(body["answer"]), (c, body["answer"])
+        events = sse_events(client.post("/v1/ask", json={"question": row["question"], "stream": True}).text)
+        assert "".join(d["text"] for e, d in events if e == "delta") == body["answer"]
+    assert answered >= 15
