@@ -152,7 +152,7 @@ def run_beir(retriever: Retriever, queries: dict[str, str], sources: dict[str, s
             continue
         runs = {}
         for qid, text in judged.items():
-            got = r.search(text, CHUNK_DEPTH, mode=mode)
+            got = r.search(text, CHUNK_DEPTH, mode=mode, for_answer=True)
             runs[qid] = dedupe([sources.get(c.hit.source, "") for c in got.candidates])
         report[name] = evaluate(runs, qrels)
     return report
@@ -176,7 +176,7 @@ def run_golden(retriever: Retriever, golden: Path, reranker: Reranker | None) ->
         for i, row in enumerate(rows):
             want = f"{row['source']}#{row.get('page') or ''}"
             qrels[str(i)] = {want: 1}
-            got = r.search(row["question"], CHUNK_DEPTH, mode=mode)
+            got = r.search(row["question"], CHUNK_DEPTH, mode=mode, for_answer=True)
             keys = [f"{Path(c.hit.source).name}#{c.hit.chunk.page if row.get('page') else ''}" for c in got.candidates]
             runs[str(i)] = dedupe(keys)
         report[name] = evaluate(runs, qrels)

@@ -102,7 +102,7 @@ class AnswerService:
         query = self.rewrite(question, memory)
         started = time.perf_counter()
         with self.gate:
-            got = self.retriever.search(query, top_k or self.default_k, flt)
+            got = self.retriever.search(query, top_k or self.default_k, flt, for_answer=True)
         self.metrics.observe_retrieval(time.perf_counter() - started, got.timings)
         return Plan(question, query, sid, memory, got.candidates, got.generation, abstain=not got.relevant,
                     owner=owner)

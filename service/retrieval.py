@@ -133,11 +133,16 @@ def term_overlap(query: str, candidates: Sequence[Candidate], top: int = 3) -> f
 
 
 class Reranker(Protocol):
+    # True: it orders chunks for the answerer (what to quote), so a plain search keeps fusion's order
+    answers_only: bool
+
     def scores(self, query: str, passages: Sequence[str]) -> list[float]: ...
 
 
 class CrossEncoderReranker:
     """A sentence-transformers CrossEncoder (none ships offline, so this is off by default)."""
+
+    answers_only = False
 
     def __init__(self, model: str) -> None:
         from sentence_transformers import CrossEncoder
@@ -219,8 +224,10 @@ class Retriever:
         self.config = config
         self.reranker = reranker
 
-    def search(self, query: str, k: int, flt: SearchFilter | None = None, *, mode: str = "hybrid") -> Retrieval:
-        """mode: "hybrid" (default), "dense" or "keyword"."""
+    def search(self, query: str, k: int, flt: SearchFilter | None = None, *, mode: str = "hybrid",
+               for_answer: bool = False) -> Retrieval:
+        """mode: "hybrid" (default), "dense" or "keyword". `for_answer`: the chunks an answer will be chosen
+        from, reranked by a reranker that serves answers only (service/extractive/rerank.py)."""
         t0 = time.perf_counter()
         vec = self.embedder.embed_query(query) if mode != "keyword" else None
         t1 = time.perf_counter()
@@ -228,7 +235,7 @@ class Retriever:
         got = self.store.retrieve(vec, query if mode != "dense" else None, pool, flt)
         t2 = time.perf_counter()
         cands = fuse(got, mode, self.config, query)
-        if self.reranker is not None and cands:
+        if self.reranker is not None and cands and (for_answer or not self.reranker.answers_only):
             head = cands[: self.config.rerank_candidates]
             rs = self.reranker.scores(query, [c.hit.chunk.text for c in head])
             reranked = (Candidate(c.hit, r, c.dense_score, c.keyword_score, r) for c, r in zip(head, rs, strict=True))

@@ -5,7 +5,7 @@ sentence or code block of the best five. On the answer sets (docs/quality.md) th
 often 6th to 20th: a chunk about the topic in general outranked the one with the command. This reranker scores
 each of the first `rerank_candidates` chunks (20) by
 - its place in the fused list (60 / (61 + rank): 0.98 first, 0.75 twentieth, as reciprocal rank fusion does);
-- the closeness in meaning of its best unit to the question (the same embedder; the `units_per_chunk` units
+- the closeness in meaning of its best unit to the question (the same embedder; the `units_per_chunk` (2) units
   that share most of the question's words are embedded, not all of them);
 - `focus_weight` when it holds what the question asks for: a command or code for "how do I ...", a path for
   "which file ...", a number for "how many ..." (service/extractive/question.py, `Focus`).
@@ -25,7 +25,9 @@ from service.extractive.units import units
 
 
 class UnitReranker:
-    def __init__(self, embedder: Embedder, *, units_per_chunk: int = 3, focus_weight: float = 0.2) -> None:
+    answers_only = True  # /v1/search keeps fusion's order (and its speed): this serves the answerer
+
+    def __init__(self, embedder: Embedder, *, units_per_chunk: int = 2, focus_weight: float = 0.2) -> None:
         self.embedder = embedder
         self.units_per_chunk = units_per_chunk
         self.focus_weight = focus_weight

@@ -56,9 +56,14 @@ def test_the_retriever_reorders_its_first_candidates_by_the_unit_reranker(built_
         question = "How do I submit a travel expense claim?"
         plain = Retriever(store, embedder, RetrievalConfig()).search(question, 8)
         reranker = UnitReranker(embedder)
-        got = Retriever(store, embedder, RetrievalConfig(rerank_candidates=8), reranker).search(question, 8)
+        retriever = Retriever(store, embedder, RetrievalConfig(rerank_candidates=8), reranker)
+        got = retriever.search(question, 8, for_answer=True)
+        listed = retriever.search(question, 8)  # a plain search (/v1/search) keeps fusion's order
     finally:
         store.close()
+    assert [c.hit.chunk.id for c in listed.candidates] == [c.hit.chunk.id for c in plain.candidates]
+    assert all(c.rerank_score is None for c in listed.candidates)
+    assert [c.hit.chunk.id for c in got.candidates] != [c.hit.chunk.id for c in plain.candidates]
     assert {c.hit.chunk.id for c in got.candidates} == {c.hit.chunk.id for c in plain.candidates}
     scores = [c.rerank_score for c in got.candidates]
     assert all(s is not None for s in scores) and scores == sorted(scores, reverse=True)
