@@ -27,8 +27,10 @@ from service.extractive.units import units
 class UnitReranker:
     answers_only = True  # /v1/search keeps fusion's order (and its speed): this serves the answerer
 
-    def __init__(self, embedder: Embedder, *, units_per_chunk: int = 2, focus_weight: float = 0.2) -> None:
+    def __init__(self, embedder: Embedder, *, units_per_chunk: int = 2, focus_weight: float = 0.2,
+                 max_chars: int = 200) -> None:
         self.embedder = embedder
+        self.max_chars = max_chars  # a unit is embedded by its first characters: a long code block costs no more
         self.units_per_chunk = units_per_chunk
         self.focus_weight = focus_weight
 
@@ -43,7 +45,7 @@ class UnitReranker:
             rewards.append(max((focus.reward(u) for u in candidates), default=0.0) if focus.asks else 0.0)
             # the units that share most of the question's words (a stable sort: ties in the chunk's order)
             shared = sorted(candidates, key=lambda u: -len(want & {stem(t) for t in terms(u.text)}))
-            picked += [(i, u.text) for u in shared[: self.units_per_chunk]]
+            picked += [(i, u.text[: self.max_chars]) for u in shared[: self.units_per_chunk]]
         sims = similarities(self.embedder, query, [t for _, t in picked])
         best = [0.0] * len(passages)
         for (i, _), sim in zip(picked, sims, strict=True):
