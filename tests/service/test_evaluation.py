@@ -61,9 +61,10 @@ def test_quelle_eval_on_a_beir_folder_and_a_golden_file(built_index):
                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout)
-    assert set(report) == {"dense", "keyword", "hybrid"}
+    assert set(report) == {"dense", "keyword", "hybrid", "hybrid+rerank"}  # the unit reranker is on by default
     assert set(report["hybrid"]) == {"R@1", "R@5", "R@10", "MRR@10", "nDCG@10"}
     assert report["hybrid"]["R@10"] >= 0.9 and report["hybrid"]["MRR@10"] >= 0.6
+    assert report["hybrid+rerank"]["R@10"] >= 0.9 and report["hybrid+rerank"]["MRR@10"] >= 0.6
     assert report["dense"]["R@1"] != report["keyword"]["R@1"] or report["dense"] != report["keyword"]
     gold = subprocess.run([sys.executable, "-m", "cli.main", "eval", str(DATA / "qa.jsonl"), "--data-dir",
                            str(built_index)], capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
