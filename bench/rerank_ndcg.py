@@ -30,7 +30,7 @@ def main() -> None:
     from service.config import Settings
     from service.evaluation import dedupe, evaluate
     from service.extractive.rerank import UnitReranker
-    from service.retrieval import RetrievalConfig, fuse
+    from service.retrieval import RetrievalConfig, fuse, rerank
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--sets", type=Path, default=ROOT / "bench" / ".cache" / "eval")
@@ -58,12 +58,10 @@ def main() -> None:
                 text = run.queries[qid]
                 cands = fuse(run.collected[qid], "hybrid", config, text)
                 plain[qid] = dedupe([run.sources.get(c.hit.source, "") for c in cands])
-                head = cands[: config.rerank_candidates]
                 started = time.perf_counter()
-                scores = reranker.scores(text, [c.hit.chunk.text for c in head])
+                order = rerank(text, cands, reranker, config.rerank_candidates)
                 spent += time.perf_counter() - started
-                order = [c for _, c in sorted(zip(scores, head, strict=True), key=lambda x: -x[0])]
-                reranked[qid] = dedupe([run.sources.get(c.hit.source, "") for c in order + cands[len(head):]])
+                reranked[qid] = dedupe([run.sources.get(c.hit.source, "") for c in order])
             qrels = {q: run.qrels[q] for q in qids}
             before = evaluate(plain, qrels)["nDCG@10"]
             after = evaluate(reranked, qrels)["nDCG@10"]

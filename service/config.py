@@ -17,6 +17,7 @@ from index.vectors import VectorPolicy
 
 if TYPE_CHECKING:
     from service.http import HttpLimits
+    from service.retrieval import Reranker
 
 
 class AclRule(BaseModel):
@@ -168,7 +169,7 @@ class Settings(BaseSettings):
             return recorded
         return self.embedding_model
 
-    def reranker(self, embedder: Any) -> Any:
+    def reranker(self, embedder: Any) -> Reranker | None:
         """The configured reranking stage: a cross-encoder when one is named, else the unit reranker unless it is
         off (None)."""
         if self.rerank_model:

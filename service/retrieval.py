@@ -216,6 +216,14 @@ def fuse(got: Retrieved, mode: str, config: RetrievalConfig, query: str = "") ->
     return [Candidate(h, s, dense_by_id.get(h.chunk.id), kw_by_id.get(h.chunk.id)) for h, s in fused]
 
 
+def rerank(query: str, cands: list[Candidate], reranker: Reranker, depth: int) -> list[Candidate]:
+    """The first `depth` candidates in the reranker's order (its score kept as `rerank_score`), the rest after."""
+    head = cands[:depth]
+    rs = reranker.scores(query, [c.hit.chunk.text for c in head])
+    reranked = (Candidate(c.hit, r, c.dense_score, c.keyword_score, r) for c, r in zip(head, rs, strict=True))
+    return sorted(reranked, key=lambda c: -c.score) + cands[depth:]
+
+
 class Retriever:
     def __init__(self, store: Store, embedder: Embedder, config: RetrievalConfig,
                  reranker: Reranker | None = None) -> None:
@@ -236,11 +244,7 @@ class Retriever:
         t2 = time.perf_counter()
         cands = fuse(got, mode, self.config, query)
         if self.reranker is not None and cands and (for_answer or not self.reranker.answers_only):
-            head = cands[: self.config.rerank_candidates]
-            rs = self.reranker.scores(query, [c.hit.chunk.text for c in head])
-            reranked = (Candidate(c.hit, r, c.dense_score, c.keyword_score, r) for c, r in zip(head, rs, strict=True))
-            head = sorted(reranked, key=lambda c: -c.score)
-            cands = head + cands[self.config.rerank_candidates:]
+            cands = rerank(query, cands, self.reranker, self.config.rerank_candidates)
         best = max((h.score for h in got.dense), default=None)
         relevant = self.config.abstain.relevant(query, best, cands, k)
         t3 = time.perf_counter()

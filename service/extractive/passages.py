@@ -29,11 +29,10 @@ import numpy as np
 
 from index.embedders.base import Embedder
 from index.embedders.cache import similarities
-from index.keyword import stem, terms
 from index.text import cjk_share
 from service.citations import defuse_markers
 from service.extractive import Extract, Quote
-from service.extractive.question import COMMANDISH, NUMBER, PATH, Focus, question_terms
+from service.extractive.question import COMMANDISH, NUMBER, PATH, Focus, question_terms, stems
 from service.extractive.units import Unit, units
 from service.retrieval import Candidate, names_found
 
@@ -145,8 +144,8 @@ class PassageAnswerer:
         full = {t: weight.get(t, heaviest) for t in want}
         seen: set[str] = set()
         for w in windows:
-            seen |= {stem(t) for s in w for t in terms(s.unit.text)}
-            seen |= {stem(t) for t in terms(" ".join(contexts[w[0].n - 1].hit.chunk.heading_path))}
+            seen |= set().union(*(stems(s.unit.text) for s in w))
+            seen |= stems(" ".join(contexts[w[0].n - 1].hit.chunk.heading_path))
         total = sum(full.values())
         focus = Focus.of(question)
         named = 1.0
@@ -166,14 +165,14 @@ class PassageAnswerer:
                  ) -> tuple[np.ndarray, dict[str, float]]:
         """One row of FEATURES per unit of the pool, and the weight of each question word found in it."""
         want = question_terms(question)
-        unit_terms = [{stem(t) for t in terms(s.unit.text)} for s in pool]
+        unit_terms = [stems(s.unit.text) for s in pool]
         df = {t: sum(t in ts for ts in unit_terms) for t in want}
         weight = {t: math.log(1 + (len(pool) + 1) / (df[t] + 0.5)) for t in want if df[t]}
         total = sum(weight.values())
         focus = Focus.of(question)
         heading = {}
         for n, c in enumerate(contexts, start=1):
-            ht = {stem(t) for t in terms(" ".join(c.hit.chunk.heading_path))}
+            ht = stems(" ".join(c.hit.chunk.heading_path))
             heading[n] = sum(w for t, w in weight.items() if t in ht) / total if total else 0.0
         x = np.zeros((len(pool), len(FEATURES)), dtype=np.float32)
         for i, (s, ts) in enumerate(zip(pool, unit_terms, strict=True)):
@@ -240,7 +239,7 @@ class PassageAnswerer:
                 question: str) -> list[Scored] | None:
         taken = {(s.n, s.rank) for s in first}
         said = {s.unit.text for s in first}  # overlapping chunks repeat sentences: never quote one twice
-        have = set().union(*({stem(t) for t in terms(s.unit.text)} for s in first))
+        have = set().union(*(stems(s.unit.text) for s in first))
         want = question_terms(question)
         focus = Focus.of(question)
         had = max(focus.reward(s.unit) for s in first)
@@ -250,7 +249,7 @@ class PassageAnswerer:
             if (s.n, s.rank) in taken or s.unit.text in said or any(
                     s.n == f.n and abs(s.rank - f.rank) <= 1 for f in first):
                 continue
-            adds = bool((want - have) & {stem(t) for t in terms(s.unit.text)}) or self.second_rule == 2 or (
+            adds = bool((want - have) & stems(s.unit.text)) or self.second_rule == 2 or (
                 self.second_rule == 1 and focus.asks
                 and focus.reward(s.unit) > had)
             if adds:

@@ -43,6 +43,11 @@ _FILLER = frozenset(
 _SHORT_KANA = re.compile(r"[\u3040-\u309f]{1,2}")
 
 
+def stems(text: str) -> set[str]:
+    """The stems of all the text's words (stop words too): what a unit or a heading holds."""
+    return {stem(t) for t in terms(text)}
+
+
 def question_terms(question: str) -> set[str]:
     """The question's content words, stemmed: no stop words, no question filler ("command", "方法"), no
     one- or two-letter hiragana left over from a verb's inflection."""
