@@ -56,7 +56,23 @@ class Store(Protocol):
     model_id: str
     dim: int
 
+    @property
+    def generation(self) -> int:
+        """The committed generation reads now see."""
+        ...
+
     def document_by_source(self, source: str) -> DocumentRecord | None: ...
+
+    def document(self, doc_id: str) -> DocumentRecord | None: ...
+
+    def documents(self, offset: int = 0, limit: int = 100,
+                  principals: frozenset[str] | None = None) -> tuple[list[DocumentRecord], int]:
+        """A page of documents ordered by source, and the total count; with `principals`, only those readable."""
+        ...
+
+    def chunks_of(self, doc_id: str) -> list[ChunkRecord]:
+        """A document's chunks in order."""
+        ...
 
     def sources(self) -> list[str]: ...
 

@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from index.store import SearchFilter
 from service.citations import (
@@ -53,12 +53,46 @@ class Plan:
     declined: bool = False  # the model began with the not-found sentence and went on
 
 
+@dataclass(frozen=True)
+class Step:
+    """One step of an agent run (service/agent/): why, which tool with what input, what it returned."""
+
+    thought: str
+    tool: str
+    input: str
+    observation: str  # as the model read it: only documents the caller may read
+    blocks: tuple[int, ...] = ()  # the numbered blocks it returned (citable by the answer)
+    note: str = ""  # what the harness did about it (an observation cut for room, a refused step)
+
+
 @dataclass
 class Answer:
     checked: CheckedAnswer
     abstained: bool
     session_id: str
     generation: int
+    steps: list[Step] = field(default_factory=list)  # agent mode: the run's steps
+    fallback: str = ""  # agent mode: why the run ended without the model finishing it ('' : it did)
+
+
+class Answerer(Protocol):
+    """What the routes call: plan (recall and retrieve, or prepare a run), the answer as it is produced (text
+    deltas; an agent's steps first), then finish (check the citations, remember the turn). Two
+    implementations: `AnswerService` (one retrieval, one answer) and `service.agent.Agent` (a ReAct loop)."""
+
+    def plan(self, question: str, session_id: str | None, top_k: int | None, flt: SearchFilter | None,
+             owner: str = "") -> Any: ...
+
+    def deltas(self, plan: Any) -> Iterator[str | Step]: ...
+
+    def finish(self, plan: Any, text: str) -> Answer: ...
+
+    def hold(self) -> AbstractContextManager[Any]: ...
+
+
+def answer(answerer: Answerer, plan: Any) -> Answer:
+    """The whole answer at once (no stream): the text deltas joined, then checked."""
+    return answerer.finish(plan, "".join(d for d in answerer.deltas(plan) if isinstance(d, str)))
 
 
 class AnswerService:
@@ -138,7 +172,7 @@ class AnswerService:
 
     # -- answering -----------------------------------------------------------------------------------------
     def answer(self, plan: Plan) -> Answer:
-        return self.finish(plan, "".join(self.deltas(plan)))
+        return answer(self, plan)
 
     def deltas(self, plan: Plan) -> Iterator[str]:
         """The answer text as it is produced (invalid [n] markers already removed)."""

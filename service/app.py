@@ -23,12 +23,13 @@ from index.embedders.factory import runtime
 from index.errors import ConfigError, IndexLockedError, IndexMismatchError, QuelleError
 from index.faiss_store import FaissSqliteStore
 from service import extractive
-from service.answering import AnswerService
+from service.agent import Agent, AgentConfig
+from service.answering import Answerer, AnswerService
 from service.auth import AuthError, AuthUnavailable, ForbiddenError, KeyStore
 from service.citations import CitationChecker
 from service.config import Settings
 from service.conversations import ConversationStore
-from service.errors import IngestUnavailable, LLMUnavailableError, NotFoundError
+from service.errors import IngestUnavailable, LLMUnavailableError, NotEnabled, NotFoundError
 from service.gate import CpuGate, Overloaded
 from service.llm import ChatModel, OpenAIChatModel, Usage
 from service.metrics import Metrics
@@ -141,8 +142,14 @@ def build_services(settings: Settings, metrics: Metrics, *, embedder: Embedder |
                             refetch_seconds=settings.oidc_refetch_seconds, timeout=settings.oidc_timeout)
     elif keys is not None and (settings.oidc_issuer or settings.oidc_jwks_url):
         raise ConfigError("OIDC needs both QUELLE_OIDC_ISSUER and QUELLE_OIDC_JWKS_URL")
+    answerers: dict[str, Answerer] = {"single": answers}
+    if llm is not None and settings.agent:
+        answerers["agent"] = Agent(answers, llm, AgentConfig(
+            protocol=settings.agent_protocol, constraint=settings.agent_constraint, tools=tuple(settings.agent_tools),
+            max_steps=settings.agent_max_steps, step_tokens=settings.agent_step_tokens, timeout=settings.agent_timeout,
+            context_window=settings.llm_context_window))
     return Services(settings, embedder, store, retriever, answers, metrics, ingest_file, keys, limiter, oidc,
-                    gate)
+                    gate, answerers)
 
 
 def retrieval_config(settings: Settings, model_id: str) -> RetrievalConfig:
@@ -231,6 +238,7 @@ def _install_error_handlers(app: FastAPI) -> None:
                                                  lambda exc: {"Retry-After": str(exc.retry_after)}))
     app.add_exception_handler(NotFoundError, simple(404, "not found"))
     app.add_exception_handler(IngestUnavailable, simple(501, "not enabled"))
+    app.add_exception_handler(NotEnabled, simple(403, "not enabled"))
     app.add_exception_handler(IndexLockedError, simple(409, "index busy"))
     app.add_exception_handler(IndexMismatchError, simple(500, "index built with another model"))
     app.add_exception_handler(LLMUnavailableError, simple(503, "language model unavailable"))

@@ -144,6 +144,22 @@ class Settings(BaseSettings):
     llm_max_retries: int = Field(2, ge=0, le=10)
     llm_temperature: float = Field(0.1, ge=0, le=2)
 
+    # agent mode (POST /v1/ask with "mode": "agent"; service/agent/): needs a language model
+    agent: bool = Field(True, description="offer agent mode when a language model is configured")
+    agent_protocol: Literal["react", "tools"] = Field(
+        "react", description="how the model is asked for a step: constrained JSON steps (any server that takes a "
+                             "JSON schema, llama.cpp's included) or OpenAI tool calling")
+    agent_constraint: Literal["json_schema", "json_object", "none"] = Field(
+        "json_schema", description="how a JSON step's schema is sent: OpenAI's response_format json_schema, the "
+                                   "json_object + schema form of llama-cpp-python's server, or not at all")
+    agent_tools: list[Literal["search", "read", "list_documents", "calculate", "today"]] = Field(
+        ["search", "read", "list_documents", "calculate", "today"], min_length=1,
+        description="the tools agent mode may use (a request may choose fewer)")
+    agent_max_steps: int = Field(5, ge=1, le=20)
+    agent_step_tokens: int = Field(256, ge=32, le=4096, description="most tokens the model may write per step")
+    agent_timeout: float = Field(120.0, gt=0, le=3600, description="seconds for an agent's steps (the answer "
+                                 "after them has QUELLE_LLM_TIMEOUT)")
+
     # conversations
     sink_turns: int = Field(1, ge=0, description="first turns always kept (attention sinks)")
     window_turns: int = Field(6, ge=1, description="most recent turns kept")

@@ -4,6 +4,7 @@
     └── ServiceError
         ├── LLMUnavailableError   the language model could not be reached or failed (503)
         ├── NotFoundError         an unknown document or session (404)
+        ├── NotEnabled            a mode or tool this service does not offer (403)
         └── IngestUnavailable     this service was started without an ingestion pipeline (501)
 """
 
@@ -30,6 +31,10 @@ class LLMUnavailableError(ServiceError):
 
 
 class NotFoundError(ServiceError):
+    pass
+
+
+class NotEnabled(ServiceError):
     pass
 
 

@@ -1,4 +1,7 @@
-"""Language models behind one small protocol, `ChatModel.complete(messages) -> Iterator[str]`.
+"""Language models behind one small protocol: `ChatModel.complete(messages) -> Iterator[str]` streams an answer;
+`ChatModel.step(messages, tools=..., response_format=..., stop=...) -> Turn` takes one agent step (not
+streamed): OpenAI tool calling (`tools`, the model's `tool_calls` come back), or output constrained by a JSON
+schema (`response_format`, which llama.cpp's servers turn into a grammar), cut at `stop`.
 
 `OpenAIChatModel` speaks to any OpenAI-compatible endpoint (OpenAI, Azure OpenAI, llama.cpp's server, vLLM,
 Ollama) through the official `openai` client, streaming, with a timeout and retries with backoff (the
@@ -10,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -19,8 +23,27 @@ from service.tokens import estimate_tokens
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str  # JSON, as the model wrote it (the harness parses and checks it)
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One non-streamed reply: its text, and the tools it calls (OpenAI tool calling)."""
+
+    content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    finish_reason: str | None = None
+
+
 class ChatModel(Protocol):
     def complete(self, messages: list[dict[str, str]], *, max_tokens: int) -> Iterator[str]: ...
+
+    def step(self, messages: list[dict[str, Any]], *, max_tokens: int, tools: list[dict[str, Any]] | None = None,
+             response_format: dict[str, Any] | None = None, stop: list[str] | None = None) -> Turn: ...
 
 
 @dataclass
@@ -43,12 +66,10 @@ class OpenAIChatModel:
         self.on_usage: Any = None  # called with a Usage after each completion (metrics)
 
     def complete(self, messages: list[dict[str, str]], *, max_tokens: int) -> Iterator[str]:
-        import openai
-
         started = time.perf_counter()
         usage = Usage()
         produced: list[str] = []
-        try:
+        with self._failures():
             stream = self._client.chat.completions.create(
                 model=self.model, messages=messages, max_tokens=max_tokens,  # type: ignore[arg-type]
                 temperature=self.temperature, stream=True,
@@ -65,6 +86,48 @@ class OpenAIChatModel:
                 if text:
                     produced.append(text)
                     yield text
+        if not produced:
+            raise LLMUnavailableError("the language model returned an empty answer")
+        usage.seconds = time.perf_counter() - started
+        if not usage.completion_tokens:  # the server sent no usage: estimate
+            usage.completion_tokens = estimate_tokens("".join(produced))
+            usage.prompt_tokens = sum(estimate_tokens(m["content"]) for m in messages)
+        if self.on_usage is not None:
+            self.on_usage(usage)
+
+    def step(self, messages: list[dict[str, Any]], *, max_tokens: int, tools: list[dict[str, Any]] | None = None,
+             response_format: dict[str, Any] | None = None, stop: list[str] | None = None) -> Turn:
+        started = time.perf_counter()
+        extra: dict[str, Any] = {}
+        if tools:
+            extra["tools"] = tools
+            extra["tool_choice"] = "auto"
+        if response_format is not None:
+            extra["response_format"] = response_format
+        if stop:
+            extra["stop"] = stop
+        with self._failures():
+            reply: Any = self._client.chat.completions.create(
+                model=self.model, messages=messages, max_tokens=max_tokens,  # type: ignore[arg-type]
+                temperature=self.temperature, stream=False, **extra)
+            choice = reply.choices[0]
+            message = choice.message
+            calls = tuple(ToolCall(c.id or f"call_{i}", c.function.name, c.function.arguments or "{}")
+                          for i, c in enumerate(message.tool_calls or ()))
+            turn = Turn(message.content or "", calls, choice.finish_reason)
+        if self.on_usage is not None:
+            got = getattr(reply, "usage", None)
+            self.on_usage(Usage(getattr(got, "prompt_tokens", 0) or 0, getattr(got, "completion_tokens", 0) or 0,
+                                time.perf_counter() - started))
+        return turn
+
+    @contextmanager
+    def _failures(self) -> Iterator[None]:
+        """Every failure to get a reply, as LLMUnavailableError with the reason."""
+        import openai
+
+        try:
+            yield
         except openai.APITimeoutError:
             raise LLMUnavailableError("the language model timed out",
                                       detail=f"the language model at {self.base_url} timed out") from None
@@ -76,18 +139,10 @@ class OpenAIChatModel:
                 f"the language model answered HTTP {exc.status_code}",
                 detail=f"the language model at {self.base_url} answered HTTP {exc.status_code}: {_brief(exc)}",
             ) from None
-        except (openai.APIError, ValueError, KeyError, AttributeError, TypeError) as exc:
+        except (openai.APIError, ValueError, KeyError, AttributeError, TypeError, IndexError) as exc:
             raise LLMUnavailableError("malformed answer from the language model",
                                       detail=f"malformed answer from the language model at {self.base_url}: "
                                              f"{exc}") from None
-        if not produced:
-            raise LLMUnavailableError("the language model returned an empty answer")
-        usage.seconds = time.perf_counter() - started
-        if not usage.completion_tokens:  # the server sent no usage: estimate
-            usage.completion_tokens = estimate_tokens("".join(produced))
-            usage.prompt_tokens = sum(estimate_tokens(m["content"]) for m in messages)
-        if self.on_usage is not None:
-            self.on_usage(usage)
 
 
 def _brief(exc: Any) -> str:

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from index.records import ACL_ENTRY, check_acl
+from service.answering import Step
 from service.citations import Citation
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
@@ -59,6 +60,13 @@ class AskRequest(Strict):
     session_id: SessionId | None = None
     stream: bool = Field(False, strict=True)  # `"stream": 0` is an error, as the schema says
     filters: SearchFilters | None = None
+    mode: Literal["single", "agent"] = Field(
+        "single", description="'single': one retrieval, one answer; 'agent': the model plans and calls tools "
+                              "(search, read, list_documents, calculate, today), then answers from what they "
+                              "returned (needs a language model; 501 otherwise)")
+    tools: list[Literal["search", "read", "list_documents", "calculate", "today"]] | None = Field(
+        None, min_length=1, description="agent mode: the tools this request may use (default: all enabled; a "
+                                        "single-shot answer uses none)")
 
 
 CitationOut = Citation  # a checked citation (service/citations.py): n, document, page, quote, support
@@ -74,6 +82,10 @@ class AskResponse(BaseModel):
                                                "removed from `answer` (generated answers only)")
     session_id: str
     generation: int
+    steps: list[Step] | None = Field(None, description="agent mode: each step's thought, tool, input and "
+                                                       "observation (only documents the caller may read)")
+    fallback: str | None = Field(None, description="agent mode: why the run ended before the model finished "
+                                                   "it, so the answer was written from what it had observed")
 
 
 class DocumentOut(BaseModel):

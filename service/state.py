@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,9 +14,10 @@ from fastapi import Request
 
 from index.embedders.base import Embedder
 from index.faiss_store import FaissSqliteStore
-from service.answering import AnswerService
+from service.answering import Answerer, AnswerService
 from service.auth import KeyStore
 from service.config import Settings
+from service.errors import NotEnabled
 from service.gate import Overloaded
 from service.metrics import Metrics
 from service.ratelimit import RateLimiter
@@ -40,8 +41,18 @@ class Services:
     limiter: RateLimiter | None = None
     oidc: Any = None  # service.oidc.OidcVerifier when OIDC is configured
     gate: Any = None  # service.gate.CpuGate bounding concurrent CPU work (see AnswerService.gate)
+    answerers: dict[str, Answerer] = field(default_factory=dict)  # by the `mode` a request names
     ready: bool = False
     _writes: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def answerer(self, mode: str, tools: Sequence[str] | None = None) -> Answerer:
+        """The answerer of a request's `mode` ("single" unless it says otherwise), with only the `tools` it
+        chose (agent mode)."""
+        got = self.answerers.get(mode) or (self.answers if mode == "single" else None)
+        if got is None:
+            raise NotEnabled(f"mode {mode!r} is not enabled here: agent mode needs a language model "
+                             "(QUELLE_LLM_MODEL) and QUELLE_AGENT left on")
+        return got.only(tools) if tools is not None and hasattr(got, "only") else got
 
     @contextmanager
     def writing(self) -> Iterator[None]:

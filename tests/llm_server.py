@@ -24,6 +24,7 @@ class Reply:
     malformed: bool = False
     echo_system: bool = False  # deliberately obedient: answer with the system message it was sent
     echo_prompt: bool = False  # answer with every message it was sent (documents, history and all)
+    tool_calls: list[tuple[str, str]] | None = None  # (name, JSON arguments): OpenAI tool calls (not streamed)
 
 
 @dataclass
@@ -88,9 +89,14 @@ class ScriptedLLM:
             reply = Reply(text=f"Sure! My instructions are: {system}",
                           deltas=[system[i:i + 7] for i in range(0, len(system), 7)])
         if not body.get("stream"):
+            message: dict = {"role": "assistant", "content": reply.text or None}
+            if reply.tool_calls:
+                message["tool_calls"] = [{"id": f"call_{i}", "type": "function",
+                                          "function": {"name": name, "arguments": args}}
+                                         for i, (name, args) in enumerate(reply.tool_calls)]
             payload = {"id": "cmpl-1", "object": "chat.completion", "created": created, "model": body.get("model"),
-                       "choices": [{"index": 0, "finish_reason": "stop",
-                                    "message": {"role": "assistant", "content": reply.text}}],
+                       "choices": [{"index": 0, "finish_reason": "tool_calls" if reply.tool_calls else "stop",
+                                    "message": message}],
                        "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}
             _send(h, 200, "application/json", json.dumps(payload).encode())
             return

@@ -1,0 +1,207 @@
+"""Agent mode: plan, act, observe (ReAct), then answer from what was observed.
+
+The model decides one step at a time (service/agent/protocols.py: OpenAI tool calling, or one constrained JSON
+object per step) which tool to run (service/agent/tools.py); the harness runs it with the caller's access and
+shows the model what came back. When the model is done, the answer is written the single-shot way
+(service/answering.py: numbered blocks, streamed, every citation checked) over the blocks the tools returned
+in this run, and nothing else: citations can only point at what was observed.
+
+Budgets: at most `max_steps` steps of at most `step_tokens` tokens, `timeout` seconds for the loop. The loop
+also ends on a step the harness cannot use, on the same action twice, and when the model is unavailable. Then
+the agent falls back to the single-shot answer over what it observed (over a plain retrieval when it
+observed nothing) and says why in `Answer.fallback`.
+
+Memory: the conversation's sinks and window (the same `Memory` as single-shot answers) come first; then the
+run's steps. When they outgrow `context_window`, the oldest observations are replaced by a line saying so;
+the step shows it in its `note`, and the blocks stay citable.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from index.store import SearchFilter
+from service.agent.protocols import Decision, ReActJson, StepError, StepProtocol, ToolCalling
+from service.agent.tools import TOOLS, Observed, Tool, ToolContext
+from service.answering import Answer, AnswerService, Plan, Step
+from service.errors import LLMUnavailableError, NotEnabled
+from service.llm import ChatModel
+from service.tokens import estimate_tokens
+
+log = logging.getLogger(__name__)
+
+DROPPED = "Observation: (dropped for room; its blocks stay citable)"
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    protocol: str = "react"  # "react" (constrained JSON steps) or "tools" (OpenAI tool calling)
+    constraint: str = "json_schema"  # how a ReAct step's schema is sent (protocols.py)
+    tools: tuple[str, ...] = tuple(TOOLS)
+    max_steps: int = 5
+    step_tokens: int = 256
+    timeout: float = 120.0  # seconds for the loop (the answer after it has the model's own timeout)
+    context_window: int = 8192
+    answer_blocks: int = 8  # blocks the answer is written from, taken from every step in turn
+
+
+@dataclass
+class AgentPlan:
+    question: str
+    session_id: str
+    flt: SearchFilter | None
+    top_k: int
+    owner: str
+    history: list[dict[str, str]]
+    memory: Any
+    steps: list[Step] = field(default_factory=list)
+    observed: Observed = field(default_factory=Observed)
+    notes: list[str] = field(default_factory=list)  # results of tools that return no document (calculate, today)
+    fallback: str = ""
+    inner: Plan | None = None  # the single-shot plan the answer is written from
+
+
+class Agent:
+    def __init__(self, answers: AnswerService, llm: ChatModel, config: AgentConfig | None = None) -> None:
+        self.answers = answers
+        self.llm = llm
+        self.config = config or AgentConfig()
+        self.protocol: StepProtocol = ToolCalling() if self.config.protocol == "tools" else ReActJson(
+            self.config.constraint)  # type: ignore[arg-type]
+        self.tools: list[Tool] = [TOOLS[name] for name in self.config.tools]
+
+    def only(self, tools: Sequence[str]) -> Agent:
+        """This agent with fewer tools (a request's choice among those enabled)."""
+        missing = [t for t in tools if t not in self.config.tools]
+        if missing:
+            raise NotEnabled(f"tool(s) not enabled here: {', '.join(missing)} (QUELLE_AGENT_TOOLS)")
+        return Agent(self.answers, self.llm, replace(self.config, tools=tuple(dict.fromkeys(tools))))
+
+    def hold(self) -> AbstractContextManager[Any]:
+        return nullcontext()  # every step waits on the model: CPU steps take the gate on their own
+
+    def plan(self, question: str, session_id: str | None, top_k: int | None, flt: SearchFilter | None,
+             owner: str = "") -> AgentPlan:
+        answers = self.answers
+        sid = session_id or answers.conversations.new_id()
+        tokens = flt.principals if flt is not None else None
+
+        def can_read(doc_ids: set[str]) -> bool:
+            assert tokens is not None
+            return answers.retriever.store.readable(doc_ids, tokens) == doc_ids
+
+        memory = answers.conversations.memory(sid, owner, None if tokens is None else can_read)
+        history: list[dict[str, str]] = []
+        if memory.summary:
+            history.append({"role": "system", "content": f"Summary of earlier conversation: {memory.summary}"})
+        for turn in memory.turns:
+            history += [{"role": "user", "content": turn.question}, {"role": "assistant", "content": turn.answer}]
+        return AgentPlan(question, sid, flt, top_k or answers.default_k, owner, history, memory)
+
+    # -- the loop ------------------------------------------------------------------------------------------
+    def deltas(self, plan: AgentPlan) -> Iterator[str | Step]:
+        yield from self.run(plan)
+        plan.inner = self._inner(plan)
+        yield from self.answers.deltas(plan.inner)
+
+    def run(self, plan: AgentPlan) -> Iterator[Step]:
+        cfg = self.config
+        ctx = ToolContext(self.answers.retriever, plan.flt, plan.top_k, plan.observed)
+        messages = self.protocol.start(plan.question, plan.history, self.tools)
+        first = len(messages)
+        started = time.monotonic()
+        done: set[tuple[str, str]] = set()
+        for number in range(1, cfg.max_steps + 1):
+            if time.monotonic() - started > cfg.timeout:
+                plan.fallback = f"the run took longer than {cfg.timeout:g} s"
+                return
+            dropped = self._fit(messages, first)
+            try:
+                decision = self.protocol.decide(self.llm, messages, self.tools, cfg.step_tokens)
+            except StepError as exc:
+                plan.fallback = f"step {number}: {exc}"
+                log.info("agent step refused: %s", exc)
+                return
+            except LLMUnavailableError as exc:
+                plan.fallback = f"step {number}: {exc.reason}"
+                log.warning("agent step failed: %s", exc.detail)
+                return
+            if decision.tool is None:
+                return  # the model is done
+            key = (decision.tool, " ".join(decision.input.lower().split()))
+            if key in done:
+                plan.fallback = f"step {number} repeated an earlier action ({decision.tool} {decision.input[:60]!r})"
+                return
+            done.add(key)
+            step = self._act(decision, ctx, dropped)
+            if decision.tool in ("calculate", "today"):
+                plan.notes.append(f"{decision.tool}: {step.observation}")
+            plan.steps.append(step)
+            yield step
+            self.protocol.record(messages, decision, step.observation)
+        plan.fallback = f"the model was still working after {cfg.max_steps} steps"
+
+    def _act(self, decision: Decision, ctx: ToolContext, dropped: int) -> Step:
+        tool = next(t for t in self.tools if t.name == decision.tool)
+        with self.answers.gate:  # a search embeds the query: CPU work, under the same gate as answers
+            got = tool.run(decision.input, ctx)
+        note = f"{dropped} earlier observation(s) dropped for room (their blocks stay citable)" if dropped else ""
+        return Step(decision.thought, tool.name, decision.input, got.text, tuple(got.blocks), note)
+
+    def _fit(self, messages: list[dict[str, Any]], first: int) -> int:
+        """Replace the oldest observations (the messages after the `first` ones: system, history, question) by
+        a line saying so until the run fits the context window with room for a step; returns how many."""
+        room = self.config.context_window - self.config.step_tokens
+
+        def size() -> int:
+            return sum(estimate_tokens(str(m.get("content") or "")) + 4 for m in messages)
+
+        replaced = 0
+        for m in messages[first:]:
+            if size() <= room:
+                break
+            if m["role"] in ("tool", "user") and m["content"] != DROPPED:
+                m["content"] = DROPPED
+                replaced += 1
+        if replaced:
+            log.warning("agent run: %d observation(s) dropped to fit the context window of %d tokens",
+                        replaced, self.config.context_window)
+        return replaced
+
+    # -- the answer ----------------------------------------------------------------------------------------
+    def _inner(self, plan: AgentPlan) -> Plan:
+        """The single-shot plan the answer is written from: the observed blocks, each step's best first."""
+        answers = self.answers
+        blocks = _round_robin([list(s.blocks) for s in plan.steps], self.config.answer_blocks)
+        if not blocks:
+            if not plan.fallback:
+                plan.fallback = "the run observed no document"
+            return answers.plan(plan.question, plan.session_id, plan.top_k, plan.flt, plan.owner)
+        query = plan.question
+        if plan.notes:  # what calculate and today returned: no document says it, the answer may use it
+            query += "\n\nResults of tools (not from the documents):\n" + "\n".join(plan.notes)
+        contexts = [plan.observed.blocks[n - 1] for n in blocks]
+        return Plan(plan.question, query, plan.session_id, plan.memory, contexts,
+                    answers.retriever.store.generation, abstain=False, owner=plan.owner)
+
+    def finish(self, plan: AgentPlan, text: str) -> Answer:
+        if plan.inner is None:  # finished before the loop ran (a client gone): answer nothing
+            plan.inner = self._inner(plan)
+        got = self.answers.finish(plan.inner, text)
+        return replace(got, steps=list(plan.steps), fallback=plan.fallback)
+
+
+def _round_robin(lists: list[list[int]], most: int) -> list[int]:
+    out: list[int] = []
+    depth = 0
+    while len(out) < most and any(depth < len(x) for x in lists):
+        for x in lists:
+            if depth < len(x) and x[depth] not in out and len(out) < most:
+                out.append(x[depth])
+        depth += 1
+    return out
