@@ -155,26 +155,38 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def ask(settings: Settings, question: str, k: int | None, *, as_json: bool) -> int:
+def ask(settings: Settings, question: str, k: int | None, *, as_json: bool, agent: bool = False) -> int:
+    from service.answering import Step
     from service.app import build_services
     from service.metrics import Metrics
 
     embedder = settings.load_embedder(threads=settings.query_threads, serving=True, one_shot=True)
     svc = build_services(settings, Metrics(), embedder=embedder, ingest_file=None, llm=None, llm_http_client=None)
     try:
-        plan = svc.answers.plan(question, None, k, None)
-        answer = svc.answers.answer(plan)
+        answerer = svc.answerer("agent" if agent else "single")
+        plan = answerer.plan(question, None, k, None)
+        text = []
+        for item in answerer.deltas(plan):
+            if isinstance(item, Step):  # shown as it happens: a run takes a while with a small local model
+                if not as_json:
+                    print(f"· {item.tool}({item.input!r}): {item.thought}", file=sys.stderr, flush=True)
+            else:
+                text.append(item)
+        got = answerer.finish(plan, "".join(text))
     finally:
         svc.answers.conversations.close()
         svc.store.close()
-    cites = answer.checked.citations
+    cites = got.checked.citations
     if as_json:
-        print(json.dumps({"answer": answer.checked.answer, "grounded": answer.checked.grounded,
-                          "abstained": answer.abstained, "unsupported": answer.checked.unsupported,
-                          "citations": [c.__dict__ for c in cites]},
-                         ensure_ascii=False, indent=2))
+        out = {"answer": got.checked.answer, "grounded": got.checked.grounded, "abstained": got.abstained,
+               "unsupported": got.checked.unsupported, "citations": [c.__dict__ for c in cites]}
+        if agent:
+            out |= {"steps": [s.__dict__ for s in got.steps], "fallback": got.fallback or None}
+        print(json.dumps(out, ensure_ascii=False, indent=2))
         return 0
-    print(answer.checked.answer)
+    if got.fallback:
+        print(f"(agent: {got.fallback}; answered from what it had observed)", file=sys.stderr)
+    print(got.checked.answer)
     if cites:
         print("\nSources:")
     for c in cites:

@@ -60,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     ak.add_argument("question")
     ak.add_argument("-k", type=int, help="how many chunks to retrieve")
     ak.add_argument("--json", action="store_true")
+    ak.add_argument("--agent", action="store_true", help="plan and use tools (search, read, calculate...) before "
+                                                         "answering; needs a language model (QUELLE_LLM_MODEL)")
 
     ev = with_data_dir(sub.add_parser("eval", help="retrieval quality: a BEIR folder or a golden JSONL file"))
     ev.add_argument("dataset", type=Path, help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv) or .jsonl")
@@ -162,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "keys":
             return commands.keys(settings, args)
         if args.command == "ask":
-            return commands.ask(settings, args.question, args.k, as_json=args.json)
+            return commands.ask(settings, args.question, args.k, as_json=args.json, agent=args.agent)
         if args.command == "eval":
             if not args.dataset.exists():
                 parser.error(f"no such dataset: {args.dataset}")

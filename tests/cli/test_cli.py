@@ -197,3 +197,34 @@ def test_the_onnx_export_is_made_once_per_model_for_every_data_dir(tmp_path):
         assert found.returncode == 0 and "notes.md" in found.stdout, found.stderr
     exports = list(cache.glob("*.onnx"))
     assert len(exports) == 1 and exports[0].name.startswith("sentence-transformers_all-MiniLM-L6-v2-")
+
+
+def test_ask_agent_shows_each_step_then_the_answer_and_refuses_without_a_model(built_index, tmp_path):
+    from tests.llm_server import ScriptedLLM
+
+    data = tmp_path / "ix"
+    shutil.copytree(built_index, data)
+    alone = quelle("ask", "--agent", "What is the per diem outside Europe?", "--data-dir", str(data))
+    assert alone.returncode != 0 and alone.stdout == ""
+    assert "agent mode needs a language model" in alone.stderr and "Traceback" not in alone.stderr
+    llm = ScriptedLLM()
+    try:
+        llm.script(json.dumps({"thought": "look it up", "action": "search", "input": "per diem outside Europe"}),
+                   json.dumps({"thought": "done", "action": "answer", "input": ""}),
+                   "The per diem outside Europe is 80 EUR per day [1].")
+        env = {"QUELLE_LLM_BASE_URL": llm.base_url, "QUELLE_LLM_MODEL": "m", "QUELLE_LLM_API_KEY": "k"}
+        run = quelle("ask", "--agent", "What is the per diem outside Europe?", "--data-dir", str(data),
+                     "--json", env_extra=env)
+        assert run.returncode == 0, run.stderr
+        got = json.loads(run.stdout)
+        assert [s["tool"] for s in got["steps"]] == ["search"] and got["fallback"] is None
+        assert got["answer"] == "The per diem outside Europe is 80 EUR per day [1]." and got["grounded"]
+        llm.script(json.dumps({"thought": "look it up", "action": "search", "input": "per diem outside Europe"}),
+                   json.dumps({"thought": "done", "action": "answer", "input": ""}),
+                   "The per diem outside Europe is 80 EUR per day [1].")
+        text = quelle("ask", "--agent", "What is the per diem outside Europe?", "--data-dir", str(data),
+                      env_extra=env)
+        assert "· search('per diem outside Europe'): look it up" in text.stderr
+        assert text.stdout.startswith("The per diem outside Europe is 80 EUR per day [1].\n\nSources:\n[1] ")
+    finally:
+        llm.close()
