@@ -10,6 +10,11 @@ licence) in that language's HTML. SQLite's manual (sqlite3-doc) is kept out: it 
 set `sqlite` (`--only sqlite`; its 214 top-level HTML pages, public domain, and 12 answerable and 4
 unanswerable questions of this project's own), never used to choose a setting.
 
+Agent mode's compound questions (`bench/answers/compound-<lang>.jsonl`, copied to `<lang>/compound.jsonl`: two
+facts from different places, a fact plus arithmetic, a comparison; "cited" names the facts a quote must hold
+when the answer computes its fact from them) are asked with `quelle eval DIR/en --answers --questions
+compound.jsonl --answerer llm --answerer agent`.
+
 The questions are this project's own (`bench/answers/<lang>.jsonl`), written the way an employee asks, not the
 headings: {"id", "question", "answerable", "fact": [regex, ...] (every one must match the answer; case and
 whitespace tolerant), "files": [file names that hold the fact], "section": the heading that holds it}. The
@@ -56,7 +61,6 @@ def build(lang: str, out: Path) -> Path:
     """Copy the corpus into out/lang/docs and the checked questions into out/lang/questions.jsonl."""
     from index.errors import ParseError
     from ingest.parsers import parse
-    from service.evaluation import fact_matches
 
     folder = out / lang
     docs = folder / "docs"
@@ -71,7 +75,25 @@ def build(lang: str, out: Path) -> Path:
                 texts[f.name] = "\n\n".join(s.text for s in parse(dest).sections)
             except ParseError as exc:  # ingestion reports and skips it too; no question may rely on it
                 print(f"skipped: {exc}")
-    questions = load_questions(lang)
+    sets = {"questions.jsonl": load_questions(lang)}
+    if (ROOT / "bench" / "answers" / f"compound-{lang}.jsonl").exists():
+        sets["compound.jsonl"] = load_questions(f"compound-{lang}")
+    for name, questions in sets.items():
+        check(lang, questions, texts)
+        with open(folder / name, "w", encoding="utf-8") as f:
+            for q in questions:
+                f.write(json.dumps(q, ensure_ascii=False) + "\n")
+        answerable = sum(q.get("answerable", True) for q in questions)
+        print(f"{folder / name}: {len(texts)} files, {answerable} answerable and {len(questions) - answerable} "
+              "unanswerable questions")
+    return folder
+
+
+def check(lang: str, questions: list[dict], texts: dict[str, str]) -> None:
+    """Every id once; every fact the documents must hold (`cited` when the answer computes the fact, e.g. a
+    sum) in one of the question's files."""
+    from service.evaluation import fact_matches
+
     problems = []
     ids = set()
     for q in questions:
@@ -83,17 +105,12 @@ def build(lang: str, out: Path) -> Path:
         missing = [f for f in q["files"] if f not in texts]
         if missing:
             problems.append(f"{q['id']}: no file {missing}")
-        elif not any(fact_matches(q["fact"], texts[f]) for f in q["files"]):
-            problems.append(f"{q['id']}: fact {q['fact']} not in {q['files']}")
+            continue
+        for fact in q.get("cited") or q["fact"]:
+            if not any(fact_matches([fact], texts[f]) for f in q["files"]):
+                problems.append(f"{q['id']}: fact {fact!r} not in {q['files']}")
     if problems:
         raise SystemExit(f"{lang}: the question set does not match the corpus:\n  " + "\n  ".join(problems))
-    with open(folder / "questions.jsonl", "w", encoding="utf-8") as f:
-        for q in questions:
-            f.write(json.dumps(q, ensure_ascii=False) + "\n")
-    answerable = sum(q.get("answerable", True) for q in questions)
-    print(f"{folder}: {len(texts)} files, {answerable} answerable and {len(questions) - answerable} "
-          "unanswerable questions")
-    return folder
 
 
 def main() -> None:

@@ -2,7 +2,10 @@
 (`questions.jsonl`, as bench/answer_sets.py builds them). The documents are ingested into `SET/index` (files
 already there are skipped, so a second run starts at once), every question is retrieved once, and each
 answerer answers from the same retrieval: `sentence` (the earlier extractive answerer), `passage` (the
-default) and `llm` when one is configured (QUELLE_LLM_*). Metrics: service.evaluation.answer_metrics; each
+default) and `llm` when one is configured (QUELLE_LLM_*); `agent` (asked for by name) runs agent mode on each
+question instead, and adds the mean steps per question and the share of runs that fell back.
+`questions` names another question file of the set (agent mode's compound questions: compound.jsonl).
+Metrics: service.evaluation.answer_metrics; each
 answer, with its citations, is written to SET/results-<answerer>.jsonl for reading the failures.
 """
 
@@ -31,9 +34,11 @@ def load_questions(path: Path) -> list[dict[str, Any]]:
     return read_jsonl(path, {"question": str})
 
 
-def run(settings: Settings, folder: Path, answerers: list[str] | None = None) -> dict[str, dict[str, float]]:
+def run(settings: Settings, folder: Path, answerers: list[str] | None = None,
+        questions: str = "questions.jsonl") -> dict[str, dict[str, float]]:
     from cli import commands
     from service import extractive
+    from service.answering import answer
     from service.app import build_services
     from service.evaluation import answer_metrics
     from service.metrics import Metrics
@@ -45,27 +50,37 @@ def run(settings: Settings, folder: Path, answerers: list[str] | None = None) ->
     svc = build_services(settings, Metrics(), embedder=embedder, ingest_file=None, llm=None, llm_http_client=None)
     llm = svc.answers.llm
     names = answerers or [*EXTRACTIVE, *(["llm"] if llm is not None else [])]
-    if "llm" in names and llm is None:
-        raise SystemExit("quelle: error: answerer llm needs QUELLE_LLM_BASE_URL and QUELLE_LLM_MODEL")
-    rows = load_questions(folder / "questions.jsonl")
+    if {"llm", "agent"} & set(names) and llm is None:
+        raise SystemExit("quelle: error: answerers llm and agent need QUELLE_LLM_BASE_URL and QUELLE_LLM_MODEL")
+    rows = load_questions(folder / questions)
     report: dict[str, dict[str, float]] = {}
     try:
         plans = [svc.answers.plan(row["question"], None, None, None) for row in rows]
         for name in names:
-            svc.answers.llm = llm if name == "llm" else None
-            if name != "llm":
+            svc.answers.llm = llm if name in ("llm", "agent") else None
+            if name not in ("llm", "agent"):
                 svc.answers.extractive = extractive.build(name, svc.embedder)
             answers, seconds, seen = [], [], []
-            for plan in plans:
+            for row, plan in zip(rows, plans, strict=True):
                 started = time.perf_counter()
-                mine = replace(plan, extract=None, renumbered=[])
-                answers.append(svc.answers.answer(mine))
+                if name == "agent":
+                    agent = svc.answerer("agent")
+                    got = answer(agent, agent.plan(row["question"], None, None, None))
+                    saw = {"steps": [asdict(s) for s in got.steps], "fallback": got.fallback}
+                else:
+                    mine = replace(plan, extract=None, renumbered=[])
+                    got = answer(svc.answers, mine)
+                    saw = {"retrieved": [c.hit.source.rsplit("/", 1)[-1] for c in plan.contexts],
+                           "relevant": not plan.abstain, "evidence": mine.extract.evidence if mine.extract else {}}
+                answers.append(got)
                 seconds.append(time.perf_counter() - started)
-                seen.append({"retrieved": [c.hit.source.rsplit("/", 1)[-1] for c in plan.contexts],
-                             "relevant": not plan.abstain,
-                             "evidence": mine.extract.evidence if mine.extract else {}})
+                seen.append(saw)
             report[name] = {**answer_metrics(rows, answers), "seconds": sum(seconds) / len(seconds)}
-            with open(folder / f"results-{name}.jsonl", "w", encoding="utf-8") as f:
+            if name == "agent":
+                report[name] |= {"steps": sum(len(a.steps) for a in answers) / len(answers),
+                                 "fallbacks": sum(bool(a.fallback) for a in answers) / len(answers)}
+            with open(folder / f"results-{name}{'' if questions == 'questions.jsonl' else '-' + Path(questions).stem}"
+                               ".jsonl", "w", encoding="utf-8") as f:
                 for row, ans, saw in zip(rows, answers, seen, strict=True):
                     f.write(json.dumps({"id": row.get("id"), "question": row["question"], "answer": ans.checked.answer,
                                         "unsupported": ans.checked.unsupported,
@@ -79,13 +94,13 @@ def run(settings: Settings, folder: Path, answerers: list[str] | None = None) ->
 
 
 COLUMNS = ("fact_hit", "supported_citation", "abstention_precision", "abstention_recall", "answered_rate",
-           "answer_chars", "seconds")
+           "answer_chars", "seconds", "steps", "fallbacks")
 
 
 def format_report(report: dict[str, dict[str, float]]) -> str:
-    heads = ["fact hit", "supported", "abst prec", "abst rec", "answered", "chars", "s/answer"]
+    heads = ["fact hit", "supported", "abst prec", "abst rec", "answered", "chars", "s/answer", "steps", "fallbacks"]
     lines = [f"{'answerer':10}" + "".join(f"{h:>11}" for h in heads)]
     for name, m in report.items():
-        lines.append(f"{name:10}" + "".join(f"{m[c]:11.1f}" if c == "answer_chars" else f"{m[c]:11.3f}"
-                                            for c in COLUMNS))
+        lines.append(f"{name:10}" + "".join(f"{'-':>11}" if c not in m else f"{m[c]:11.1f}" if c == "answer_chars"
+                                            else f"{m[c]:11.3f}" for c in COLUMNS))
     return "\n".join(lines)

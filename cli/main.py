@@ -69,9 +69,12 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--answers", action="store_true",
                     help="answer-level metrics: on a golden file beside retrieval, or on an answer set (a folder "
                          "with docs/ and questions.jsonl, see bench/answer_sets.py), per answerer")
-    ev.add_argument("--answerer", action="append", choices=["sentence", "passage", "llm"],
+    ev.add_argument("--answerer", action="append", choices=["sentence", "passage", "llm", "agent"],
                     help="answer set: which answerers to measure (default: sentence, passage, and llm when one is "
-                         "configured)")
+                         "configured; agent: agent mode, with a language model)")
+    ev.add_argument("--questions", default="questions.jsonl", metavar="FILE",
+                    help="answer set: the question file in the set's folder (default questions.jsonl; agent mode's "
+                         "compound questions: compound.jsonl)")
 
     se = with_data_dir(sub.add_parser("search", help="the chunks closest to a query"))
     se.add_argument("query")
@@ -173,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if answer_eval.is_answer_set(args.dataset):
                 if not args.answers:
                     parser.error(f"{args.dataset} is an answer set: add --answers")
-                report = answer_eval.run(settings, args.dataset, args.answerer)
+                report = answer_eval.run(settings, args.dataset, args.answerer, args.questions)
                 print(json.dumps(report, indent=2) if args.json else answer_eval.format_report(report))
                 return 0
             return commands.evaluate(settings, args.dataset, as_json=args.json, answers=args.answers)

@@ -116,8 +116,9 @@ def answer_metrics(rows: Sequence[Mapping], answers: Sequence) -> dict[str, floa
     service.answering.Answer objects in the same order.
 
     - fact_hit: answerable questions whose answer holds the fact (abstentions count as misses)
-    - supported_citation: of those that name their files, the ones with a citation one of whose quotes holds
-      the fact and whose document is one of the expected files: the fact is shown where it comes from
+    - supported_citation: of those that name their files, the ones where each fact (or each of the row's
+      "cited" regexes, when the answer computes the fact from them) is held by a quote of a citation whose
+      document is one of the expected files: the fact is shown where it comes from
     - abstention_precision / abstention_recall: of the abstentions, the share on unanswerable questions; of the
       unanswerable questions, the share abstained (recall is "abstention accuracy")
     - answered_rate: answerable questions not abstained
@@ -162,9 +163,11 @@ def answer_metrics(rows: Sequence[Mapping], answers: Sequence) -> dict[str, floa
         if facts and fact_matches(facts, ans.checked.answer):
             fact_hits += 1
             fact_placed += bool(files)
-            fact_cited += bool(files) and any(
-                c.source.rsplit("/", 1)[-1] in files and any(fact_matches(facts, q) for q in (c.quotes or (c.quote,)))
-                for c in ans.checked.citations)
+            quotes = [q for c in ans.checked.citations if c.source.rsplit("/", 1)[-1] in files
+                      for q in (c.quotes or (c.quote,))]
+            # each fact the documents hold ("cited": not a number the answer computed from them) in a quote
+            fact_cited += bool(files) and all(any(fact_matches([f], q) for q in quotes)
+                                              for f in row.get("cited") or facts)
 
     def ratio(a: int, b: int) -> float:
         return a / b if b else 0.0

@@ -60,7 +60,8 @@ def _rules(tools: list[Tool]) -> str:
     names = {t.name for t in tools}
     rules = ["Find the facts in the documents before you answer; never answer from memory."]
     if "search" in names:
-        rules.append("A question with several parts needs a search for each part.")
+        rules.append("Start with search. A question with several parts needs a search for each part, each with "
+                     "other words; never repeat a search.")
     if "calculate" in names:
         rules.append("Use calculate for any arithmetic.")
     return " ".join(rules)
@@ -115,6 +116,10 @@ class ToolCalling:
 class ReActJson:
     name = "react"
 
+    # after each observation: a small model otherwise repeats itself or reaches for an unrelated tool
+    next_hint = (f"Next: if a part of the question is not found yet, search for it with other words; if every "
+                 f"part is found, {FINISH}.")
+
     def __init__(self, constraint: Constraint = "json_schema") -> None:
         self.constraint = constraint
 
@@ -164,7 +169,7 @@ class ReActJson:
     def record(self, messages: list[dict[str, Any]], decision: Decision, observation: str) -> None:
         step = {"thought": decision.thought, "action": decision.tool, "input": decision.input}
         messages.append({"role": "assistant", "content": json.dumps(step, ensure_ascii=False)})
-        messages.append({"role": "user", "content": f"Observation:\n{observation}"})
+        messages.append({"role": "user", "content": f"Observation:\n{observation}\n\n{self.next_hint}"})
 
 
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$")

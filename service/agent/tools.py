@@ -120,8 +120,8 @@ _DOC_PAGE = re.compile(r"^([\w-]{1,64})(?:\s*(?:[:#]|\bp(?:age)?\.?)\s*(\d{1,5})
 
 class Read:
     name = "read"
-    description = ("Read more of a document: the section around block [n] (input: the number n), or a document "
-                   "by id, optionally one page (input: 'ID' or 'ID page P').")
+    description = ("Read the text around a block an earlier step returned (input: its number, e.g. 3), or a "
+                   "document by the id list_documents gave (input: the id, optionally followed by 'page 2').")
     arg = "ref"
     max_chunks = 4
 
