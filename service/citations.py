@@ -7,7 +7,8 @@
 - A citation's `quote` is that supporting sentence of the chunk (not the whole chunk), with its page; `quotes`
   holds every span of the chunk that the answer's sentences citing it draw on, in order of use. An extractive
   answer brings its own quotes: exactly the passages it shows (`from_extract`).
-- A generated answer is checked sentence by sentence, and a fenced code block as one claim. A claim that
+- A generated answer is checked sentence by sentence, and a fenced code block as one claim, each of whose lines
+  must be held by the block it cites (a line no block holds is removed, the others kept). A claim that
   cites no block, or only blocks that do not support it, is attributed by the harness to the block that does
   support it, if one does (a small model often writes the right sentence and forgets or misplaces its [n]);
   a claim no block supports is removed from the answer and listed in `unsupported`: never shown as grounded.
@@ -257,6 +258,12 @@ class CitationChecker:
                 continue
             scored = sorted((support[claim, n][3], support[claim, n][0], -n, n) for n in everything
                             if support[claim, n][2])
+            if not scored and claim.code:  # keep the lines a block holds; a line no block holds is removed
+                kept, dropped, n = self._code_lines(claim.text, contexts)
+                unsupported += dropped
+                if kept:
+                    out.append("```\n" + "\n".join(kept) + f"\n```\n[{n}]")
+                continue
             if not scored:
                 unsupported.append(claim.text)
                 continue
@@ -292,7 +299,7 @@ class CitationChecker:
                 continue
             share, lexical = _most_words(c.text, pieces[n])
             if c.code:
-                found = _overlap(c.text, text, drop_stopwords=False)
+                found = _code_support(c.text, text)
                 out[c, n] = (found, lexical, found >= self.overlap, found >= self.overlap)
             elif share >= self.overlap:
                 out[c, n] = (share, lexical, True, True)
@@ -300,6 +307,18 @@ class CitationChecker:
                 score, quote = self._support(c.text, pieces[n], vectors)
                 out[c, n] = (score, quote, score >= self.cosine or _overlap(c.text, text) >= self.overlap, False)
         return out
+
+    def _code_lines(self, code: str, contexts: list[Candidate]) -> tuple[list[str], list[str], int]:
+        """The lines of a generated code block that one block holds (the block holding most of them), the
+        lines it does not hold, and that block's number."""
+        lines = [x for x in code.splitlines() if x.strip()]
+        best: tuple[int, int, list[str]] = (0, 0, [])
+        for n, cand in enumerate(contexts, start=1):
+            held = [x for x in lines if _code_support(x, cand.hit.chunk.text) >= self.overlap]
+            if len(held) > best[0]:
+                best = (len(held), n, held)
+        held = best[2]
+        return held, [x.strip() for x in lines if x not in held and _words(x)], best[1]
 
     @staticmethod
     def from_extract(text: str, quotes: list[tuple[int, str]], contexts: list[Candidate]) -> CheckedAnswer:
@@ -356,6 +375,13 @@ def _most_words(claim: str, pieces: list[str]) -> tuple[float, str]:
     shares = [len(want & set(terms(p))) / len(want) for p in pieces]
     i = max(range(len(pieces)), key=lambda k: (shares[k], -len(pieces[k])))
     return shares[i], pieces[i]
+
+
+def _code_support(code: str, text: str) -> float:
+    """How much of a generated code block the text holds: the least share of a line's words (a block that
+    copies one real command and adds an invented one is not held)."""
+    shares = [_overlap(line, text, drop_stopwords=False) for line in code.splitlines() if _words(line)]
+    return min(shares, default=0.0)
 
 
 def _overlap(claim: str, text: str, *, drop_stopwords: bool = True) -> float:

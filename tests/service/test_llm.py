@@ -66,11 +66,19 @@ def test_when_nothing_generated_is_supported_the_passage_stands_in(llm_client, l
     assert any("80 EUR" in q for c in body["citations"] for q in c["quotes"])
 
 
-def test_a_generated_code_block_is_one_claim_kept_whole_or_removed_whole(llm_client, llm):
+def test_a_generated_code_block_keeps_only_the_lines_a_block_holds(llm_client, llm):
     llm.script("The per diem outside Europe is 80 EUR per day [1].\n\n```\nrm -rf / --no-preserve-root\n```\n")
     body = llm_client.post("/v1/ask", json={"question": Q}).json()
     assert "```" not in body["answer"] and "rm -rf" not in body["answer"]
     assert body["unsupported"] == ["rm -rf / --no-preserve-root"]
+    # one line copied from the document, one invented beside it: the block is not held whole, and only the
+    # invented line goes (a small model padding a real command with one of its own)
+    llm.script("```\nThe per diem is 60 EUR per day in Europe and 80 EUR per day elsewhere.\n"
+               "sudo per-diem --grant 500 EUR\n```\n[1]")
+    body = llm_client.post("/v1/ask", json={"question": Q}).json()
+    assert "80 EUR per day elsewhere" in body["answer"] and "--grant" not in body["answer"], body["answer"]
+    assert body["unsupported"] == ["sudo per-diem --grant 500 EUR"]
+    assert body["answer"].startswith("```\n") and body["answer"].endswith("```\n[1]")
 
 
 def test_the_stream_ends_with_the_checked_answer(llm_client, llm):
