@@ -164,3 +164,45 @@ def test_a_small_instruction_model_answers_with_checked_citations(built_index, t
     assert got["fact_hit"] >= 0.6, got
     assert got["supported_citation"] >= 0.8 and got["groundedness"] >= 0.9, got
     assert got["abstention_recall"] >= 0.9, got
+
+
+@pytest.mark.slow
+def test_agent_mode_with_a_small_local_model_end_to_end(built_index, tmp_path):
+    """Agent mode driven by Qwen2.5-Coder-1.5B-Instruct under llama.cpp's OpenAI-compatible server (one thread:
+    faster than two on these shared cores), each step a JSON object constrained by the server's grammar from
+    the schema Quelle sends: a compound question streamed over HTTP gets steps, then an answer whose citations
+    are checked against what the steps observed."""
+    import importlib.util
+
+    if importlib.util.find_spec("llama_cpp") is None:
+        pytest.skip("llama-cpp-python[server] is installed by .ci/run (slow suite)")
+    from bench.local_model import path
+
+    model = path("qwen2.5-coder-1.5b-instruct-q4_k_m")  # downloads ~1.1 GB once, cached
+    data_dir = tmp_path / "index"
+    shutil.copytree(built_index, data_dir)
+    llm_port, port = free_port(), free_port()
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1", "--port",
+           str(llm_port), "--n_ctx", "8192", "--n_threads", "1"]
+    question = "How many days of paid annual leave does a full-time employee get, and how long is parental leave?"
+    with running(cmd, f"http://127.0.0.1:{llm_port}/v1/models", dict(os.environ), tmp_path / "llama.log"), \
+            serve(data_dir, port, tmp_path, QUELLE_LLM_BASE_URL=f"http://127.0.0.1:{llm_port}/v1",
+                  QUELLE_LLM_MODEL="qwen", QUELLE_LLM_TIMEOUT="300", QUELLE_LLM_ANSWER_TOKENS="200",
+                  QUELLE_TOP_K="3", QUELLE_AGENT_CONSTRAINT="json_object", QUELLE_AGENT_TIMEOUT="600",
+                  QUELLE_AUTH="off"), httpx.stream("POST", f"http://127.0.0.1:{port}/v1/ask", timeout=900,
+                      json={"question": question, "mode": "agent", "stream": True}) as s:
+        assert s.status_code == 200
+        lines = list(s.iter_lines())
+    events = [(line[7:], json.loads(data[6:])) for line, data in zip(lines, lines[1:], strict=False)
+              if line.startswith("event: ")]
+    kinds = [e for e, _ in events]
+    assert kinds[-2:] == ["citations", "done"] and "step" in kinds, kinds
+    assert kinds[: kinds.count("step")] == ["step"] * kinds.count("step")  # the steps first, as they happen
+    steps = [d for e, d in events if e == "step"]
+    print(json.dumps(steps, ensure_ascii=False))  # what the model did, for docs/quality.md
+    assert steps[0]["tool"] == "search" and steps[0]["blocks"], steps[0]  # the prompt: start with search
+    final = events[-2][1]
+    assert not final["abstained"] and final["grounded"], final
+    assert final["citations"] and all(c["supported"] for c in final["citations"]), final
+    assert any(c["source"].endswith("employee-handbook.pdf") for c in final["citations"]), final
+    assert "25" in final["answer"] or "20 weeks" in final["answer"], final["answer"]

@@ -240,3 +240,73 @@ def test_quelle_eval_answers_on_an_answer_set_compares_answerers(tmp_path):
     again = subprocess.run([sys.executable, "-m", "cli.main", "eval", str(folder)], capture_output=True, text=True,
                            cwd=ROOT, env=env, timeout=600)
     assert again.returncode == 2 and "answer set: add --answers" in again.stderr
+
+
+def test_supported_citation_of_a_compound_answer_needs_each_fact_in_a_quote():
+    from service.answering import Answer
+    from service.citations import CheckedAnswer, Citation
+    from service.evaluation import answer_metrics
+
+    def cite(n: int, source: str, quote: str) -> Citation:
+        return Citation(n, "d", f"/docs/{source}", "T", None, quote, "c", 0.1, True, (quote,))
+
+    two = {"answerable": True, "fact": ["mdadm --create", "lvcreate"], "files": ["raid.html", "lvm.html"]}
+    both = Answer(CheckedAnswer("mdadm --create [1] and lvcreate [2]",
+                                [cite(1, "raid.html", "mdadm --create /dev/md0"), cite(2, "lvm.html", "lvcreate -n")],
+                                True), False, "s", 1)
+    one = Answer(CheckedAnswer("mdadm --create [1] and lvcreate", [cite(1, "raid.html", "mdadm --create /dev/md0")],
+                               True), False, "s", 1)
+    assert answer_metrics([two], [both])["supported_citation"] == 1.0
+    half = answer_metrics([two], [one])  # both facts in the answer, one of them shown where it comes from
+    assert half["fact_hit"] == 1.0 and half["supported_citation"] == 0.0
+    # a computed fact: the answer holds it, a quote holds what it was computed from ("cited")
+    arith = {"answerable": True, "fact": [r"\b6\b"], "cited": [r"every 2 months"], "files": ["apt.html"]}
+    six = Answer(CheckedAnswer("About 6 a year [1]", [cite(1, "apt.html", "once every 2 months")], True),
+                 False, "s", 1)
+    assert answer_metrics([arith], [six])["supported_citation"] == 1.0
+    assert answer_metrics([{**arith, "cited": None}], [six])["supported_citation"] == 0.0
+
+
+@pytest.mark.integration
+def test_quelle_eval_compares_agent_mode_with_single_shot_on_compound_questions(tmp_path, llm):
+    """`quelle eval SET --answers --questions compound.jsonl --answerer llm --answerer agent` with a scripted
+    model over real HTTP: both answer each question, and agent mode adds its steps and fallbacks."""
+    import shutil
+
+    from tests.conftest import SAMPLES
+
+    folder = tmp_path / "set"
+    shutil.copytree(SAMPLES, folder / "docs")
+    (folder / "questions.jsonl").write_text("", encoding="utf-8")
+    rows = [{"id": "c1", "question": "How many days of paid annual leave do two full-time employees get together?",
+             "answerable": True, "fact": [r"\b50\b"], "cited": [r"25 days"], "files": ["employee-handbook.pdf"]},
+            {"id": "c2", "question": "What is the per diem outside Europe, and how long is parental leave?",
+             "answerable": True, "fact": [r"80 EUR", r"20 weeks"],
+             "files": ["travel-and-expenses.docx", "employee-handbook.pdf"]}]
+    (folder / "compound.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+    def step(action: str, value: str = "") -> str:
+        return json.dumps({"thought": "t", "action": action, "input": value})
+
+    llm.script("Every full-time employee receives 25 days of paid annual leave per calendar year [1].",
+               "Parental leave is 20 weeks at full pay for every new parent [1].",
+               step("search", "paid annual leave"), step("calculate", "25 * 2"), step("answer"),
+               "Every full-time employee receives 25 days of paid annual leave per calendar year [1], "
+               "so two get 50 days.",
+               step("search", "per diem outside Europe"), step("search", "parental leave"), step("answer"),
+               "The per diem outside Europe is 80 EUR per day [1]. Parental leave is 20 weeks at full pay for "
+               "every new parent [2].")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "QUELLE_EMBEDDING_MODEL": "all-MiniLM-L6-v2",
+           "QUELLE_LLM_BASE_URL": llm.base_url, "QUELLE_LLM_MODEL": "m", "QUELLE_LLM_API_KEY": "k"}
+    run = subprocess.run([sys.executable, "-m", "cli.main", "eval", str(folder), "--answers", "--json",
+                          "--questions", "compound.jsonl", "--answerer", "llm", "--answerer", "agent"],
+                         capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert report["llm"]["fact_hit"] == 0.0 and "steps" not in report["llm"]
+    agent = report["agent"]
+    assert agent["fact_hit"] == 1.0 and agent["supported_citation"] == 1.0, agent
+    assert agent["steps"] == 2.0 and agent["fallbacks"] == 0.0 and agent["seconds"] > 0
+    written = [json.loads(line) for line in (folder / "results-agent-compound.jsonl").read_text().splitlines()]
+    assert [s["tool"] for s in written[0]["steps"]] == ["search", "calculate"]
+    assert written[0]["steps"][1]["observation"] == "25 * 2 = 50"
