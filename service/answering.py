@@ -51,6 +51,7 @@ class Plan:
     extract: Extract | None = None  # what the extractive answerer quoted
     renumbered: list[int] = field(default_factory=list)  # block numbers as the stream renumbered them (MarkerFilter)
     declined: bool = False  # the model began with the not-found sentence and went on
+    remember: bool = True  # store the turn in the conversation (not when the caller sends the history itself)
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,10 @@ class Answerer(Protocol):
     implementations: `AnswerService` (one retrieval, one answer) and `service.agent.Agent` (a ReAct loop)."""
 
     def plan(self, question: str, session_id: str | None, top_k: int | None, flt: SearchFilter | None,
-             owner: str = "") -> Any: ...
+             owner: str = "", memory: Memory | None = None) -> Any:
+        """`memory`: the conversation as the caller sent it (then nothing is stored), instead of the stored
+        conversation `session_id`."""
+        ...
 
     def deltas(self, plan: Any) -> Iterator[str | Step]: ...
 
@@ -122,24 +126,31 @@ class AnswerService:
 
     # -- planning ------------------------------------------------------------------------------------------
     def plan(self, question: str, session_id: str | None, top_k: int | None, flt: SearchFilter | None,
-             owner: str = "") -> Plan:
+             owner: str = "", memory: Memory | None = None) -> Plan:
         """Recall, rewrite and retrieve. `flt.principals` (the caller's access) bounds both the retrieval and
-        the history recalled; `owner` names the caller whose conversation `session_id` must be."""
+        the history recalled; `owner` names the caller whose conversation `session_id` must be; `memory` is
+        a conversation the caller sent itself (an OpenAI-style request), used instead and not stored."""
         sid = session_id or self.conversations.new_id()
-        tokens = flt.principals if flt is not None else None
-
-        def can_read(doc_ids: set[str]) -> bool:
-            assert tokens is not None
-            return self.retriever.store.readable(doc_ids, tokens) == doc_ids
-
-        memory = self.conversations.memory(sid, owner, None if tokens is None else can_read)
+        remember = memory is None
+        if memory is None:
+            memory = self.recall(sid, owner, flt)
         query = self.rewrite(question, memory)
         started = time.perf_counter()
         with self.gate:
             got = self.retriever.search(query, top_k or self.default_k, flt, for_answer=True)
         self.metrics.observe_retrieval(time.perf_counter() - started, got.timings)
         return Plan(question, query, sid, memory, got.candidates, got.generation, abstain=not got.relevant,
-                    owner=owner)
+                    owner=owner, remember=remember)
+
+    def recall(self, session_id: str, owner: str, flt: SearchFilter | None) -> Memory:
+        """The caller's stored conversation, less the turns drawn from documents it can no longer read."""
+        tokens = flt.principals if flt is not None else None
+
+        def can_read(doc_ids: set[str]) -> bool:
+            assert tokens is not None
+            return self.retriever.store.readable(doc_ids, tokens) == doc_ids
+
+        return self.conversations.memory(session_id, owner, None if tokens is None else can_read)
 
     def rewrite(self, question: str, memory: Memory) -> str:
         if not memory.turns:
@@ -259,8 +270,9 @@ class AnswerService:
                     unsupported=removed)
         if abstained:
             self.metrics.abstentions.inc()
-        self.conversations.append(plan.session_id, plan.question, checked.answer, owner=plan.owner,
-                                  docs=[] if abstained else [c.hit.chunk.document_id for c in plan.contexts])
+        if plan.remember:
+            self.conversations.append(plan.session_id, plan.question, checked.answer, owner=plan.owner,
+                                      docs=[] if abstained else [c.hit.chunk.document_id for c in plan.contexts])
         return Answer(checked, abstained, plan.session_id, plan.generation)
 
 

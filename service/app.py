@@ -3,6 +3,7 @@ loads the embedding model, opens the index and connects the answerer."""
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -29,7 +30,7 @@ from service.auth import AuthError, AuthUnavailable, ForbiddenError, KeyStore
 from service.citations import CitationChecker
 from service.config import Settings
 from service.conversations import ConversationStore
-from service.errors import IngestUnavailable, LLMUnavailableError, NotEnabled, NotFoundError
+from service.errors import ChatRequestError, IngestUnavailable, LLMUnavailableError, NotEnabled, NotFoundError
 from service.gate import CpuGate, Overloaded
 from service.llm import ChatModel, OpenAIChatModel, Usage
 from service.metrics import Metrics
@@ -43,7 +44,7 @@ from service.retrieval import (
     RetrievalConfig,
     Retriever,
 )
-from service.routes import ask, documents, health, search
+from service.routes import ask, chat, documents, health, search
 from service.state import IngestFile, Services
 
 log = logging.getLogger("quelle.service")
@@ -82,7 +83,7 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None, ingest_f
     # /docs and /redoc from assets shipped in the package (fastapi-offline), not from a CDN: they work offline
     app = FastAPIOffline(title="Quelle", version="0.1.0", lifespan=lifespan, redirect_slashes=False,
                          description="Answers questions from your own documents, with cited sources.")
-    for module in (search, ask, documents, health):
+    for module in (search, ask, chat, documents, health):
         app.include_router(module.router)
     _install_error_handlers(app)
     app.add_middleware(RequestMiddleware, metrics=metrics, max_body=settings.max_body_bytes,
@@ -186,6 +187,14 @@ def _allowed_methods(app: FastAPI, path: str) -> list[str]:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        got = await _invalid(request, exc)
+        if request.url.path in chat.PATHS:  # OpenAI's shape and status for OpenAI's routes
+            body = json.loads(bytes(got.body))
+            first = (body.get("detail") or [{}])[0]
+            return JSONResponse(status_code=400, content=chat.openai_error(400, body["error"], first.get("field")))
+        return got
+
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         sent = request.headers.get("content-type", "")
         if "json" not in sent and any(tuple(e.get("loc", ())) == ("body",) for e in exc.errors()):
             # the body was never read as JSON: say what to send, not what the parser made of it
@@ -218,14 +227,18 @@ def _install_error_handlers(app: FastAPI) -> None:
             headers["Allow"] = ", ".join(allowed)
             detail = f"{request.method} is not allowed here; allowed: {', '.join(allowed)}"
         titles = {400: "bad request", 404: "not found", 405: "method not allowed"}
-        return JSONResponse(status_code=exc.status_code, headers=headers,
-                            content={"error": titles.get(exc.status_code, "error"), "detail": detail})
+        title = titles.get(exc.status_code, "error")
+        content = chat.openai_error(exc.status_code, f"{title}: {detail}") if request.url.path in chat.PATHS else {
+            "error": title, "detail": detail}
+        return JSONResponse(status_code=exc.status_code, headers=headers, content=content)
 
     def simple(status: int, title: str, headers: Callable[[Any], dict[str, str]] | None = None):  # type: ignore[no-untyped-def]
-        """A handler answering `status` with the service's error shape, and the headers `headers(exc)` names."""
-        async def handler(_: Request, exc: Exception) -> JSONResponse:
-            return JSONResponse(status_code=status, content={"error": title, "detail": str(exc)},
-                                headers=headers(exc) if headers else None)
+        """A handler answering `status` with the service's error shape (OpenAI's on its routes), and the
+        headers `headers(exc)` names."""
+        async def handler(request: Request, exc: Exception) -> JSONResponse:
+            content = chat.openai_error(status, f"{title}: {exc}") if request.url.path in chat.PATHS else {
+                "error": title, "detail": str(exc)}
+            return JSONResponse(status_code=status, content=content, headers=headers(exc) if headers else None)
         return handler
 
     app.add_exception_handler(AuthError, simple(401, "unauthorized", lambda _: {"WWW-Authenticate": "Bearer"}))
@@ -237,6 +250,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Overloaded, simple(503, "overloaded",
                                                  lambda exc: {"Retry-After": str(exc.retry_after)}))
     app.add_exception_handler(NotFoundError, simple(404, "not found"))
+    app.add_exception_handler(ChatRequestError, simple(400, "invalid request"))
     app.add_exception_handler(IngestUnavailable, simple(501, "not enabled"))
     app.add_exception_handler(NotEnabled, simple(403, "not enabled"))
     app.add_exception_handler(IndexLockedError, simple(409, "index busy"))

@@ -123,6 +123,17 @@ class ConversationStore:
             summary_docs = set(json.loads(row[3]))
             if summary_docs and not can_read(summary_docs):
                 summary = ""
+        return self._fit(sinks, recent, summary, row[0])
+
+    def recall(self, turns: list[Turn]) -> Memory:
+        """The memory of a conversation the caller sends whole (an OpenAI-style `messages` list), under the same
+        policy as a stored one: the first `sink_turns`, then the most recent `window_turns` that fit the budget."""
+        sinks = turns[: self.sink_turns]
+        recent = turns[self.sink_turns:][::-1][: self.window_turns]
+        return self._fit(sinks, recent, "", len(turns))
+
+    def _fit(self, sinks: list[Turn], recent: list[Turn], summary: str, total: int) -> Memory:
+        """Sinks, then the recent turns (given newest first) that fit the history budget, in order."""
         budget = self.history_tokens - sum(_cost(t) for t in sinks) - estimate_tokens(summary)
         window: list[Turn] = []
         for turn in recent:  # newest first, while they fit
@@ -130,7 +141,7 @@ class ConversationStore:
             if budget < 0:
                 break
             window.append(turn)
-        return Memory(sinks + window[::-1], summary, row[0])
+        return Memory(sinks + window[::-1], summary, total)
 
     def _rows(self, sql: str, params: tuple) -> list[Turn]:
         return [Turn(i, q, a, tuple(json.loads(d))) for i, q, a, d in self._db.execute(sql, params).fetchall()]

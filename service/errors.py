@@ -5,6 +5,7 @@
         ├── LLMUnavailableError   the language model could not be reached or failed (503)
         ├── NotFoundError         an unknown document or session (404)
         ├── NotEnabled            a mode or tool this service does not offer (403)
+        ├── ChatRequestError      an OpenAI-style request with no question in it (400)
         └── IngestUnavailable     this service was started without an ingestion pipeline (501)
 """
 
@@ -35,6 +36,10 @@ class NotFoundError(ServiceError):
 
 
 class NotEnabled(ServiceError):
+    pass
+
+
+class ChatRequestError(ServiceError):
     pass
 
 

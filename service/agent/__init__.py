@@ -29,6 +29,7 @@ from index.store import SearchFilter
 from service.agent.protocols import Decision, ReActJson, StepError, StepProtocol, ToolCalling
 from service.agent.tools import TOOLS, Observed, Tool, ToolContext
 from service.answering import Answer, AnswerService, Plan, Step
+from service.conversations import Memory
 from service.errors import LLMUnavailableError, NotEnabled
 from service.llm import ChatModel
 from service.tokens import estimate_tokens
@@ -58,7 +59,8 @@ class AgentPlan:
     top_k: int
     owner: str
     history: list[dict[str, str]]
-    memory: Any
+    memory: Memory
+    remember: bool = True  # store the turn (not when the caller sent the conversation itself)
     steps: list[Step] = field(default_factory=list)
     observed: Observed = field(default_factory=Observed)
     notes: list[str] = field(default_factory=list)  # results of tools that return no document (calculate, today)
@@ -86,22 +88,18 @@ class Agent:
         return nullcontext()  # every step waits on the model: CPU steps take the gate on their own
 
     def plan(self, question: str, session_id: str | None, top_k: int | None, flt: SearchFilter | None,
-             owner: str = "") -> AgentPlan:
+             owner: str = "", memory: Memory | None = None) -> AgentPlan:
         answers = self.answers
         sid = session_id or answers.conversations.new_id()
-        tokens = flt.principals if flt is not None else None
-
-        def can_read(doc_ids: set[str]) -> bool:
-            assert tokens is not None
-            return answers.retriever.store.readable(doc_ids, tokens) == doc_ids
-
-        memory = answers.conversations.memory(sid, owner, None if tokens is None else can_read)
+        remember = memory is None
+        if memory is None:
+            memory = answers.recall(sid, owner, flt)
         history: list[dict[str, str]] = []
         if memory.summary:
             history.append({"role": "system", "content": f"Summary of earlier conversation: {memory.summary}"})
         for turn in memory.turns:
             history += [{"role": "user", "content": turn.question}, {"role": "assistant", "content": turn.answer}]
-        return AgentPlan(question, sid, flt, top_k or answers.default_k, owner, history, memory)
+        return AgentPlan(question, sid, flt, top_k or answers.default_k, owner, history, memory, remember)
 
     # -- the loop ------------------------------------------------------------------------------------------
     def deltas(self, plan: AgentPlan) -> Iterator[str | Step]:
@@ -181,13 +179,14 @@ class Agent:
         if not blocks:
             if not plan.fallback:
                 plan.fallback = "the run observed no document"
-            return answers.plan(plan.question, plan.session_id, plan.top_k, plan.flt, plan.owner)
+            return answers.plan(plan.question, plan.session_id, plan.top_k, plan.flt, plan.owner,
+                                None if plan.remember else plan.memory)
         query = plan.question
         if plan.notes:  # what calculate and today returned: no document says it, the answer may use it
             query += "\n\nResults of tools (not from the documents):\n" + "\n".join(plan.notes)
         contexts = [plan.observed.blocks[n - 1] for n in blocks]
         return Plan(plan.question, query, plan.session_id, plan.memory, contexts,
-                    answers.retriever.store.generation, abstain=False, owner=plan.owner)
+                    answers.retriever.store.generation, abstain=False, owner=plan.owner, remember=plan.remember)
 
     def finish(self, plan: AgentPlan, text: str) -> Answer:
         if plan.inner is None:  # finished before the loop ran (a client gone): answer nothing
