@@ -186,7 +186,8 @@ def url_citations(got: Answer, base: str) -> list[dict[str, Any]]:
             c = by_n.get(n)
             if c is None:
                 continue
-            url = f"{base}/v1/documents/{c.document_id}" + (f"/pages/{c.page}" if c.page else "")
+            # the document's record, its page as a fragment (page previews are to come: issue 16, item 3)
+            url = f"{base}/v1/documents/{c.document_id}" + (f"#page={c.page}" if c.page else "")
             out.append({"type": "url_citation", "url_citation": {
                 "url": url, "title": c.title + (f", p. {c.page}" if c.page else ""),
                 "start_index": start, "end_index": m.end()}})
