@@ -148,7 +148,7 @@ def build_services(settings: Settings, metrics: Metrics, *, embedder: Embedder |
         answerers["agent"] = Agent(answers, llm, AgentConfig(
             protocol=settings.agent_protocol, constraint=settings.agent_constraint, tools=tuple(settings.agent_tools),
             max_steps=settings.agent_max_steps, step_tokens=settings.agent_step_tokens, timeout=settings.agent_timeout,
-            context_window=settings.llm_context_window))
+            context_window=settings.llm_context_window, plan_first=settings.agent_plan))
     return Services(settings, embedder, store, retriever, answers, metrics, ingest_file, keys, limiter, oidc,
                     gate, answerers)
 

@@ -155,6 +155,8 @@ class Settings(BaseSettings):
     agent_tools: list[Literal["search", "read", "list_documents", "calculate", "today"]] = Field(
         ["search", "read", "list_documents", "calculate", "today"], min_length=1,
         description="the tools agent mode may use (a request may choose fewer)")
+    agent_plan: bool = Field(True, description="first split the question into one search per fact it asks for "
+                                                "(one constrained model reply), then act step by step")
     agent_max_steps: int = Field(5, ge=1, le=20)
     agent_step_tokens: int = Field(256, ge=32, le=4096, description="most tokens the model may write per step")
     agent_timeout: float = Field(120.0, gt=0, le=3600, description="seconds for an agent's steps (the answer "

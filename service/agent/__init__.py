@@ -1,8 +1,10 @@
 """Agent mode: plan, act, observe (ReAct), then answer from what was observed.
 
-The model decides one step at a time (service/agent/protocols.py: OpenAI tool calling, or one constrained JSON
-object per step) which tool to run (service/agent/tools.py); the harness runs it with the caller's access and
-shows the model what came back. When the model is done, the answer is written the single-shot way
+First the model splits the question into the separate facts it asks for (a constrained JSON list of search
+queries: planning), and the harness searches for each. Then the model decides one step at a time
+(service/agent/protocols.py: OpenAI tool calling, or one constrained JSON object per step) which tool to run
+next (service/agent/tools.py), or that it is done; the harness runs each with the caller's access and shows
+the model what came back. When the model is done, the answer is written the single-shot way
 (service/answering.py: numbered blocks, streamed, every citation checked) over the blocks the tools returned
 in this run, and nothing else: citations can only point at what was observed.
 
@@ -26,7 +28,15 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from index.store import SearchFilter
-from service.agent.protocols import Decision, ReActJson, StepError, StepProtocol, ToolCalling
+from service.agent.protocols import (
+    Constraint,
+    Decision,
+    ReActJson,
+    StepError,
+    StepProtocol,
+    ToolCalling,
+    plan_queries,
+)
 from service.agent.tools import TOOLS, Observed, Tool, ToolContext
 from service.answering import Answer, AnswerService, Plan, Step
 from service.conversations import Memory
@@ -42,13 +52,14 @@ DROPPED = "Observation: (dropped for room; its blocks stay citable)"
 @dataclass(frozen=True)
 class AgentConfig:
     protocol: str = "react"  # "react" (constrained JSON steps) or "tools" (OpenAI tool calling)
-    constraint: str = "json_schema"  # how a ReAct step's schema is sent (protocols.py)
+    constraint: Constraint = "json_schema"  # how a step's schema is sent (protocols.py)
     tools: tuple[str, ...] = tuple(TOOLS)
     max_steps: int = 5
     step_tokens: int = 256
     timeout: float = 120.0  # seconds for the loop (the answer after it has the model's own timeout)
     context_window: int = 8192
     answer_blocks: int = 8  # blocks the answer is written from, taken from every step in turn
+    plan_first: bool = True  # split the question into searches before the loop (protocols.plan_queries)
 
 
 @dataclass
@@ -74,7 +85,7 @@ class Agent:
         self.llm = llm
         self.config = config or AgentConfig()
         self.protocol: StepProtocol = ToolCalling() if self.config.protocol == "tools" else ReActJson(
-            self.config.constraint)  # type: ignore[arg-type]
+            self.config.constraint)
         self.tools: list[Tool] = [TOOLS[name] for name in self.config.tools]
 
     def only(self, tools: Sequence[str]) -> Agent:
@@ -114,21 +125,25 @@ class Agent:
         first = len(messages)
         started = time.monotonic()
         done: set[tuple[str, str]] = set()
+        planned = self._planned(plan) if cfg.plan_first and any(t.name == "search" for t in self.tools) else []
         for number in range(1, cfg.max_steps + 1):
             if time.monotonic() - started > cfg.timeout:
                 plan.fallback = f"the run took longer than {cfg.timeout:g} s"
                 return
             dropped = self._fit(messages, first)
-            try:
-                decision = self.protocol.decide(self.llm, messages, self.tools, cfg.step_tokens)
-            except StepError as exc:
-                plan.fallback = f"step {number}: {exc}"
-                log.info("agent step refused: %s", exc)
-                return
-            except LLMUnavailableError as exc:
-                plan.fallback = f"step {number}: {exc.reason}"
-                log.warning("agent step failed: %s", exc.detail)
-                return
+            if planned:  # the plan's searches first: one per part of the question
+                decision = planned.pop(0)
+            else:
+                try:
+                    decision = self.protocol.decide(self.llm, messages, self.tools, cfg.step_tokens)
+                except StepError as exc:
+                    plan.fallback = f"step {number}: {exc}"
+                    log.info("agent step refused: %s", exc)
+                    return
+                except LLMUnavailableError as exc:
+                    plan.fallback = f"step {number}: {exc.reason}"
+                    log.warning("agent step failed: %s", exc.detail)
+                    return
             if decision.tool is None:
                 return  # the model is done
             key = (decision.tool, " ".join(decision.input.lower().split()))
@@ -143,6 +158,19 @@ class Agent:
             yield step
             self.protocol.record(messages, decision, step.observation)
         plan.fallback = f"the model was still working after {cfg.max_steps} steps"
+
+    def _planned(self, plan: AgentPlan) -> list[Decision]:
+        """Planning: the model splits the question into the separate facts it asks for, one search query each
+        (a small model asked to act at once searches for the whole question and stops). Any failure leaves
+        the loop to plan step by step."""
+        try:
+            queries = plan_queries(self.llm, plan.question, self.config.constraint, self.config.step_tokens)
+        except (StepError, LLMUnavailableError) as exc:
+            log.info("agent plan not made, acting step by step: %s", exc)
+            return []
+        search = next(t for t in self.tools if t.name == "search")
+        return [Decision(f"the question asks for: {q}", "search", q, f"plan_{i}", search.arg)
+                for i, q in enumerate(queries, start=1)]
 
     def _act(self, decision: Decision, ctx: ToolContext, dropped: int) -> Step:
         tool = next(t for t in self.tools if t.name == decision.tool)

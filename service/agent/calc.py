@@ -10,7 +10,12 @@ import math
 import operator
 import re
 
-ARITHMETIC = r"^[0-9+\-*/%(). ,_eE]{1,200}$"  # what the ReAct schema lets the model write as calculate's input
+ARITHMETIC = r"^[0-9+\-*/%(). ,_eE]{1,200}$"  # the characters an expression may hold
+# what the ReAct schema lets a model write as calculate's input: numbers joined by operators, in brackets or
+# not (at least one operator: "12.4.2.1." or a lone number is no calculation); written in the subset of
+# regular expressions that llama.cpp compiles into a grammar (no "(?:", no "\d")
+_NUMBER = r" *[(]* *-?[0-9]+([.][0-9]+)? *[)]*"
+EXPRESSION = rf"^{_NUMBER}( *([*][*]|//|[-+*/%]){_NUMBER})+ *$"
 MAX_CHARS = 200
 MAX_EXPONENT = 100
 MAX_MAGNITUDE = 1e100

@@ -176,11 +176,40 @@ _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$")
 
 
 def _capped(value: str, tool: Tool) -> str:
-    most = tool.schema().get("maxLength")
+    """The input, checked against its tool's schema (an unconstrained model may write anything)."""
+    schema = tool.schema()
+    most = schema.get("maxLength")
     value = value.strip()
     if most is not None and len(value) > most:
         raise StepError(f"the input of {tool.name} is longer than {most} characters")
+    if "pattern" in schema and not re.fullmatch(schema["pattern"], value):
+        raise StepError(f"the input of {tool.name} is not of the form it takes: {value[:60]!r}")
     return value
+
+
+PLAN_PROMPT = ("Split the question into the separate facts it asks for, as short search queries in the "
+               "question's language, one per fact, at most 3. Reply with JSON: {\"queries\": [\"...\"]}.")
+
+
+def plan_queries(model: ChatModel, question: str, constraint: Constraint, max_tokens: int) -> list[str]:
+    """The search queries a question needs, one per fact it asks for (at most 3), from one constrained
+    reply. The schema has no length bounds (OpenAI's strict mode refuses them): the harness caps instead."""
+    schema = {"type": "object", "additionalProperties": False, "required": ["queries"],
+              "properties": {"queries": {"type": "array", "items": {"type": "string"}}}}
+    fmt: dict[str, Any] | None = None
+    if constraint == "json_schema":
+        fmt = {"type": "json_schema", "json_schema": {"name": "plan", "strict": True, "schema": schema}}
+    elif constraint == "json_object":
+        fmt = {"type": "json_object", "schema": schema}
+    turn = model.step([{"role": "system", "content": PLAN_PROMPT}, {"role": "user", "content": question}],
+                      max_tokens=max_tokens, response_format=fmt)
+    got = _json_object(turn.content).get("queries")
+    if not isinstance(got, list) or not all(isinstance(q, str) for q in got):
+        raise StepError("the plan is not a list of queries")
+    queries = list(dict.fromkeys(" ".join(q.split())[:200] for q in got if len(q.strip()) >= 2))[:3]
+    if not queries:
+        raise StepError("the plan holds no query")
+    return queries
 
 
 def _json_object(text: str) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from index.records import ChunkRecord, DocumentRecord, Hit, readable
 from index.store import SearchFilter
-from service.agent.calc import ARITHMETIC, CalcError, calculate, show
+from service.agent.calc import EXPRESSION, CalcError, calculate, show
 from service.retrieval import Candidate, Retriever
 
 OBSERVATION_CHARS = 700  # of one block, as the model sees it in a step
@@ -205,7 +205,7 @@ class Calculate:
     arg = "expression"
 
     def schema(self) -> dict[str, Any]:
-        return {"type": "string", "pattern": ARITHMETIC, "maxLength": 200}
+        return {"type": "string", "pattern": EXPRESSION, "maxLength": 200}
 
     def run(self, value: str, ctx: ToolContext) -> Observation:
         try:

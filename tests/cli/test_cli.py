@@ -212,7 +212,8 @@ def test_ask_agent_shows_each_step_then_the_answer_and_refuses_without_a_model(b
         llm.script(json.dumps({"thought": "look it up", "action": "search", "input": "per diem outside Europe"}),
                    json.dumps({"thought": "done", "action": "answer", "input": ""}),
                    "The per diem outside Europe is 80 EUR per day [1].")
-        env = {"QUELLE_LLM_BASE_URL": llm.base_url, "QUELLE_LLM_MODEL": "m", "QUELLE_LLM_API_KEY": "k"}
+        env = {"QUELLE_LLM_BASE_URL": llm.base_url, "QUELLE_LLM_MODEL": "m", "QUELLE_LLM_API_KEY": "k",
+               "QUELLE_AGENT_PLAN": "false"}
         run = quelle("ask", "--agent", "What is the per diem outside Europe?", "--data-dir", str(data),
                      "--json", env_extra=env)
         assert run.returncode == 0, run.stderr

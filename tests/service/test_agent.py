@@ -8,7 +8,8 @@ import json
 import pytest
 
 from service.agent import DROPPED
-from service.agent.calc import CalcError, calculate, show
+from service.agent.calc import EXPRESSION, CalcError, calculate, show
+from service.agent.protocols import PLAN_PROMPT
 from tests.llm_server import Reply
 from tests.service.test_ask import sse_events
 from tests.service.test_permissions import make_world
@@ -23,8 +24,9 @@ def step(action: str, value: str = "", thought: str = "next") -> str:
 
 @pytest.fixture
 def agent_client(make_client, llm):
+    """Agent mode without the planning reply (test_planning_... covers it), so each test scripts its steps."""
     return make_client(llm_base_url=llm.base_url, llm_model="scripted-model", llm_api_key="test-key",
-                       llm_timeout=3, llm_max_retries=0)
+                       llm_timeout=3, llm_max_retries=0, agent_plan=False)
 
 
 def test_calculate_is_arithmetic_and_nothing_else():
@@ -65,7 +67,7 @@ def test_a_react_run_searches_calculates_and_answers_from_what_it_observed(agent
     assert [o["properties"]["action"]["const"] for o in options] == [
         "search", "read", "list_documents", "calculate", "today", "answer"]
     calc = next(o for o in options if o["properties"]["action"]["const"] == "calculate")
-    assert calc["properties"]["input"]["pattern"].startswith("^[0-9+")
+    assert calc["properties"]["input"]["pattern"] == EXPRESSION
     assert all(o["properties"]["thought"]["maxLength"] == 300 for o in options)
     assert sent[0]["max_tokens"] == 256
     system, question = sent[0]["messages"]
@@ -82,7 +84,7 @@ def test_a_react_run_searches_calculates_and_answers_from_what_it_observed(agent
 
 def test_openai_tool_calling_sends_the_tools_and_their_results(make_client, llm):
     client = make_client(llm_base_url=llm.base_url, llm_model="scripted-model", llm_api_key="k", llm_timeout=3,
-                         llm_max_retries=0, agent_protocol="tools")
+                         llm_max_retries=0, agent_protocol="tools", agent_plan=False)
     llm.script(Reply(text="Looking it up.", tool_calls=[("search", json.dumps({"query": "per diem outside Europe"}))]),
                Reply(text="Found it."),
                "The per diem outside Europe is 80 EUR per day [1].")
@@ -105,7 +107,8 @@ def test_openai_tool_calling_sends_the_tools_and_their_results(make_client, llm)
 
 def test_a_restricted_key_never_observes_a_forbidden_document_however_the_model_asks(make_client, data_dir, llm):
     client, auth, pdf, _ = make_world(make_client, data_dir, llm_base_url=llm.base_url, llm_model="m",
-                                      llm_api_key="k", llm_timeout=3, llm_max_retries=0, agent_max_steps=8)
+                                      llm_api_key="k", llm_timeout=3, llm_max_retries=0, agent_max_steps=8,
+                                      agent_plan=False)
     secret = "25 days of paid annual leave"
     asks = [step("search", "how many days of paid annual leave"), step("read", pdf["id"]),
             step("read", f"{pdf['id']} page 2"), step("list_documents", "handbook"),
@@ -144,7 +147,7 @@ def test_a_looping_model_is_stopped_and_the_answer_says_so(agent_client, llm):
 
 def test_a_model_still_searching_when_the_steps_run_out_is_stopped(make_client, llm):
     client = make_client(llm_base_url=llm.base_url, llm_model="m", llm_api_key="k", llm_timeout=3,
-                         llm_max_retries=0, agent_max_steps=2)
+                         llm_max_retries=0, agent_max_steps=2, agent_plan=False)
     llm.script(step("search", "per diem"), step("search", "travel policy"), "Per diem is 80 EUR per day [1].")
     body = client.post("/v1/ask", json={"question": Q, "mode": "agent"}).json()
     assert len(body["steps"]) == 2 and body["fallback"] == "the model was still working after 2 steps"
@@ -186,7 +189,7 @@ def test_steps_stream_as_they_happen_then_the_answer(agent_client, llm):
 
 def test_old_observations_are_dropped_for_room_and_the_step_says_so(make_client, llm):
     client = make_client(llm_base_url=llm.base_url, llm_model="m", llm_api_key="k", llm_timeout=3,
-                         llm_max_retries=0, llm_context_window=1400, llm_answer_tokens=128)
+                         llm_max_retries=0, llm_context_window=1400, llm_answer_tokens=128, agent_plan=False)
     llm.script(step("search", "per diem outside Europe"), step("search", "hotel limits"),
                step("search", "laptop replacement"), step("answer"), "Per diem is 80 EUR per day [1].")
     body = client.post("/v1/ask", json={"question": Q, "mode": "agent"}).json()
@@ -207,3 +210,42 @@ def test_agent_mode_needs_a_language_model_and_only_known_tools(client, agent_cl
     assert [t.name for t in limited.tools] == ["search"]
     r = agent_client.post("/v1/ask", json={"question": Q, "mode": "agent", "tools": ["shell"]})
     assert r.status_code == 422 and "tools.0" in r.json()["error"]
+
+
+def test_planning_searches_each_part_of_the_question_before_the_model_acts(make_client, llm):
+    client = make_client(llm_base_url=llm.base_url, llm_model="m", llm_api_key="k", llm_timeout=3,
+                         llm_max_retries=0, agent_constraint="json_object")
+    question = "What is the per diem outside Europe, and how long is parental leave?"
+    llm.script(json.dumps({"queries": ["per diem outside Europe", "parental leave length", "per diem outside Europe"]}),
+               step("answer"),
+               "The per diem outside Europe is 80 EUR per day [1]. Parental leave is 20 weeks at full pay [2].")
+    body = client.post("/v1/ask", json={"question": question, "mode": "agent"}).json()
+    assert [(s["tool"], s["input"]) for s in body["steps"]] == [("search", "per diem outside Europe"),
+                                                                ("search", "parental leave length")]  # deduplicated
+    assert body["steps"][0]["thought"] == "the question asks for: per diem outside Europe"
+    assert body["fallback"] is None and body["grounded"] and len(body["citations"]) == 2
+    plan, decide, _ = [q["body"] for q in llm.requests]
+    assert plan["messages"] == [{"role": "system", "content": PLAN_PROMPT}, {"role": "user", "content": question}]
+    assert plan["response_format"] == {"type": "json_object", "schema": {
+        "type": "object", "additionalProperties": False, "required": ["queries"],
+        "properties": {"queries": {"type": "array", "items": {"type": "string"}}}}}
+    # the model decides next having seen both searches, as if it had made them
+    assert [m["role"] for m in decide["messages"]] == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert json.loads(decide["messages"][4]["content"])["input"] == "parental leave length"
+    assert "20 weeks" in decide["messages"][5]["content"]
+    # a plan the harness cannot use: the model acts step by step from the start, and that is no failure
+    llm.requests.clear()
+    llm.script("no plan here", step("search", "per diem outside Europe"), step("answer"),
+               "The per diem outside Europe is 80 EUR per day [1].")
+    body = client.post("/v1/ask", json={"question": Q, "mode": "agent"}).json()
+    assert [s["input"] for s in body["steps"]] == ["per diem outside Europe"] and body["fallback"] is None
+
+
+def test_calculate_takes_only_an_expression_from_a_step():
+    from service.agent.protocols import StepError, _capped
+    from service.agent.tools import Calculate
+
+    assert _capped(" 80 * 3 ", Calculate()) == "80 * 3"
+    for bad in ["12.4.2.1. 12.4.2.1.", "25", "import os", "2 +"]:
+        with pytest.raises(StepError, match="not of the form"):
+            _capped(bad, Calculate())

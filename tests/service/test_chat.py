@@ -96,7 +96,7 @@ def test_a_long_history_keeps_the_first_turn_and_the_recent_window(llm_app, llm)
 
 
 def test_agent_mode_as_a_model(llm_app, llm):
-    llm.script(json.dumps({"thought": "t", "action": "search", "input": "per diem outside Europe"}),
+    llm.script(json.dumps({"queries": ["per diem outside Europe"]}),
                json.dumps({"thought": "t", "action": "answer", "input": ""}),
                "The per diem outside Europe is 80 EUR per day [1].")
     got = sdk(llm_app).chat.completions.create(model="quelle-agent", messages=[{"role": "user", "content": Q}])

@@ -297,7 +297,8 @@ def test_quelle_eval_compares_agent_mode_with_single_shot_on_compound_questions(
                "The per diem outside Europe is 80 EUR per day [1]. Parental leave is 20 weeks at full pay for "
                "every new parent [2].")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "QUELLE_EMBEDDING_MODEL": "all-MiniLM-L6-v2",
-           "QUELLE_LLM_BASE_URL": llm.base_url, "QUELLE_LLM_MODEL": "m", "QUELLE_LLM_API_KEY": "k"}
+           "QUELLE_LLM_BASE_URL": llm.base_url, "QUELLE_LLM_MODEL": "m", "QUELLE_LLM_API_KEY": "k",
+           "QUELLE_AGENT_PLAN": "false"}
     run = subprocess.run([sys.executable, "-m", "cli.main", "eval", str(folder), "--answers", "--json",
                           "--questions", "compound.jsonl", "--answerer", "llm", "--answerer", "agent"],
                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
