@@ -204,6 +204,9 @@ class Agent:
         """The single-shot plan the answer is written from: the observed blocks, each step's best first."""
         answers = self.answers
         blocks = _round_robin([list(s.blocks) for s in plan.steps], self.config.answer_blocks)
+        if len(plan.observed.blocks) > len(blocks):
+            log.info("agent answer written from %d of the %d blocks observed (each step's best first)",
+                     len(blocks), len(plan.observed.blocks))
         if not blocks:
             if not plan.fallback:
                 plan.fallback = "the run observed no document"
