@@ -10,8 +10,9 @@ in this run, and nothing else: citations can only point at what was observed.
 
 Budgets: at most `max_steps` steps of at most `step_tokens` tokens, `timeout` seconds for the loop. The loop
 also ends on a step the harness cannot use, on the same action twice, and when the model is unavailable. Then
-the agent falls back to the single-shot answer over what it observed (over a plain retrieval when it
-observed nothing) and says why in `Answer.fallback`.
+the agent falls back to the single-shot answer over what it observed and says why in `Answer.fallback`;
+when it observed nothing, the harness first searches for the question itself, as a step of its own (no
+tool returned anything, no search enabled: "not in the documents").
 
 Memory: the conversation's sinks and window (the same `Memory` as single-shot answers) come first; then the
 run's steps. When they outgrow `context_window`, the oldest observations are replaced by a line saying so;
@@ -115,6 +116,17 @@ class Agent:
     # -- the loop ------------------------------------------------------------------------------------------
     def deltas(self, plan: AgentPlan) -> Iterator[str | Step]:
         yield from self.run(plan)
+        search = next((t for t in self.tools if t.name == "search"), None)
+        if not plan.observed.blocks and search is not None:
+            # nothing observed (the model failed at once, or answered without looking): the harness searches
+            # for the question itself, so the answer still comes from what a tool returned in this run
+            if not plan.fallback:
+                plan.fallback = "the run observed no document"
+            ctx = ToolContext(self.answers.retriever, plan.flt, plan.top_k, plan.observed)
+            step = self._act(Decision("(the harness) search for the question itself", search.name, plan.question),
+                             ctx, 0)
+            plan.steps.append(step)
+            yield step
         plan.inner = self._inner(plan)
         yield from self.answers.deltas(plan.inner)
 
@@ -207,11 +219,11 @@ class Agent:
         if len(plan.observed.blocks) > len(blocks):
             log.info("agent answer written from %d of the %d blocks observed (each step's best first)",
                      len(blocks), len(plan.observed.blocks))
-        if not blocks:
+        if not blocks:  # nothing any tool returned: "not in the documents"
             if not plan.fallback:
                 plan.fallback = "the run observed no document"
-            return answers.plan(plan.question, plan.session_id, plan.top_k, plan.flt, plan.owner,
-                                None if plan.remember else plan.memory)
+            return Plan(plan.question, plan.question, plan.session_id, plan.memory, [],
+                        answers.retriever.store.generation, abstain=True, owner=plan.owner, remember=plan.remember)
         query = plan.question
         if plan.notes:  # what calculate and today returned: no document says it, the answer may use it
             query += "\n\nResults of tools (not from the documents):\n" + "\n".join(plan.notes)

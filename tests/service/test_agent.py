@@ -159,8 +159,10 @@ def test_a_model_still_searching_when_the_steps_run_out_is_stopped(make_client, 
 def test_a_malformed_step_falls_back_to_the_single_shot_answer(agent_client, llm, bad):
     llm.script(bad, "The per diem outside Europe is 80 EUR per day [1].")
     body = agent_client.post("/v1/ask", json={"question": Q, "mode": "agent"}).json()
-    assert body["steps"] == [] and body["fallback"].startswith("step 1: ")
-    # nothing observed: the single-shot answer over a plain retrieval
+    assert body["fallback"].startswith("step 1: ")
+    # nothing observed: the harness searches for the question itself, a step of its own, and answers from that
+    assert [(s["tool"], s["input"], s["thought"]) for s in body["steps"]] == [
+        ("search", Q, "(the harness) search for the question itself")]
     assert body["grounded"] and PER_DIEM in body["citations"][0]["quote"]
     final = llm.requests[-1]["body"]
     assert final["stream"] is True and "<context n=\"1\"" in final["messages"][-1]["content"]
@@ -249,3 +251,10 @@ def test_calculate_takes_only_an_expression_from_a_step():
     for bad in ["12.4.2.1. 12.4.2.1.", "25", "import os", "2 +"]:
         with pytest.raises(StepError, match="not of the form"):
             _capped(bad, Calculate())
+
+
+def test_without_a_search_tool_nothing_observed_is_not_in_the_documents(agent_client, llm):
+    llm.script(step("answer"))
+    body = agent_client.post("/v1/ask", json={"question": Q, "mode": "agent", "tools": ["calculate"]}).json()
+    assert body["abstained"] and body["citations"] == [] and body["steps"] == []
+    assert body["fallback"] == "the run observed no document" and len(llm.requests) == 1  # no answer call
