@@ -13,7 +13,7 @@ unanswerable questions of this project's own), never used to choose a setting.
 Agent mode's compound questions (`bench/answers/compound-<lang>.jsonl`, copied to `<lang>/compound.jsonl`: two
 facts from different places, a fact plus arithmetic, a comparison; "cited" names the facts a quote must hold
 when the answer computes its fact from them) are asked with `quelle eval DIR/en --answers --questions
-compound.jsonl --answerer llm --answerer agent`.
+compound.jsonl --mode agent`.
 
 The questions are this project's own (`bench/answers/<lang>.jsonl`), written the way an employee asks, not the
 headings: {"id", "question", "answerable", "fact": [regex, ...] (every one must match the answer; case and

@@ -72,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--answerer", action="append", choices=["sentence", "passage", "llm", "agent"],
                     help="answer set: which answerers to measure (default: sentence, passage, and llm when one is "
                          "configured; agent: agent mode, with a language model)")
+    ev.add_argument("--mode", choices=["single", "agent"],
+                    help="answer set: 'agent' measures agent mode beside the single-shot model answer (the same as "
+                         "--answerer llm --answerer agent)")
     ev.add_argument("--questions", default="questions.jsonl", metavar="FILE",
                     help="answer set: the question file in the set's folder (default questions.jsonl; agent mode's "
                          "compound questions: compound.jsonl)")
@@ -176,7 +179,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if answer_eval.is_answer_set(args.dataset):
                 if not args.answers:
                     parser.error(f"{args.dataset} is an answer set: add --answers")
-                report = answer_eval.run(settings, args.dataset, args.answerer, args.questions)
+                answerers = args.answerer
+                if args.mode == "agent":
+                    answerers = [*dict.fromkeys([*(answerers or []), "llm", "agent"])]
+                report = answer_eval.run(settings, args.dataset, answerers, args.questions)
                 print(json.dumps(report, indent=2) if args.json else answer_eval.format_report(report))
                 return 0
             return commands.evaluate(settings, args.dataset, as_json=args.json, answers=args.answers)

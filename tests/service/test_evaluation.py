@@ -269,7 +269,7 @@ def test_supported_citation_of_a_compound_answer_needs_each_fact_in_a_quote():
 
 @pytest.mark.integration
 def test_quelle_eval_compares_agent_mode_with_single_shot_on_compound_questions(tmp_path, llm):
-    """`quelle eval SET --answers --questions compound.jsonl --answerer llm --answerer agent` with a scripted
+    """`quelle eval SET --answers --questions compound.jsonl --mode agent` (single-shot and agent) with a scripted
     model over real HTTP: both answer each question, and agent mode adds its steps and fallbacks."""
     import shutil
 
@@ -300,7 +300,7 @@ def test_quelle_eval_compares_agent_mode_with_single_shot_on_compound_questions(
            "QUELLE_LLM_BASE_URL": llm.base_url, "QUELLE_LLM_MODEL": "m", "QUELLE_LLM_API_KEY": "k",
            "QUELLE_AGENT_PLAN": "false"}
     run = subprocess.run([sys.executable, "-m", "cli.main", "eval", str(folder), "--answers", "--json",
-                          "--questions", "compound.jsonl", "--answerer", "llm", "--answerer", "agent"],
+                          "--questions", "compound.jsonl", "--mode", "agent"],
                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout)
