@@ -80,6 +80,18 @@ def test_quelle_serve_answers_over_http(built_index, tmp_path):
             events = [line for line in s.iter_lines() if line.startswith("event: ")]
         assert events[-2:] == ["event: citations", "event: done"]
         assert httpx.post(f"{base}/v1/search", json={"query": ""}, headers=auth, timeout=30).status_code == 422
+        # any OpenAI client, over real HTTP, with a Quelle key as its key
+        import openai
+
+        client = openai.OpenAI(base_url=f"{base}/v1", api_key=made.stdout.strip(), max_retries=0, timeout=60)
+        ask = [{"role": "user", "content": "How long is parental leave?"}]
+        reply = client.chat.completions.create(model="quelle", messages=ask)
+        assert "20 weeks" in reply.choices[0].message.content and reply.choices[0].message.annotations
+        streamed = "".join(c.choices[0].delta.content or "" for c in
+                           client.chat.completions.create(model="quelle", messages=ask, stream=True) if c.choices)
+        assert streamed == reply.choices[0].message.content
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=f"{base}/v1", api_key="qk_nope", max_retries=0).models.list()
         # `serve` runs under the HTTP bounds of service/http.py (QUELLE_MAX_HEADER_BYTES, 32 KiB by default)
         big = httpx.get(f"{base}/healthz", headers={"X-Big": "a" * 40_000}, timeout=30)
         assert big.status_code == 431 and "32768 bytes" in big.json()["detail"]
