@@ -63,14 +63,21 @@ def _attr(value: str) -> str:
     return defuse_delimiters(value).replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;").replace("\n", " ")
 
 
-def build_prompt(question: str, candidates: list[Candidate], memory: Memory, *, context_window: int,
-                 answer_tokens: int) -> Prompt:
-    system = template("system.txt").format(not_found=not_found(question))
+def history_messages(memory: Memory) -> list[dict[str, str]]:
+    """The conversation as chat messages: the running summary, then each remembered turn (history the model
+    reads, never instructions: the system prompt says so)."""
     history: list[dict[str, str]] = []
     if memory.summary:
         history.append({"role": "system", "content": f"Summary of earlier conversation: {memory.summary}"})
     for turn in memory.turns:
         history += [{"role": "user", "content": turn.question}, {"role": "assistant", "content": turn.answer}]
+    return history
+
+
+def build_prompt(question: str, candidates: list[Candidate], memory: Memory, *, context_window: int,
+                 answer_tokens: int) -> Prompt:
+    system = template("system.txt").format(not_found=not_found(question))
+    history = history_messages(memory)
     human = template("human.txt")
     fixed = (estimate_tokens(system) + sum(estimate_tokens(m["content"]) + 4 for m in history)
              + estimate_tokens(human.format(contexts="", question=question)) + 12)

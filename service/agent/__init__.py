@@ -43,6 +43,7 @@ from service.answering import Answer, AnswerService, Plan, Step
 from service.conversations import Memory
 from service.errors import LLMUnavailableError, NotEnabled
 from service.llm import ChatModel
+from service.prompts import history_messages
 from service.tokens import estimate_tokens
 
 log = logging.getLogger(__name__)
@@ -106,12 +107,8 @@ class Agent:
         remember = memory is None
         if memory is None:
             memory = answers.recall(sid, owner, flt)
-        history: list[dict[str, str]] = []
-        if memory.summary:
-            history.append({"role": "system", "content": f"Summary of earlier conversation: {memory.summary}"})
-        for turn in memory.turns:
-            history += [{"role": "user", "content": turn.question}, {"role": "assistant", "content": turn.answer}]
-        return AgentPlan(question, sid, flt, top_k or answers.default_k, owner, history, memory, remember)
+        return AgentPlan(question, sid, flt, top_k or answers.default_k, owner, history_messages(memory), memory,
+                         remember)
 
     # -- the loop ------------------------------------------------------------------------------------------
     def deltas(self, plan: AgentPlan) -> Iterator[str | Step]:
