@@ -130,10 +130,7 @@ class AnswerService:
         """Recall, rewrite and retrieve. `flt.principals` (the caller's access) bounds both the retrieval and
         the history recalled; `owner` names the caller whose conversation `session_id` must be; `memory` is
         a conversation the caller sent itself (an OpenAI-style request), used instead and not stored."""
-        sid = session_id or self.conversations.new_id()
-        remember = memory is None
-        if memory is None:
-            memory = self.recall(sid, owner, flt)
+        sid, memory, remember = self.recall(session_id, owner, flt, memory)
         query = self.rewrite(question, memory)
         started = time.perf_counter()
         with self.gate:
@@ -142,15 +139,21 @@ class AnswerService:
         return Plan(question, query, sid, memory, got.candidates, got.generation, abstain=not got.relevant,
                     owner=owner, remember=remember)
 
-    def recall(self, session_id: str, owner: str, flt: SearchFilter | None) -> Memory:
-        """The caller's stored conversation, less the turns drawn from documents it can no longer read."""
+    def recall(self, session_id: str | None, owner: str, flt: SearchFilter | None,
+               sent: Memory | None = None) -> tuple[str, Memory, bool]:
+        """The conversation a turn continues: its id (a new one when none is given), its memory, and whether
+        the turn is to be stored. `sent`: the conversation as the caller sent it (not stored); else the
+        caller's stored one, less the turns drawn from documents it can no longer read."""
+        sid = session_id or self.conversations.new_id()
+        if sent is not None:
+            return sid, sent, False
         tokens = flt.principals if flt is not None else None
 
         def can_read(doc_ids: set[str]) -> bool:
             assert tokens is not None
             return self.retriever.store.readable(doc_ids, tokens) == doc_ids
 
-        return self.conversations.memory(session_id, owner, None if tokens is None else can_read)
+        return sid, self.conversations.memory(sid, owner, None if tokens is None else can_read), True
 
     def rewrite(self, question: str, memory: Memory) -> str:
         if not memory.turns:

@@ -48,7 +48,7 @@ class Services:
     def answerer(self, mode: str, tools: Sequence[str] | None = None) -> Answerer:
         """The answerer of a request's `mode` ("single" unless it says otherwise), with only the `tools` it
         chose (agent mode)."""
-        got = self.answerers.get(mode) or (self.answers if mode == "single" else None)
+        got = self.answerers.get(mode)
         if got is None:
             raise NotEnabled(f"mode {mode!r} is not enabled here: agent mode needs a language model "
                              "(QUELLE_LLM_MODEL) and QUELLE_AGENT left on")

@@ -102,13 +102,9 @@ class Agent:
 
     def plan(self, question: str, session_id: str | None, top_k: int | None, flt: SearchFilter | None,
              owner: str = "", memory: Memory | None = None) -> AgentPlan:
-        answers = self.answers
-        sid = session_id or answers.conversations.new_id()
-        remember = memory is None
-        if memory is None:
-            memory = answers.recall(sid, owner, flt)
-        return AgentPlan(question, sid, flt, top_k or answers.default_k, owner, history_messages(memory), memory,
-                         remember)
+        sid, memory, remember = self.answers.recall(session_id, owner, flt, memory)
+        return AgentPlan(question, sid, flt, top_k or self.answers.default_k, owner, history_messages(memory),
+                         memory, remember)
 
     # -- the loop ------------------------------------------------------------------------------------------
     def deltas(self, plan: AgentPlan) -> Iterator[str | Step]:

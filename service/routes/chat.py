@@ -31,7 +31,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from service.answering import Answer, Answerer, Step
+from service.answering import Answer, Answerer, Step, answer
 from service.auth import Principal
 from service.citations import MARKER, marker_numbers
 from service.conversations import Turn
@@ -142,7 +142,7 @@ def chat_completions(req: ChatRequest, request: Request, svc: Services = Depends
     with answerer.hold():
         plan = answerer.plan(question, None, None, flt, who.owner, memory=memory)
         try:
-            got = answerer.finish(plan, "".join(d for d in answerer.deltas(plan) if isinstance(d, str)))
+            got = answer(answerer, plan)
         except LLMUnavailableError as exc:
             return _unavailable(exc)
     content = got.checked.answer
