@@ -8,6 +8,7 @@ import socket
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,8 @@ def ingest(settings: Settings, paths: list[Path], *, sync: bool, as_json: bool, 
         finally:
             if bar is not None:
                 bar.close()
+    report.save(settings.last_ingest_report(), paths=[str(p) for p in paths],
+                finished=datetime.now(UTC).isoformat(timespec="seconds"))
     if settings.query_backend != "torch":  # PyTorch is loaded here: spare the service's first start the export
         from index.embedders.factory import prepare
 

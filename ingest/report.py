@@ -58,6 +58,23 @@ class IngestReport:
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, indent=2)
 
+    def save(self, path: PurePath, *, paths: list[str], finished: str) -> None:
+        """Write the report (with what was ingested, when, and its text summary) to `path`, whole or not at
+        all: a reader never sees half a report."""
+        import os
+        import tempfile
+
+        body = {"finished": finished, "paths": paths, "summary": self.summary(), **asdict(self)}
+        folder = os.path.dirname(str(path)) or "."
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".last-ingest-")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(body, f, ensure_ascii=False, indent=2)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+
     def summary(self) -> str:
         lines = [
             f"files: {self.added} added, {self.updated} updated, {self.unchanged} unchanged, "

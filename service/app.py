@@ -35,6 +35,7 @@ from service.gate import CpuGate, Overloaded
 from service.llm import ChatModel, OpenAIChatModel, Usage
 from service.metrics import Metrics
 from service.middleware import RequestMiddleware
+from service.previews import PreviewError, Previews
 from service.ratelimit import RateLimited, RateLimiter
 from service.retrieval import (
     ABSTAIN_POLICIES,
@@ -44,7 +45,7 @@ from service.retrieval import (
     RetrievalConfig,
     Retriever,
 )
-from service.routes import ask, chat, documents, health, search
+from service.routes import ask, chat, documents, health, search, web
 from service.state import IngestFile, Services
 
 log = logging.getLogger("quelle.service")
@@ -73,6 +74,7 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None, ingest_f
             svc.ready = False
             svc.answers.conversations.close()
             svc.store.close()
+            svc.previews.close()
             if svc.keys is not None:
                 svc.keys.close()
             if svc.oidc is not None:
@@ -83,7 +85,7 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None, ingest_f
     # /docs and /redoc from assets shipped in the package (fastapi-offline), not from a CDN: they work offline
     app = FastAPIOffline(title="Quelle", version="0.1.0", lifespan=lifespan, redirect_slashes=False,
                          description="Answers questions from your own documents, with cited sources.")
-    for module in (search, ask, chat, documents, health):
+    for module in (search, ask, chat, documents, health, web):
         app.include_router(module.router)
     _install_error_handlers(app)
     app.add_middleware(RequestMiddleware, metrics=metrics, max_body=settings.max_body_bytes,
@@ -149,8 +151,9 @@ def build_services(settings: Settings, metrics: Metrics, *, embedder: Embedder |
             protocol=settings.agent_protocol, constraint=settings.agent_constraint, tools=tuple(settings.agent_tools),
             max_steps=settings.agent_max_steps, step_tokens=settings.agent_step_tokens, timeout=settings.agent_timeout,
             context_window=settings.llm_context_window, plan_first=settings.agent_plan))
+    previews = Previews(timeout=settings.preview_timeout, cache_bytes=settings.preview_cache_bytes)
     return Services(settings, embedder, store, retriever, answers, metrics, ingest_file, keys, limiter, oidc,
-                    gate, answerers)
+                    gate, answerers, previews)
 
 
 def retrieval_config(settings: Settings, model_id: str) -> RetrievalConfig:
@@ -256,6 +259,13 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(IndexLockedError, simple(409, "index busy"))
     app.add_exception_handler(IndexMismatchError, simple(500, "index built with another model"))
     app.add_exception_handler(LLMUnavailableError, simple(503, "language model unavailable"))
+
+    @app.exception_handler(PreviewError)
+    async def preview(_: Request, exc: PreviewError) -> JSONResponse:
+        titles = {404: "not found", 409: "document changed", 422: "cannot draw the page", 503: "too slow"}
+        return JSONResponse(status_code=exc.status, content={"error": titles.get(exc.status, "error"),
+                                                             "detail": str(exc)},
+                            headers={"Retry-After": "10"} if exc.status == 503 else None)
 
     @app.exception_handler(QuelleError)
     async def other(_: Request, exc: QuelleError) -> JSONResponse:

@@ -91,6 +91,13 @@ class Settings(BaseSettings):
     oidc_refetch_seconds: float = Field(30, ge=0, description="least time between two JWKS fetches caused by an "
                                         "unknown key id (a failed fetch counts)")
     oidc_timeout: float = Field(5, gt=0, le=60, description="seconds to wait for the identity provider's keys")
+    oidc_client_id: str | None = Field(None, description="the web page's public client at the identity provider: "
+                                       "with the two URLs below, the page offers 'Sign in with SSO' (authorization "
+                                       "code with PKCE; redirect URI: the service's own address, '/')")
+    oidc_authorization_url: str | None = Field(None, description="the provider's authorization endpoint")
+    oidc_token_url: str | None = Field(None, description="the provider's token endpoint (it must allow the "
+                                       "page's origin, CORS)")
+    oidc_scope: str = Field("openid profile", description="scopes the web page asks for")
     rate_limit: float = Field(20.0, ge=0, description="requests per second per API key (0: no limit)")
     rate_burst: int = Field(40, ge=1, description="requests a key may make at once before the rate applies")
     host: str = "127.0.0.1"
@@ -105,6 +112,9 @@ class Settings(BaseSettings):
                              "keeps (least recently used first out; 0: none)")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="largest JSON request body")
     max_upload_bytes: int = Field(50_000_000, ge=1024, description="largest document upload")
+    preview_timeout: float = Field(10.0, gt=0, le=600, description="seconds a page preview may take to draw "
+                                   "(503 beyond)")
+    preview_cache_bytes: int = Field(64 << 20, ge=0, description="bytes of drawn page previews kept in memory")
     max_header_bytes: int = Field(32_768, ge=1024, le=1 << 24, description="largest request line plus headers "
                                   "(431 beyond)")
     max_headers: int = Field(100, ge=8, le=10_000, description="most headers in one request (431 beyond)")
@@ -226,6 +236,10 @@ class Settings(BaseSettings):
             except ConfigError:
                 return load("torch")
         return load(backend)
+
+    def last_ingest_report(self) -> Path:
+        """Where `quelle ingest` leaves the report of its last run (shown to administrators by the service)."""
+        return self.data_dir / "last-ingest.json"
 
     def onnx_dir(self) -> Path:
         """The model cache: exported models, once per model for every data dir."""

@@ -18,6 +18,7 @@ document's text.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 import time
@@ -243,6 +244,9 @@ _FOLLOW_UP = {"it", "its", "that", "this", "those", "these", "they", "them", "th
 _CJK_FOLLOW_UP = ("それ", "その", "これ", "この", "あれ", "では", "じゃあ", "它", "这", "那", "他们", "呢")
 
 
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
+
+
 def rewrite_rule(question: str, memory: Memory) -> str:
     """A follow-up question, made standalone by a simple rule: when it is short or leans on a pronoun,
     prepend the previous question, so retrieval sees the topic."""
@@ -250,7 +254,9 @@ def rewrite_rule(question: str, memory: Memory) -> str:
     if not prev:
         return question
     words = question.lower().replace("?", " ").split()
-    short = len(words) <= 5 and len(question) < 40
+    # CJK has no spaces between words: count its characters instead (a word is about two)
+    cjk = len(_CJK.findall(question))
+    short = cjk <= 8 if cjk else len(words) <= 5 and len(question) < 40
     leans = any(w.strip(".,!") in _FOLLOW_UP for w in words[:3]) or question.startswith(_CJK_FOLLOW_UP)
     if short or leans:
         return f"{prev} {question}"

@@ -102,6 +102,18 @@ class DocumentOut(BaseModel):
                                                       "to administrators only")
 
 
+class SectionOut(BaseModel):
+    document_id: str
+    title: str
+    kind: str
+    page: int | None
+    heading_path: list[str]
+    text: str = Field(description="the consecutive chunks under the chunk's heading (or on its page), joined "
+                                  "without the words overlapping chunks repeat; at most 12,000 characters")
+    start: int = Field(description="where the asked chunk starts in `text`")
+    end: int = Field(description="where it ends")
+
+
 class AclIn(Strict):
     acl: list[Annotated[str, StringConstraints(pattern=ACL_ENTRY, max_length=200)]] = Field(
         min_length=1, max_length=100, description="'public', 'group:<name>' or 'user:<name>'",

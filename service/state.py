@@ -20,6 +20,7 @@ from service.config import Settings
 from service.errors import NotEnabled
 from service.gate import Overloaded
 from service.metrics import Metrics
+from service.previews import Previews
 from service.ratelimit import RateLimiter
 from service.retrieval import Retriever
 
@@ -42,6 +43,7 @@ class Services:
     oidc: Any = None  # service.oidc.OidcVerifier when OIDC is configured
     gate: Any = None  # service.gate.CpuGate bounding concurrent CPU work (see AnswerService.gate)
     answerers: dict[str, Answerer] = field(default_factory=dict)  # by the `mode` a request names
+    previews: Previews = field(default_factory=Previews)
     ready: bool = False
     _writes: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

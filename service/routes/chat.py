@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -33,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from service.answering import Answer, Answerer, Step, answer
 from service.auth import Principal
-from service.citations import MARKER, marker_numbers
+from service.citations import MARKER, Citation, marker_numbers
 from service.conversations import Turn
 from service.errors import ChatRequestError, LLMUnavailableError, NotFoundError
 from service.routes.common import ERRORS, access, principal, to_filter
@@ -186,13 +187,19 @@ def url_citations(got: Answer, base: str) -> list[dict[str, Any]]:
             c = by_n.get(n)
             if c is None:
                 continue
-            # the document's record, its page as a fragment (page previews are to come: issue 16, item 3)
-            url = f"{base}/v1/documents/{c.document_id}" + (f"#page={c.page}" if c.page else "")
+            url = f"{base}/{view_query(c)}"  # the web page's view of the page, the quote marked
             out.append({"type": "url_citation", "url_citation": {
                 "url": url, "title": c.title + (f", p. {c.page}" if c.page else ""),
                 "start_index": start, "end_index": m.end()}})
         start = m.end()
     return out
+
+
+def view_query(c: Citation) -> str:
+    """The web page's address for a citation: it opens the cited page (or section) with the quote marked."""
+    query = {"doc": c.document_id, "chunk": c.chunk_id, **({"page": str(c.page)} if c.page else {}),
+             "quote": c.quote[:300]}
+    return "?" + urlencode(query, quote_via=quote)
 
 
 def _extra(got: Answer) -> dict[str, Any]:

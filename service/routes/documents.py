@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 
@@ -17,8 +18,9 @@ from index.faiss_store import FaissSqliteStore
 from index.records import check_acl, readable
 from service.auth import Principal
 from service.errors import IngestUnavailable, NotFoundError
+from service.previews import MAX_HIGHLIGHT_CHARS, MAX_HIGHLIGHTS, section
 from service.routes.common import ERRORS, FORBIDDEN, NOT_FOUND, WRITES, access, admin, document_out, principal
-from service.schemas import AclIn, DocumentList, DocumentOut, ErrorOut, UploadReport
+from service.schemas import AclIn, DocumentList, DocumentOut, ErrorOut, SectionOut, UploadReport
 from service.state import Services, services
 
 router = APIRouter(tags=["documents"], dependencies=[Depends(principal)])
@@ -47,6 +49,47 @@ def get_document(document_id: str, svc: Services = Depends(services),
                  tokens: frozenset[str] | None = Depends(access)) -> DocumentOut:
     doc = _readable(svc, document_id, tokens)
     return document_out(doc, chunks=len(svc.store.chunks_of(doc.id)), show_acl=tokens is None)
+
+
+PNG: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+          "description": "the page as PNG; `X-Quelle-Highlights` says how many of the quotes were found and marked"},
+    409: {"model": ErrorOut, "description": "the document's file changed since it was ingested"},
+    422: {"model": ErrorOut, "description": "a parameter is invalid, or the PDF cannot be drawn"},
+    503: {"model": ErrorOut, "description": "drawing the page took too long"}}
+
+
+@router.get("/v1/documents/{document_id}/pages/{n}", response_class=Response, responses={**ERRORS, **NOT_FOUND, **PNG})
+def page_image(document_id: str, n: int = PathParam(ge=1, le=100_000),
+               highlight: list[str] = Query([], description=f"quotes to mark on the page (at most {MAX_HIGHLIGHTS}, "
+                                                            f"{MAX_HIGHLIGHT_CHARS} characters each)"),
+               width: int = Query(1000, ge=100, le=2000, description="the image's width in pixels"),
+               svc: Services = Depends(services), tokens: frozenset[str] | None = Depends(access)) -> Response:
+    """Page `n` of a PDF document drawn as PNG, with each `highlight` quote marked where it stands on the page
+    (whitespace, case and hyphenation do not matter). Other kinds of document have no pages to draw: their text
+    is at `/v1/documents/{id}/section`. Unknown documents and those the caller may not read are both 404."""
+    if len(highlight) > MAX_HIGHLIGHTS:
+        raise _invalid("highlight", f"at most {MAX_HIGHLIGHTS} quotes, got {len(highlight)}", "query")
+    if any(len(h) > MAX_HIGHLIGHT_CHARS for h in highlight):
+        raise _invalid("highlight", f"a quote has at most {MAX_HIGHLIGHT_CHARS} characters", "query")
+    doc = _readable(svc, document_id, tokens)
+    image = svc.previews.page(doc, n, width=width, highlights=highlight)
+    return Response(image.png, media_type="image/png", headers={
+        "Cache-Control": "private, max-age=3600", "X-Quelle-Highlights": str(image.highlights)})
+
+
+@router.get("/v1/documents/{document_id}/section", response_model=SectionOut, responses={**ERRORS, **NOT_FOUND})
+def get_section(document_id: str, chunk: str = Query(min_length=1, max_length=64, description="a chunk id, as "
+                                                                                                "citations give it"),
+                svc: Services = Depends(services), tokens: frozenset[str] | None = Depends(access)) -> SectionOut:
+    """The text around a chunk: the chunks under its heading (or on its page), in order, with where the chunk
+    stands in it, to show a citation in its place in any kind of document."""
+    doc = _readable(svc, document_id, tokens)
+    got = section(svc.store.chunks_of(doc.id), chunk)
+    if got is None:
+        raise NotFoundError(f"document {document_id!r} has no chunk {chunk!r}")
+    return SectionOut(document_id=doc.id, title=doc.title, kind=doc.kind, page=got.page,
+                      heading_path=list(got.heading_path), text=got.text, start=got.start, end=got.end)
 
 
 def _writer(svc: Services) -> FaissSqliteStore:
@@ -109,8 +152,8 @@ def upload_name(raw: str | None) -> str:
     return stem + suffix
 
 
-def _invalid(field: str, message: str) -> RequestValidationError:
-    return RequestValidationError([{"loc": ("body", field), "msg": message, "type": "value_error"}])
+def _invalid(field: str, message: str, where: str = "body") -> RequestValidationError:
+    return RequestValidationError([{"loc": (where, field), "msg": message, "type": "value_error"}])
 
 
 @router.post("/v1/documents", response_model=UploadReport, status_code=201, openapi_extra=_UPLOAD_BODY,

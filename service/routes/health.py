@@ -9,15 +9,6 @@ from service.state import Services, services
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/", include_in_schema=False)
-def index() -> dict[str, object]:
-    """Where to go from here (a person or a program that opens the service's address)."""
-    return {"service": "Quelle", "description": "answers questions from your own documents, with cited sources",
-            "links": {"api_docs": "/docs", "api_reference": "/redoc", "openapi": "/openapi.json",
-                      "ask": "POST /v1/ask", "search": "POST /v1/search", "health": "/healthz",
-                      "ready": "/readyz"}}
-
-
 @router.get("/healthz")
 def healthz() -> dict[str, str]:
     """The process is alive."""

@@ -36,6 +36,9 @@ def test_ingest_report_exit_codes_stats_and_search(tmp_path):
     assert report["failures"][0]["path"].endswith("encrypted.pdf") and "password" in report["failures"][0]["reason"]
     assert report["chunks_written"] > 0 and report["seconds"] > 0
     assert "file/s" not in run.stderr and "it/s" not in run.stderr  # no progress bar off a terminal, nor in JSON
+    # the report stays in the index for the service's administrators (GET /v1/ingest/report)
+    kept = json.loads((data_dir / "last-ingest.json").read_text())
+    assert kept["failures"] == report["failures"] and kept["paths"] == [str(docs)] and kept["finished"]
 
     (docs / "encrypted.pdf").unlink()
     again = quelle("ingest", str(docs), "--data-dir", str(data_dir), "--quiet")

@@ -43,7 +43,7 @@ def test_a_completion_with_its_citations_as_annotations(client):
         span = message.content[a.url_citation.start_index:a.url_citation.end_index]
         n = int(span.rsplit("[", 1)[1].rstrip("]\n"))  # the sentence ends with the marker it cites
         c = cited[n - 1]
-        assert a.url_citation.url.startswith(f"http://testserver/v1/documents/{c['document_id']}")
+        assert a.url_citation.url.startswith(f"http://testserver/?doc={c['document_id']}&chunk={c['chunk_id']}")
         assert a.url_citation.title.startswith(c["title"])
         assert any(" ".join(q.split())[:40] in " ".join(span.split()) for q in c["quotes"])
     assert got.usage.prompt_tokens > 0 and got.usage.completion_tokens > 0

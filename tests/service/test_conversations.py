@@ -72,6 +72,10 @@ def test_rewrite_rule():
     assert rewrite_rule(standalone, mem) == standalone
     assert rewrite_rule("And elsewhere?", Memory([])) == "And elsewhere?"
     assert rewrite_rule("それは何日ですか", Memory([Turn(0, "在宅勤務について", "...")])).startswith("在宅勤務")
+    # a CJK question has no spaces: one that names its own topic is not a follow-up, a few characters are
+    ja = Memory([Turn(0, "東京オフィスでは週に何日在宅勤務できますか？", "...")])
+    assert rewrite_rule("上海办公室每月可以远程办公几天？", ja) == "上海办公室每月可以远程办公几天？"
+    assert rewrite_rule("上海は？", ja) == "東京オフィスでは週に何日在宅勤務できますか？ 上海は？"
 
 
 def test_prompt_budget_drops_whole_blocks_and_logs_them(caplog, built_index):
