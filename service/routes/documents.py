@@ -4,13 +4,14 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import StringConstraints
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 
@@ -56,22 +57,20 @@ PNG: dict[int | str, dict[str, Any]] = {
           "description": "the page as PNG; `X-Quelle-Highlights` says how many of the quotes were found and marked"},
     409: {"model": ErrorOut, "description": "the document's file changed since it was ingested"},
     422: {"model": ErrorOut, "description": "a parameter is invalid, or the PDF cannot be drawn"},
+    431: {"model": ErrorOut, "description": "the request line (the quotes to highlight) is longer than "
+                                            "QUELLE_MAX_HEADER_BYTES"},
     503: {"model": ErrorOut, "description": "drawing the page took too long"}}
 
 
 @router.get("/v1/documents/{document_id}/pages/{n}", response_class=Response, responses={**ERRORS, **NOT_FOUND, **PNG})
 def page_image(document_id: str, n: int = PathParam(ge=1, le=100_000),
-               highlight: list[str] = Query([], description=f"quotes to mark on the page (at most {MAX_HIGHLIGHTS}, "
-                                                            f"{MAX_HIGHLIGHT_CHARS} characters each)"),
+               highlight: list[Annotated[str, StringConstraints(max_length=MAX_HIGHLIGHT_CHARS)]] = Query(
+                   [], max_length=MAX_HIGHLIGHTS, description="quotes to mark on the page"),
                width: int = Query(1000, ge=100, le=2000, description="the image's width in pixels"),
                svc: Services = Depends(services), tokens: frozenset[str] | None = Depends(access)) -> Response:
     """Page `n` of a PDF document drawn as PNG, with each `highlight` quote marked where it stands on the page
     (whitespace, case and hyphenation do not matter). Other kinds of document have no pages to draw: their text
     is at `/v1/documents/{id}/section`. Unknown documents and those the caller may not read are both 404."""
-    if len(highlight) > MAX_HIGHLIGHTS:
-        raise _invalid("highlight", f"at most {MAX_HIGHLIGHTS} quotes, got {len(highlight)}", "query")
-    if any(len(h) > MAX_HIGHLIGHT_CHARS for h in highlight):
-        raise _invalid("highlight", f"a quote has at most {MAX_HIGHLIGHT_CHARS} characters", "query")
     doc = _readable(svc, document_id, tokens)
     image = svc.previews.page(doc, n, width=width, highlights=highlight)
     return Response(image.png, media_type="image/png", headers={
@@ -152,8 +151,8 @@ def upload_name(raw: str | None) -> str:
     return stem + suffix
 
 
-def _invalid(field: str, message: str, where: str = "body") -> RequestValidationError:
-    return RequestValidationError([{"loc": (where, field), "msg": message, "type": "value_error"}])
+def _invalid(field: str, message: str) -> RequestValidationError:
+    return RequestValidationError([{"loc": ("body", field), "msg": message, "type": "value_error"}])
 
 
 @router.post("/v1/documents", response_model=UploadReport, status_code=201, openapi_extra=_UPLOAD_BODY,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -20,11 +21,24 @@ WEB = Path(__file__).resolve().parent.parent / "web"  # index.html, app.js, app.
 router = APIRouter()
 
 
+def _page_headers(svc: Services) -> dict[str, str]:
+    """The page runs only its own script and talks only to this service (and to the identity provider's token
+    endpoint): what an injected script could not get around. Its address may hold a quote: never sent on."""
+    connect = "'self'"
+    if svc.settings.oidc_token_url:
+        token = urlsplit(svc.settings.oidc_token_url)
+        connect += f" {token.scheme}://{token.netloc}"
+    return {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+            "Content-Security-Policy": f"default-src 'none'; script-src 'self'; style-src 'self'; "
+                                       f"img-src 'self' blob: data:; connect-src {connect}; base-uri 'none'; "
+                                       "form-action 'self'; frame-ancestors 'none'"}
+
+
 @router.get("/", include_in_schema=False, response_model=None)
-def index(request: Request) -> Response | dict[str, Any]:
+def index(request: Request, svc: Services = Depends(services)) -> Response | dict[str, Any]:
     """The web page for a browser; where to go from here for a program (one that does not ask for HTML)."""
     if "text/html" in request.headers.get("accept", ""):
-        return FileResponse(WEB / "index.html", headers={"Cache-Control": "no-cache"})
+        return FileResponse(WEB / "index.html", headers=_page_headers(svc))
     return {"service": "Quelle", "description": "answers questions from your own documents, with cited sources",
             "links": {"web_page": "/ (Accept: text/html)", "api_docs": "/docs", "api_reference": "/redoc",
                       "openapi": "/openapi.json", "ask": "POST /v1/ask", "chat": "POST /v1/chat/completions",
@@ -36,7 +50,7 @@ def asset(name: str) -> FileResponse:
     """The page's script and style (fixed names: nothing else of the package can be read here)."""
     if name not in ("app.js", "app.css"):
         raise NotFoundError(f"no asset {name!r}")
-    return FileResponse(WEB / name, headers={"Cache-Control": "no-cache"})
+    return FileResponse(WEB / name, headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
 
 
 @router.get("/v1/client-config", tags=["web page"])

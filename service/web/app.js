@@ -415,7 +415,13 @@ async function openPreview(c, from) {
   try {
     if (c.page) {
       const query = new URLSearchParams({ width: "1000" });
-      for (const q of quotes.slice(0, 8)) query.append("highlight", q.slice(0, 2000));
+      let room = 12000; // the quotes ride in the address: keep it well under the service's header limit
+      for (const q of quotes.slice(0, 8)) {
+        const cut = q.slice(0, 2000);
+        room -= encodeURIComponent(cut).length;
+        if (room < 0) break;
+        query.append("highlight", cut);
+      }
       try {
         const response = await api(`/v1/documents/${encodeURIComponent(c.document_id)}/pages/${c.page}?${query}`);
         const found = Number(response.headers.get("X-Quelle-Highlights") || "0");

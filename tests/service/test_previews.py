@@ -7,6 +7,7 @@ import io
 import os
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from index.records import ChunkRecord
@@ -71,7 +72,7 @@ def test_page_errors_name_the_document_and_the_problem(client, make_client, data
     r = client.get(f"/v1/documents/{doc['id']}/pages/1", params={"width": 5000})
     assert r.status_code == 422 and "width" in r.json()["error"]
     r = client.get(f"/v1/documents/{doc['id']}/pages/1", params={"highlight": ["x"] * 9})
-    assert r.status_code == 422 and "at most 8 quotes" in r.json()["error"]
+    assert r.status_code == 422 and "highlight" in r.json()["error"] and "at most 8" in r.json()["error"]
     docs = client.get("/v1/documents", params={"limit": 100}).json()["documents"]
     docx = next(d for d in docs if d["kind"] == "docx")
     r = client.get(f"/v1/documents/{docx['id']}/pages/1")
@@ -135,3 +136,28 @@ def test_overlapping_chunks_are_joined_without_repeating_words():
     assert got.text[got.start:got.end] == text[15:47]
     assert section(chunks, "c3").text == "Ten eleven."
     assert section(chunks, "missing") is None
+
+
+def test_drawn_pages_are_cached_by_content_and_slow_ones_refused(built_index):
+    from index.faiss_store import FaissSqliteStore
+    from service.previews import PreviewError, Previews
+
+    with FaissSqliteStore(built_index, model_id=None, dim=None, writable=False) as store:
+        docs, _ = store.documents(0, 100)
+    handbook = next(d for d in docs if d.source.endswith("employee-handbook.pdf"))
+    previews = Previews(cache_bytes=1 << 20)
+    try:
+        first = previews.page(handbook, 2, width=300, highlights=[LEAVE])
+        assert previews.page(handbook, 2, width=300, highlights=[LEAVE]) is first  # from the cache
+        assert previews.page(handbook, 2, width=301, highlights=[LEAVE]) is not first
+        # a very tall or wide page is bounded on both sides, whatever the width asked
+        assert max(first.width, first.height) <= 4000
+    finally:
+        previews.close()
+    slow = Previews(timeout=0.000001)
+    try:
+        with pytest.raises(PreviewError) as refused:
+            slow.page(handbook, 3, width=2000, highlights=[LEAVE])
+        assert refused.value.status == 503 and "took longer than" in str(refused.value)
+    finally:
+        slow.close()

@@ -15,6 +15,10 @@ def test_a_browser_gets_the_page_and_a_program_the_links(client):
     page = client.get("/", headers={"Accept": "text/html,application/xhtml+xml"})
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert '<html lang="en">' in page.text
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self';" in csp and "connect-src 'self';" in csp and "frame-ancestors 'none'" in csp
+    # nothing inline for the policy to allow: no script blocks, style attributes or event handler attributes
+    assert "<script>" not in page.text and " style=" not in page.text and not re.search(r"\son[a-z]+=", page.text)
     assets = re.findall(r"""(?:src|href)="([^"]+)\"""", page.text)
     assert set(assets) == {"/ui/app.css", "/ui/app.js", "data:,", "#question"}  # nothing from elsewhere
     for asset in ("/ui/app.css", "/ui/app.js"):
@@ -32,8 +36,11 @@ def test_client_config_says_how_to_sign_in(make_client, client):
     assert keyed.get("/v1/client-config").json()["auth"] == "keys"  # no key needed to ask how to sign in
     # a client id without a token verifier offers no SSO (the page could never use the token)
     half = make_client(auth="keys", oidc_client_id="web", oidc_authorization_url="https://idp/auth",
-                       oidc_token_url="https://idp/token")
+                       oidc_token_url="https://idp:8443/token")
     assert half.get("/v1/client-config").json()["sso"] is None
+    # the page may reach the provider's token endpoint, and nothing else beyond the service
+    csp = half.get("/", headers={"Accept": "text/html"}).headers["content-security-policy"]
+    assert "connect-src 'self' https://idp:8443;" in csp
 
 
 def test_me_names_the_caller_and_whether_they_administer(make_client, data_dir):

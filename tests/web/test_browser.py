@@ -179,10 +179,10 @@ def test_ask_watch_it_stream_and_check_the_citation_on_the_page_itself(site, bro
     assert browser.find_element(By.ID, "preview-title").text == "Kestrel Labs Employee Handbook, page 2"
     assert browser.find_element(By.ID, "preview-note").text == "The quoted passage is highlighted on the page."
     # the very image the page shows (its blob), not a screenshot of the part of it in view
-    png = base64.b64decode(browser.execute_async_script("""
-        const done = arguments[0];
-        fetch(document.getElementById('preview-image').src).then(r => r.blob()).then(b => {
-          const f = new FileReader(); f.onload = () => done(f.result.split(',')[1]); f.readAsDataURL(b); });"""))
+    png = base64.b64decode(browser.execute_script("""
+        const i = document.getElementById('preview-image'), c = document.createElement('canvas');
+        c.width = i.naturalWidth; c.height = i.naturalHeight; c.getContext('2d').drawImage(i, 0, 0);
+        return c.toDataURL('image/png').split(',')[1];"""))
     (tmp_path / "page-preview.png").write_bytes(png)
     browser.save_screenshot(str(tmp_path / "preview-dialog.png"))
     spots = _marked(png)
@@ -232,6 +232,15 @@ def test_japanese_and_chinese_answers_render_in_their_own_script(site, browser, 
         r.setStart(t, 0); r.setEnd(t, 1); return r.getBoundingClientRect().width;""",
                                    ja.find_element(By.CSS_SELECTOR, ".q"))
     assert width > 10
+
+
+def test_the_page_breaks_no_rule_of_its_own_content_security_policy(site, browser):
+    sign_in(browser, site, site.keys["alice"])
+    turn = ask(browser, LEAVE)
+    turn.find_element(By.CSS_SELECTOR, "a.cite").click()
+    wait(browser, lambda d: d.find_elements(By.ID, "preview-image"), what="the page image")
+    refused = [e["message"] for e in browser.get_log("browser") if "Content Security Policy" in e["message"]]
+    assert refused == []
 
 
 def test_a_wrong_key_is_refused_in_the_services_words(site, browser, tmp_path):
