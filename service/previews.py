@@ -13,11 +13,11 @@ import threading
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 from pathlib import Path
+from typing import Any
 
 from index.records import ChunkRecord, DocumentRecord
 
@@ -84,10 +84,21 @@ class Previews:
         self._cache: OrderedDict[str, PageImage] = OrderedDict()
         self._cached = 0
         self._lock = threading.Lock()
-        self._pdfium = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pdfium")
+        self._pdfium: Any = None  # its one thread, started by the first preview
 
     def close(self) -> None:
-        self._pdfium.shutdown(wait=False, cancel_futures=True)
+        if self._pdfium is not None:
+            self._pdfium.shutdown(wait=False, cancel_futures=True)
+
+    def _worker(self) -> Any:
+        # imported here, not at the top: importing concurrent.futures' thread pool early changes the order of
+        # interpreter shutdown so that PyTorch's finalisers print tracebacks when `quelle serve` cannot start
+        from concurrent.futures import ThreadPoolExecutor
+
+        with self._lock:
+            if self._pdfium is None:
+                self._pdfium = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pdfium")
+            return self._pdfium
 
     def page(self, doc: DocumentRecord, n: int, *, width: int = 1000,
              highlights: Sequence[str] = ()) -> PageImage:
@@ -106,7 +117,7 @@ class Previews:
                 self._cache.move_to_end(key)
                 return got
         path = source_file(doc)
-        future = self._pdfium.submit(_render, path, n, width, wanted)
+        future = self._worker().submit(_render, path, n, width, wanted)
         try:
             image = future.result(timeout=self.timeout)
         except FutureTimeout:
