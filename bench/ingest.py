@@ -61,7 +61,7 @@ def child_quelle(model: str, files: list[Path], data_dir: Path) -> dict:
     import shutil
 
     from cli.commands import acl_policy, chunking, parser_pool
-    from index.faiss_store import FaissSqliteStore
+    from index.store import open_store
     from ingest.chunking import Chunker
     from ingest.pipeline import Ingestor
     from service.config import Settings
@@ -74,9 +74,8 @@ def child_quelle(model: str, files: list[Path], data_dir: Path) -> dict:
     emb = settings.load_embedder()
     emb.embed_passages(["a first call, out of the clock"])
     t0 = time.perf_counter()
-    with FaissSqliteStore(data_dir, model_id=emb.model_id, dim=emb.dim, writable=True,
-                          keyword_analyzer=settings.analyzer_for_index(), vector_policy=settings.vector_policy(),
-                          ) as store, parser_pool(settings) as pool:
+    with open_store(settings.store(), model_id=emb.model_id, dim=emb.dim, writable=True) as store, \
+            parser_pool(settings) as pool:
         report = Ingestor(store, emb, Chunker(emb.tokenizer, chunking(settings)), acl=acl_policy(settings),
                           parser=pool, max_file_bytes=settings.max_file_mb << 20).run([staging])
     seconds = time.perf_counter() - t0

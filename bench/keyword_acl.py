@@ -1,5 +1,5 @@
 """What BM25 over the caller's readable chunks costs: keyword search latency for a caller who reads half of
-the index (statistics over that half, index/search.py `subset_bm25`) against one who reads everything (FTS5's
+the index (statistics over that half, index/embedded/keyword.py `subset_bm25`) against one who reads everything (FTS5's
 own bm25()), in one run.
 
     python bench/keyword_acl.py [--chunks 100000]
@@ -39,7 +39,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--chunks", type=int, default=100_000)
     args = ap.parse_args()
-    from index.faiss_store import FaissSqliteStore
+    from index.embedded import FaissSqliteStore
     from index.records import ChunkRecord, DocumentRecord, chunk_id, document_id
     from index.store import SearchFilter
 

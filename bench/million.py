@@ -75,8 +75,8 @@ def grow(seeds: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.ndarra
 
 
 def build(data_dir: Path, vecs: np.ndarray, seed_of: np.ndarray, texts: list[str]) -> dict[str, float]:
+    from index.embedded import FaissSqliteStore
     from index.embedders.base import BUNDLED_MINILM
-    from index.faiss_store import FaissSqliteStore
     from index.records import ChunkRecord, DocumentRecord, chunk_id, document_id
 
     n = len(vecs)
@@ -108,10 +108,9 @@ def main() -> None:
     args = ap.parse_args()
     import faiss
 
-    from index import vectors
+    from index.embedded import FaissSqliteStore, vectors
     from index.embedders.factory import prepare
     from index.embedders.sbert import SentenceTransformerEmbedder
-    from index.faiss_store import FaissSqliteStore
     from index.store import SearchFilter
 
     rng = np.random.default_rng(7)

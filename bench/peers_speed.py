@@ -92,9 +92,9 @@ def child_quelle(files: list[str], work: Path) -> dict:
 
     from bench.ingest import _embedded_texts
     from cli.commands import parser_pool
+    from index.embedded import FaissSqliteStore
     from index.embedders.factory import load_embedder, prepare
     from index.embedders.sbert import SentenceTransformerEmbedder
-    from index.faiss_store import FaissSqliteStore
     from ingest.chunking import Chunker
     from ingest.pipeline import Ingestor
     from service.app import retrieval_config

@@ -81,9 +81,9 @@ class Bare:
         import numpy as np
         import torch
 
+        from index.embedded import FaissSqliteStore
         from index.embedders.base import BUNDLED_MINILM, resolve_model_path
         from index.embedders.factory import load_embedder
-        from index.faiss_store import FaissSqliteStore
         from index.text import has_cjk
         from service.config import Settings
 

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from index.faiss_store import FaissSqliteStore
-from index.store import StoreStats
+from index.store import StoreStats, open_store
+from index.store import backend as store_backend
 from ingest.acl import AclPolicy
 from ingest.chunking import Chunker, ChunkingConfig
 from ingest.pipeline import Ingestor
@@ -36,12 +36,11 @@ def acl_policy(settings: Settings, override: tuple[str, ...] | None = None) -> A
 
 def ingest(settings: Settings, paths: list[Path], *, sync: bool, as_json: bool, quiet: bool,
            commit_interval: float | None, acl: tuple[str, ...] | None = None) -> int:
-    FaissSqliteStore.check_not_written(settings.data_dir)  # before the model's load, not after it
+    store_backend(settings.store()).check_not_written(settings.store())  # before the model's load, not after it
     embedder = settings.load_embedder()
     chunker = Chunker(embedder.tokenizer, chunking(settings))
-    with FaissSqliteStore(settings.data_dir, model_id=embedder.model_id, dim=embedder.dim, writable=True,
-                          keyword_analyzer=settings.analyzer_for_index(), vector_policy=settings.vector_policy(),
-                          ) as store, parser_pool(settings) as pool:
+    with open_store(settings.store(), model_id=embedder.model_id, dim=embedder.dim, writable=True) as store, \
+            parser_pool(settings) as pool:
         ingestor = Ingestor(store, embedder, chunker, commit_interval=(
             settings.commit_interval if commit_interval is None else commit_interval),
             acl=acl_policy(settings, acl), parser=pool, max_file_bytes=settings.max_file_mb << 20)
@@ -80,15 +79,20 @@ FILES_FAILED = 4  # exit code: some files could not be ingested (named in the re
 
 
 def stats(settings: Settings) -> StoreStats:
-    with FaissSqliteStore(settings.data_dir, model_id=None, dim=None, writable=False) as store:
+    store = open_store(settings.store())
+    try:
         return store.stats()
+    finally:
+        store.close()
 
 
 def search(settings: Settings, query: str, k: int, *, as_json: bool) -> int:
     embedder = settings.load_embedder(threads=1, serving=True, one_shot=True)
-    with FaissSqliteStore(settings.data_dir, model_id=embedder.model_id, dim=embedder.dim,
-                          writable=False) as store:
+    store = open_store(settings.store(), model_id=embedder.model_id, dim=embedder.dim)
+    try:
         hits = store.search(embedder.embed_query(query), k)
+    finally:
+        store.close()
     if as_json:
         print(json.dumps([{
             "score": round(h.score, 4), "source": h.source, "title": h.title, "page": h.chunk.page,
@@ -121,9 +125,9 @@ def serve(settings: Settings) -> int:
     try:
         logs.configure(settings.log_level)
         embedder = settings.load_embedder(threads=settings.query_threads, serving=True)
-        FaissSqliteStore.check_model(settings.data_dir, embedder.model_id, embedder.dim)
-        ingest_file = FileIngestor(settings.data_dir, embedder, embedder.tokenizer, chunking(settings),
-                                   acl_policy(settings), parser_pool(settings), settings.vector_policy())
+        store_backend(settings.store()).check_model(settings.store(), embedder.model_id, embedder.dim)
+        ingest_file = FileIngestor(settings.store(), embedder, embedder.tokenizer, chunking(settings),
+                                   acl_policy(settings), parser_pool(settings))
         app = create_app(settings, embedder=embedder, ingest_file=ingest_file)
         server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
                                                access_log=False,

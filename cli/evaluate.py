@@ -23,8 +23,7 @@ from typing import Any
 from index import keyword
 from index.embedders.base import Embedder
 from index.errors import QuelleError
-from index.faiss_store import FaissSqliteStore
-from index.store import Retrieved, SearchFilter, Store
+from index.store import Retrieved, SearchFilter, StoreConfig, StoreReader, open_store
 from index.text import has_cjk
 from ingest.chunking import Chunker, ChunkingConfig
 from ingest.pipeline import Ingestor
@@ -117,14 +116,15 @@ def configurations(retriever: Retriever, reranker: Reranker | None) -> dict[str,
 
 def build_index(folder: Path, data_dir: Path, embedder: Embedder, chunking: ChunkingConfig,
                 keyword_analyzer: str = keyword.ANALYZER) -> None:
-    """Ingest a folder into a new index through the normal pipeline (one commit at the end)."""
+    """Ingest a folder into a new scratch index (the embedded store in `data_dir`, whatever backend the
+    service uses) through the normal pipeline (one commit at the end)."""
     chunker = Chunker(embedder.tokenizer, chunking)
-    with FaissSqliteStore(data_dir, model_id=embedder.model_id, dim=embedder.dim, writable=True,
-                          keyword_analyzer=keyword_analyzer) as store:
+    with open_store(StoreConfig(data_dir, keyword_analyzer=keyword_analyzer), model_id=embedder.model_id,
+                    dim=embedder.dim, writable=True) as store:
         Ingestor(store, embedder, chunker, commit_interval=float("inf")).run([folder])
 
 
-def collect(store: Store, embedder: Embedder, queries: dict[str, str], depth: int = CHUNK_DEPTH,
+def collect(store: StoreReader, embedder: Embedder, queries: dict[str, str], depth: int = CHUNK_DEPTH,
             flt: Callable[[str], SearchFilter | None] | None = None) -> dict[str, Retrieved]:
     """Both candidate lists for every query, read once, so any fusion setting can be scored without
     searching again. `flt(qid)` may restrict a query's search (e.g. to leave its own passage out)."""
@@ -192,7 +192,7 @@ def format_table(report: dict[str, dict[str, float]]) -> str:
 
 
 def open_retriever(data_dir: Path, embedder, config) -> Retriever:  # type: ignore[no-untyped-def]
-    store = FaissSqliteStore(data_dir, model_id=embedder.model_id, dim=embedder.dim, writable=False)
+    store = open_store(StoreConfig(data_dir), model_id=embedder.model_id, dim=embedder.dim)
     return Retriever(store, embedder, config)
 
 
@@ -211,7 +211,7 @@ class EvalRun:
     evaluation, the tuning bench and the retrieval-quality notebook look at comes from here."""
 
     name: str
-    store: Store
+    store: StoreReader
     embedder: Embedder
     corpus: dict[str, str]  # corpus id -> passage text
     queries: dict[str, str]
@@ -229,7 +229,7 @@ class EvalRun:
         if not (index_dir / "complete").exists():
             build_index(workdir / "corpus", index_dir, embedder, chunking or ChunkingConfig(), keyword_analyzer)
             (index_dir / "complete").write_text("ok")
-        store = FaissSqliteStore(index_dir, model_id=embedder.model_id, dim=embedder.dim, writable=False)
+        store = open_store(StoreConfig(index_dir), model_id=embedder.model_id, dim=embedder.dim)
         judged = {q: queries[q] for q in qrels if q in queries}
         return cls(dataset.name, store, embedder, {str(d["_id"]): d["text"] for d in corpus}, judged, qrels,
                    sources, collect(store, embedder, judged))

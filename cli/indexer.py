@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from index.embedders.base import Embedder, Tokenizer
-from index.faiss_store import FaissSqliteStore
-from index.vectors import VectorPolicy
+from index.store import StoreConfig, open_store
 from ingest.acl import AclPolicy
 from ingest.chunking import Chunker, ChunkingConfig
 from ingest.pipeline import Ingestor
@@ -19,11 +18,9 @@ from ingest.sandbox import ParserPool
 
 
 class FileIngestor:
-    def __init__(self, data_dir: Path, embedder: Embedder, tokenizer: Tokenizer, chunking: ChunkingConfig,
-                 acl: AclPolicy | None = None, parser: ParserPool | None = None,
-                 vector_policy: VectorPolicy | None = None) -> None:
-        self.data_dir = data_dir
-        self.vector_policy = vector_policy
+    def __init__(self, where: StoreConfig | Path, embedder: Embedder, tokenizer: Tokenizer, chunking: ChunkingConfig,
+                 acl: AclPolicy | None = None, parser: ParserPool | None = None) -> None:
+        self.where = where if isinstance(where, StoreConfig) else StoreConfig(where)
         self.parser = parser  # uploads are parsed under the same limits as `quelle ingest`
         self.acl = acl or AclPolicy()
         self.embedder = embedder
@@ -33,8 +30,8 @@ class FileIngestor:
     def __call__(self, path: Path, acl: tuple[str, ...] | None = None) -> dict[str, Any]:
         """Ingest one file; `acl` (checked) overrides the settings' rules for it."""
         policy = self.acl if acl is None else AclPolicy(self.acl.default, self.acl.rules, acl)
-        with self._lock, FaissSqliteStore(self.data_dir, model_id=self.embedder.model_id, dim=self.embedder.dim,
-                                          writable=True, vector_policy=self.vector_policy) as store:
+        with self._lock, open_store(self.where, model_id=self.embedder.model_id, dim=self.embedder.dim,
+                                    writable=True) as store:
             report = Ingestor(store, self.embedder, self.chunker, commit_interval=float("inf"),
                               acl=policy, parser=self.parser).run([path])
             doc = store.document_by_source(path.resolve().as_posix())

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from index.errors import IndexLockedError, QuelleError
+from index.store import StoreConfig
 from ingest.acl import parse_acl
 from service.config import Settings
 
@@ -98,16 +99,16 @@ def _reads_an_index(args: argparse.Namespace) -> bool:
     return args.command == "eval" and args.dataset.is_file()
 
 
-def _index_exists(data_dir: Path) -> bool:
-    from index.faiss_store import FaissSqliteStore
+def _index_exists(where: StoreConfig) -> bool:
+    from index.store import backend
 
-    return FaissSqliteStore.recorded_model(data_dir) is not None
+    return backend(where).recorded_model(where) is not None
 
 
-def _index_documents(data_dir: Path) -> int:
-    from index.faiss_store import FaissSqliteStore
+def _index_documents(where: StoreConfig) -> int:
+    from index.store import backend
 
-    return FaissSqliteStore.recorded_documents(data_dir) or 0
+    return backend(where).recorded_documents(where) or 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -135,13 +136,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"-k must be between 1 and 50, got {args.k}")
     if args.command == "search" and not 1 <= args.k <= 100:
         parser.error(f"-k must be between 1 and 100, got {args.k}")
-    if _reads_an_index(args) and not _index_exists(settings.data_dir):
+    if _reads_an_index(args) and not _index_exists(settings.store()):
         # a read-only command never creates an index (nor the model export beside it)
-        print(f"quelle: error: no index in {settings.data_dir}: build one with `quelle ingest FOLDER` (the index "
+        where = settings.store().where
+        print(f"quelle: error: no index in {where}: build one with `quelle ingest FOLDER` (the index "
               "folder is --data-dir or QUELLE_DATA_DIR, default ./quelle-data)", file=sys.stderr)
         return NO_INDEX
-    if _reads_an_index(args) and args.command != "stats" and not _index_documents(settings.data_dir):
-        print(f"quelle: error: the index in {settings.data_dir} holds no documents yet: add some with "
+    if _reads_an_index(args) and args.command != "stats" and not _index_documents(settings.store()):
+        print(f"quelle: error: the index in {settings.store().where} holds no documents yet: add some with "
               "`quelle ingest FOLDER`", file=sys.stderr)
         return NO_INDEX
     from cli import commands

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from index.faiss_store import FaissSqliteStore
 from index.records import ChunkRecord, DocumentRecord
+from index.store import StoreReader
 
 _NO_TEXT = re.compile(r"page (\d+): (.*)")
 
@@ -25,7 +25,7 @@ class DocumentSummary:
     empty_pages: tuple[int, ...]  # pages the parser found no usable text on
 
 
-def all_documents(store: FaissSqliteStore) -> list[DocumentRecord]:
+def all_documents(store: StoreReader) -> list[DocumentRecord]:
     docs, total = store.documents(0, 1000)
     while len(docs) < total:
         more, _ = store.documents(len(docs), 1000)
@@ -40,7 +40,7 @@ def empty_pages(doc: DocumentRecord) -> tuple[int, ...]:
     return tuple(sorted({int(m.group(1)) for w in doc.warnings if (m := _NO_TEXT.search(w))}))
 
 
-def summaries(store: FaissSqliteStore) -> list[DocumentSummary]:
+def summaries(store: StoreReader) -> list[DocumentSummary]:
     out = []
     for doc in all_documents(store):
         chunks = store.chunks_of(doc.id)
@@ -48,7 +48,7 @@ def summaries(store: FaissSqliteStore) -> list[DocumentSummary]:
     return out
 
 
-def chunks_with_documents(store: FaissSqliteStore) -> list[tuple[DocumentRecord, ChunkRecord]]:
+def chunks_with_documents(store: StoreReader) -> list[tuple[DocumentRecord, ChunkRecord]]:
     return [(doc, c) for doc in all_documents(store) for c in store.chunks_of(doc.id)]
 
 
@@ -60,7 +60,7 @@ def length_histogram(lengths: list[int], bins: int = 10) -> list[tuple[int, int,
     return [(int(edges[i]), int(edges[i + 1]), int(counts[i])) for i in range(len(counts))]
 
 
-def projection(store: FaissSqliteStore, limit: int = 5000) -> tuple[np.ndarray, list[str]]:
+def projection(store: StoreReader, limit: int = 5000) -> tuple[np.ndarray, list[str]]:
     """Chunk embeddings projected on their first two principal components (numpy SVD, no extra
     dependency), with each point's document title; at most `limit` chunks, evenly spread."""
     pairs = chunks_with_documents(store)

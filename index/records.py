@@ -111,3 +111,24 @@ def check_acl(entries: tuple[str, ...] | list[str]) -> tuple[str, ...]:
 def readable(acl: tuple[str, ...] | list[str], tokens: frozenset[str] | None) -> bool:
     """Whether a caller holding these access tokens may read a document with this access list (None: anyone)."""
     return tokens is None or not tokens.isdisjoint(acl)
+
+
+def collapse(pairs: list[tuple[int, float]], text_hash: dict[int, str], k: int
+             ) -> tuple[list[tuple[int, float]], dict[int, list[int]]]:
+    """The first `k` distinct passages of `pairs` (row, score), best first, and for each the other rows holding
+    the same text (`text_hash` of each row): a passage found again at another path is one hit listing the other
+    sources. Every backend collapses its candidates this way."""
+    kept: list[tuple[int, float]] = []
+    first: dict[str, int] = {}  # passage -> row of its first occurrence
+    also: dict[int, list[int]] = {}  # row kept -> rows of its other occurrences
+    for row, score in pairs:
+        th = text_hash[row]
+        if th in first:
+            if first[th] in also:
+                also[first[th]].append(row)
+            continue
+        first[th] = row
+        if len(kept) < k:
+            kept.append((row, score))
+            also[row] = []
+    return kept, also

@@ -22,7 +22,8 @@ from index.embedders.base import Embedder
 from index.embedders.cache import cached
 from index.embedders.factory import runtime
 from index.errors import ConfigError, IndexLockedError, IndexMismatchError, QuelleError
-from index.faiss_store import FaissSqliteStore
+from index.store import backend as store_backend
+from index.store import open_store
 from service import extractive
 from service.agent import Agent, AgentConfig
 from service.answering import Answerer, AnswerService
@@ -98,10 +99,10 @@ def build_services(settings: Settings, metrics: Metrics, *, embedder: Embedder |
     if embedder is None:
         embedder = settings.load_embedder(serving=True)
     embedder = cached(embedder, settings.embed_cache)  # queries and answer sentences come back often
-    if not (settings.data_dir / "quelle.sqlite").exists():  # a fresh service starts with an empty index
-        FaissSqliteStore(settings.data_dir, model_id=embedder.model_id, dim=embedder.dim, writable=True,
-                         keyword_analyzer=settings.keyword_analyzer).close()
-    store = FaissSqliteStore(settings.data_dir, model_id=embedder.model_id, dim=embedder.dim, writable=False)
+    where = settings.store()
+    if store_backend(where).recorded_model(where) is None:  # a fresh service starts with an empty index
+        open_store(where, model_id=embedder.model_id, dim=embedder.dim, writable=True).close()
+    store = open_store(where, model_id=embedder.model_id, dim=embedder.dim)
     retriever = Retriever(store, embedder, retrieval_config(settings, embedder.model_id), settings.reranker(embedder))
     if llm is None and settings.use_llm:
         if not settings.llm_model:

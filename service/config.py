@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from index.records import check_acl
-from index.vectors import VectorPolicy
+from index.store import StoreConfig
 
 if TYPE_CHECKING:
     from service.http import HttpLimits
@@ -60,10 +60,19 @@ class Settings(BaseSettings):
                                          "read by e5 alone (up to 510); None: chunk_tokens")
     commit_interval: float = Field(30.0, ge=0)
     exact_search_up_to: int = Field(200_000, ge=0, description="vectors searched exactly; past it a commit "
-                                    "rebuilds the index as an inverted file (index/vectors.py)")
+                                    "rebuilds the index as an inverted file (embedded store: "
+                                    "index/embedded/vectors.py)")
+    pg_dsn: SecretStr | None = Field(None, description="postgresql://user:password@host/db: keep the index in "
+                                     "PostgreSQL with pgvector (pip install -e '.[postgres]') instead of the data "
+                                     "dir (which still holds conversations, keys and uploads)")
+    pg_schema: str = Field("quelle", pattern=r"^[a-z_][a-z0-9_]{0,62}$", description="the PostgreSQL schema "
+                           "holding the index (several indexes can share one database)")
 
-    def vector_policy(self) -> VectorPolicy:
-        return VectorPolicy(exact_up_to=self.exact_search_up_to)
+    def store(self) -> StoreConfig:
+        """Where the index lives and how a new one is made: the store backends' configuration."""
+        return StoreConfig(self.data_dir, pg_dsn=self.pg_dsn.get_secret_value() if self.pg_dsn else None,
+                           pg_schema=self.pg_schema, keyword_analyzer=self.analyzer_for_index(),
+                           exact_search_up_to=self.exact_search_up_to)
     parse_workers: int = Field(2, ge=1, le=64, description="parser processes (they also overlap with embedding)")
     parse_timeout: float = Field(120.0, gt=0, description="seconds one file may take to parse")
     parse_memory_mb: int = Field(2048, ge=256, description="address space of a parser process, in MB")
@@ -219,13 +228,13 @@ class Settings(BaseSettings):
         aborted)."""
         from index.embedders.factory import load_embedder
         from index.errors import ConfigError
-        from index.faiss_store import FaissSqliteStore
+        from index.store import backend as store_backend
 
         backend = self.query_backend if serving else "torch"
 
         def load(backend: str) -> Any:
             return load_embedder(
-                self.model_for_index(FaissSqliteStore.recorded_model(self.data_dir)),
+                self.model_for_index(store_backend(self.store()).recorded_model(self.store())),
                 batch_size=self.embed_batch_size, query_prefix=self.query_prefix, passage_prefix=self.passage_prefix,
                 threads=threads or (self.query_threads if serving else self.embed_threads),
                 precision=self.embed_precision, backend=backend, onnx_dir=self.onnx_dir())

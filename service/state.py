@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import Request
 
 from index.embedders.base import Embedder
-from index.faiss_store import FaissSqliteStore
+from index.store import StoreReader
 from service.answering import Answerer, AnswerService
 from service.auth import KeyStore
 from service.config import Settings
@@ -33,7 +33,7 @@ IngestFile = Callable[[Path, tuple[str, ...] | None], dict[str, Any]]  # (file, 
 class Services:
     settings: Settings
     embedder: Embedder
-    store: FaissSqliteStore
+    store: StoreReader
     retriever: Retriever
     answers: AnswerService
     metrics: Metrics

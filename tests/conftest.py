@@ -72,10 +72,25 @@ def built_index(tmp_path_factory, embedder) -> Path:
     shutil.copytree(SAMPLES, docs / "handbook")
     shutil.copytree(DATA, docs / "data", ignore=shutil.ignore_patterns("*.py", "beir-mini"))
     data_dir = root / "index"
-    from index.faiss_store import FaissSqliteStore
+    from index.embedded import FaissSqliteStore
     from ingest.chunking import Chunker
     from ingest.pipeline import Ingestor
 
     with FaissSqliteStore(data_dir, model_id=embedder.model_id, dim=embedder.dim, writable=True) as store:
         Ingestor(store, embedder, Chunker(embedder.tokenizer)).run([docs])
     return data_dir
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory):
+    """The DSN of a real PostgreSQL with pgvector started for this test session (tests/pg.py); skipped when
+    the postgres extra is not installed, unless QUELLE_REQUIRE_POSTGRES is set (.ci/run sets it)."""
+    from tests import pg
+
+    if not pg.available():
+        if os.environ.get("QUELLE_REQUIRE_POSTGRES"):
+            raise RuntimeError("QUELLE_REQUIRE_POSTGRES is set but the postgres extra is not installed "
+                               "(pip install -e '.[postgres]')")
+        pytest.skip("the postgres extra is not installed (pip install -e '.[postgres]')")
+    with pg.server(tmp_path_factory.mktemp("postgres")) as dsn:
+        yield dsn

@@ -15,8 +15,8 @@ from pydantic import StringConstraints
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 
-from index.faiss_store import FaissSqliteStore
 from index.records import check_acl, readable
+from index.store import StoreWriter, open_store
 from service.auth import Principal
 from service.errors import IngestUnavailable, NotFoundError
 from service.previews import MAX_HIGHLIGHT_CHARS, MAX_HIGHLIGHTS, section
@@ -91,9 +91,8 @@ def get_section(document_id: str, chunk: str = Query(min_length=1, max_length=64
                       heading_path=list(got.heading_path), text=got.text, start=got.start, end=got.end)
 
 
-def _writer(svc: Services) -> FaissSqliteStore:
-    return FaissSqliteStore(svc.settings.data_dir, model_id=svc.store.model_id, dim=svc.store.dim, writable=True,
-                            vector_policy=svc.settings.vector_policy())
+def _writer(svc: Services) -> StoreWriter:
+    return open_store(svc.settings.store(), model_id=svc.store.model_id, dim=svc.store.dim, writable=True)
 
 
 @router.delete("/v1/documents/{document_id}", status_code=204,

@@ -53,7 +53,7 @@ def asset(name: str) -> FileResponse:
     return FileResponse(WEB / name, headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
 
 
-@router.get("/v1/client-config", tags=["web page"])
+@router.get("/client-config", tags=["web page"])
 def client_config(svc: Services = Depends(services)) -> dict[str, Any]:
     """What a client needs before it signs in: whether keys are needed, the SSO provider's endpoints for the
     web page (authorization code with PKCE), whether agent mode is offered. No authentication."""

@@ -594,7 +594,7 @@ function wire() {
 async function start() {
   wire();
   try {
-    config = await (await fetch("/v1/client-config")).json();
+    config = await (await fetch("/client-config")).json();
     await finishSso();
   } catch (err) {
     showSignIn(err.message);

@@ -93,7 +93,7 @@ def test_ingest_into_an_index_another_process_writes_says_who_at_once(tmp_path, 
     with "some files failed": now it comes first, names the holder, and exits 5."""
     import time
 
-    from index.faiss_store import FaissSqliteStore
+    from index.embedded import FaissSqliteStore
 
     data = tmp_path / "ix"
     shutil.copytree(built_index, data)

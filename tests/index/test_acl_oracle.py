@@ -11,7 +11,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from index.faiss_store import FaissSqliteStore
+from index.embedded import FaissSqliteStore
 from index.records import DocumentRecord
 from index.store import SearchFilter
 from tests.index.contract import EMB, make_doc

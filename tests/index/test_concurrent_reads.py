@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import threading
 
-from index import search
-from index.faiss_store import FaissSqliteStore
+from index.embedded import FaissSqliteStore
+from index.embedded import keyword as search
 from tests.index.contract import EMB, put
 
 

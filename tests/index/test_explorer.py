@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from index import explorer
-from index.faiss_store import FaissSqliteStore
+from index.embedded import FaissSqliteStore
 
 
 def test_summaries_lengths_empty_pages_and_projection(built_index):

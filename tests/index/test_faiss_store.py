@@ -8,8 +8,8 @@ import faiss
 import numpy as np
 import pytest
 
+from index.embedded import FaissSqliteStore, manifest
 from index.errors import IndexCorruptError, IndexLockedError, IndexWriteError
-from index.faiss_store import FaissSqliteStore
 from tests.index.contract import EMB, StoreContract, put
 
 
@@ -58,7 +58,7 @@ class TestFaissSqliteStoreInvertedFile(StoreContract):
 
     @pytest.fixture
     def open_store(self):
-        from index.vectors import VectorPolicy
+        from index.embedded.vectors import VectorPolicy
 
         yield from store_opener(VectorPolicy(exact_up_to=0, ivf_min=1, calibrate_to=1.0))
 
@@ -110,7 +110,7 @@ def test_a_failing_faiss_write_keeps_the_previous_generation(tmp_path, monkeypat
     def no_space(*_a, **_k):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("index.faiss_store.publish", no_space)
+    monkeypatch.setattr("index.embedded.store.publish", no_space)
     with pytest.raises(IndexWriteError, match="No space left on device .errno ENOSPC.; generation 1 is intact"):
         store.commit()
     store.rollback()
@@ -123,7 +123,7 @@ def test_mismatched_vector_file_is_reported_as_corrupt(tmp_path):
     store = FaissSqliteStore(tmp_path, model_id=EMB.model_id, dim=EMB.dim, writable=True)
     put(store, "/d/a.txt", ["first", "second"])
     store.commit()
-    name = store._meta(store._db)["faiss_file"]
+    name = manifest.read_meta(store._db)["faiss_file"]
     store.close()
     index = faiss.IndexIDMap2(faiss.IndexFlatIP(EMB.dim))
     index.add_with_ids(np.zeros((1, EMB.dim), dtype=np.float32), np.array([1], dtype=np.int64))
@@ -192,13 +192,13 @@ def test_access_list_entries_are_checked():
 
 
 def test_keyword_scores_over_a_subset_follow_fts5s_bm25_and_ignore_the_rest(tmp_path):
-    """BM25 over the allowed chunks (index/search.py subset_bm25) is FTS5's bm25() when every chunk is allowed,
-    score for score; over a subset, a chunk's score and the order do not move when documents outside it
+    """BM25 over the allowed chunks (index/embedded/keyword.py subset_bm25) is FTS5's bm25() when every chunk
+    is allowed, score for score; over a subset, a chunk's score and the order do not move when documents outside it
     change (an upload only another group can read changed a caller's own score from 2.3446 to 1.7831)."""
     import random
 
     from index import keyword as kw
-    from index import search
+    from index.embedded import keyword as search
     from index.records import DocumentRecord
     from index.store import SearchFilter
     from tests.index.contract import make_doc

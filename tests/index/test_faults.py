@@ -17,9 +17,9 @@ from pathlib import Path
 import faiss
 import pytest
 
-from index import faiss_store
+from index.embedded import FaissSqliteStore
+from index.embedded import store as faiss_store
 from index.errors import IndexWriteError
-from index.faiss_store import FaissSqliteStore
 from ingest.chunking import Chunker
 from ingest.pipeline import Ingestor
 from tests.index.contract import EMB, make_doc

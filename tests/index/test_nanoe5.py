@@ -45,7 +45,7 @@ def test_chunks_fit_the_exact_budget_without_token_offsets(e5):
 def test_golden_questions_with_the_multilingual_embedders(name, e5, ensemble, tmp_path):
     from fastapi.testclient import TestClient
 
-    from index.faiss_store import FaissSqliteStore
+    from index.embedded import FaissSqliteStore
     from ingest.pipeline import Ingestor
     from service.app import create_app
     from service.config import Settings

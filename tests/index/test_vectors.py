@@ -1,14 +1,14 @@
-"""The index type follows the collection's size (index/vectors.py), through the real store."""
+"""The index type follows the collection's size (index/embedded/vectors.py), through the real store."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from index.faiss_store import FaissSqliteStore
+from index.embedded import FaissSqliteStore
+from index.embedded.vectors import VectorPolicy, recall
 from index.records import ChunkRecord, DocumentRecord, chunk_id, document_id, text_hash
 from index.store import SearchFilter
-from index.vectors import VectorPolicy, recall
 
 DIM = 32
 

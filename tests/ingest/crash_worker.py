@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from index.faiss_store import FaissSqliteStore
+from index.embedded import FaissSqliteStore
 from ingest.chunking import Chunker, ChunkingConfig
 from ingest.pipeline import Ingestor
 from tests.fakes import HashEmbedder

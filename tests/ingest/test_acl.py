@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from index.faiss_store import FaissSqliteStore
+from index.embedded import FaissSqliteStore
 from ingest.acl import AclPolicy, parse_acl
 from ingest.chunking import Chunker
 from ingest.pipeline import Ingestor

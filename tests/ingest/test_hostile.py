@@ -11,7 +11,7 @@ import time
 import psutil
 import pytest
 
-from index.faiss_store import FaissSqliteStore
+from index.embedded import FaissSqliteStore
 from ingest.chunking import Chunker
 from ingest.pipeline import Ingestor
 from ingest.sandbox import GRACE_S, ParseLimits, ParserPool

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from index.faiss_store import FaissSqliteStore
+from index.embedded import FaissSqliteStore
 from ingest.chunking import Chunker
 from ingest.pipeline import Ingestor
 from tests.conftest import SAMPLES

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 
-from index.faiss_store import FaissSqliteStore
+from index.embedded import FaissSqliteStore
 from ingest.chunking import Chunker
 from ingest.parsers import parse
 from ingest.pipeline import Ingestor

@@ -13,7 +13,11 @@ V1 = [("post", "/v1/search", {"json": {"query": "annual leave"}}),
       ("post", "/v1/ask", {"json": {"question": "How many days of annual leave?"}}),
       ("get", "/v1/documents", {}),
       ("get", "/v1/documents/0123456789abcdef", {}),
-      ("delete", "/v1/documents/0123456789abcdef", {})]
+      ("delete", "/v1/documents/0123456789abcdef", {}),
+      ("get", "/v1/documents/0123456789abcdef/pages/1", {}),
+      ("get", "/v1/documents/0123456789abcdef/section", {"params": {"chunk": "c"}}),
+      ("get", "/v1/me", {}),
+      ("get", "/v1/ingest/report", {})]
 
 
 def test_keys_are_stored_hashed_verified_and_revoked(tmp_path):
@@ -47,7 +51,7 @@ def test_every_v1_route_needs_a_valid_key(make_client, data_dir):
         assert got.headers["www-authenticate"] == "Bearer" and "API key" in got.json()["detail"]
         got = getattr(client, method)(path, headers={"Authorization": "Bearer qk_bad_key"}, **kw)
         assert got.status_code == 401 and got.json()["detail"] == "unknown API key"
-    for open_path in ("/healthz", "/readyz", "/metrics"):
+    for open_path in ("/healthz", "/readyz", "/metrics", "/client-config", "/ui/app.js"):
         assert client.get(open_path).status_code == 200
 
     store = KeyStore(data_dir / "keys.sqlite")

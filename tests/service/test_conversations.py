@@ -79,7 +79,7 @@ def test_rewrite_rule():
 
 
 def test_prompt_budget_drops_whole_blocks_and_logs_them(caplog, built_index):
-    from index.faiss_store import FaissSqliteStore
+    from index.embedded import FaissSqliteStore
     from service.retrieval import Candidate
 
     store = FaissSqliteStore(built_index, model_id=None, dim=None, writable=False)

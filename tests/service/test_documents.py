@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from index.faiss_store import FaissSqliteStore
+from index.embedded import FaissSqliteStore
 from tests.conftest import DATA
 
 

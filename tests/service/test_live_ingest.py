@@ -13,7 +13,7 @@ import time
 import httpx
 import pytest
 
-from index.faiss_store import FaissSqliteStore
+from index.embedded import FaissSqliteStore
 from ingest.chunking import Chunker
 from ingest.pipeline import Ingestor
 from tests.service.test_e2e import free_port, serve

@@ -15,7 +15,7 @@ def test_health_and_readiness(client):
 def test_serving_an_empty_index_says_so_in_the_log_and_in_readyz(tmp_path, embedder, caplog):
     from fastapi.testclient import TestClient
 
-    from index.faiss_store import FaissSqliteStore
+    from index.embedded import FaissSqliteStore
     from service.app import create_app
     from service.config import Settings
 
@@ -68,7 +68,7 @@ def test_json_logs_carry_the_request_id(client, capsys):
 def test_the_service_follows_new_generations_without_restart(client, data_dir, embedder):
     from pathlib import Path
 
-    from index.faiss_store import FaissSqliteStore
+    from index.embedded import FaissSqliteStore
     from ingest.chunking import Chunker
     from ingest.pipeline import Ingestor
 

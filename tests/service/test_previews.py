@@ -139,7 +139,7 @@ def test_overlapping_chunks_are_joined_without_repeating_words():
 
 
 def test_drawn_pages_are_cached_by_content_and_slow_ones_refused(built_index):
-    from index.faiss_store import FaissSqliteStore
+    from index.embedded import FaissSqliteStore
     from service.previews import PreviewError, Previews
 
     with FaissSqliteStore(built_index, model_id=None, dim=None, writable=False) as store:

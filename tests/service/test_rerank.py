@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from index.embedded import FaissSqliteStore
 from index.embedders.factory import load_embedder
-from index.faiss_store import FaissSqliteStore
 from index.records import ChunkRecord, Hit
 from service.extractive.passages import PassageAnswerer
 from service.extractive.question import Focus

@@ -6,7 +6,7 @@ import warnings
 
 import pytest
 
-from index.faiss_store import FaissSqliteStore
+from index.embedded import FaissSqliteStore
 from index.records import ChunkRecord, Hit
 from service.retrieval import (
     AbstainPolicy,

@@ -31,13 +31,13 @@ def test_a_browser_gets_the_page_and_a_program_the_links(client):
 
 
 def test_client_config_says_how_to_sign_in(make_client, client):
-    assert client.get("/v1/client-config").json() == {"auth": "off", "sso": None, "agent": False}
+    assert client.get("/client-config").json() == {"auth": "off", "sso": None, "agent": False}
     keyed = make_client(auth="keys")
-    assert keyed.get("/v1/client-config").json()["auth"] == "keys"  # no key needed to ask how to sign in
+    assert keyed.get("/client-config").json()["auth"] == "keys"  # no key needed to ask how to sign in
     # a client id without a token verifier offers no SSO (the page could never use the token)
     half = make_client(auth="keys", oidc_client_id="web", oidc_authorization_url="https://idp/auth",
                        oidc_token_url="https://idp:8443/token")
-    assert half.get("/v1/client-config").json()["sso"] is None
+    assert half.get("/client-config").json()["sso"] is None
     # the page may reach the provider's token endpoint, and nothing else beyond the service
     csp = half.get("/", headers={"Accept": "text/html"}).headers["content-security-policy"]
     assert "connect-src 'self' https://idp:8443;" in csp

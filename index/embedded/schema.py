@@ -1,12 +1,17 @@
-"""The SQLite side of the embedded store: schema, columns and row conversion."""
+"""The SQLite side of the embedded store: schema, migrations, columns, row conversion, and the rows a filter
+allows."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from index.records import ChunkRecord, DocumentRecord
+import numpy as np
+
+from index.records import ChunkRecord, DocumentRecord, Hit, collapse
+from index.store import SearchFilter
 
 SCHEMA_VERSION = "1"
 SCHEMA = """
@@ -61,3 +66,50 @@ def doc_params(doc: DocumentRecord, n_chunks: int) -> tuple:
 def chunk_params(c: ChunkRecord) -> tuple:
     return (c.id, c.document_id, c.ordinal, c.text, c.text_hash, c.page,
             json.dumps(list(c.heading_path), ensure_ascii=False), c.char_start, c.char_end, c.n_tokens)
+
+
+def acl_clause(table: str, principals: frozenset[str]) -> tuple[str, list[str]]:
+    """SQL (and its parameters) true for a row of `table` whose access list holds one of `principals`."""
+    marks = ",".join("?" * len(principals))
+    return f"EXISTS (SELECT 1 FROM json_each({table}.acl) a WHERE a.value IN ({marks}))", sorted(principals)
+
+
+def allowed_rowids(db: sqlite3.Connection, flt: SearchFilter) -> np.ndarray:
+    """The chunk rowids a (non-empty) filter allows, in order."""
+    where: list[str] = []
+    params: list[Any] = []
+    if flt.document_ids is not None:
+        where.append(f"d.id IN ({','.join('?' * len(flt.document_ids))})")
+        params += sorted(flt.document_ids)
+    if flt.kinds is not None:
+        where.append(f"d.kind IN ({','.join('?' * len(flt.kinds))})")
+        params += sorted(flt.kinds)
+    if flt.source_prefix is not None:
+        where.append("substr(d.source, 1, ?) = ?")
+        params += [len(flt.source_prefix), flt.source_prefix]
+    if flt.principals is not None:
+        clause, names = acl_clause("d", flt.principals)
+        where.append(clause)
+        params += names
+    rows = db.execute(
+        "SELECT c.rowid FROM chunks c JOIN documents d ON d.id = c.document_id WHERE " + " AND ".join(where)
+        + " ORDER BY c.rowid", params,
+    ).fetchall()
+    return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+
+def hits(db: sqlite3.Connection, pairs: list[tuple[int, float]], k: int) -> list[Hit]:
+    """The first `k` distinct passages of `pairs` (rowid, score), best first: a passage found again at another
+    path is one hit listing the other sources. Whole rows are read only for the hits kept (a search asks for
+    twice the candidates it returns, to have k after collapsing)."""
+    if not pairs:
+        return []
+    marks = ",".join("?" * len(pairs))
+    text_hash = dict(db.execute(f"SELECT rowid, text_hash FROM chunks WHERE rowid IN ({marks})",
+                                [i for i, _ in pairs]).fetchall())
+    kept, also = collapse(pairs, text_hash, k)
+    wanted = [r for r, _ in kept] + [d for ds in also.values() for d in ds]
+    marks = ",".join("?" * len(wanted))
+    rows = {r[0]: r for r in db.execute(f"{HIT_SELECT} WHERE c.rowid IN ({marks})", wanted)}
+    return [Hit(chunk_from_row(rows[r]), score, rows[r][11], rows[r][12], tuple(rows[d][11] for d in also[r]))
+            for r, score in kept]

@@ -16,7 +16,6 @@ loading a newer generation when one was committed since (no restart needed).
 from __future__ import annotations
 
 import errno
-import fcntl
 import json
 import logging
 import os
@@ -31,21 +30,22 @@ from typing import Any
 import faiss
 import numpy as np
 
-from index import keyword, search, vectors
-from index.durable import fsync_dir, publish
-from index.errors import IndexCorruptError, IndexLockedError, IndexMismatchError, IndexWriteError
-from index.records import ChunkRecord, DocumentRecord, Hit
-from index.sqlite_schema import (
+from index import keyword
+from index.embedded import keyword as keyword_search
+from index.embedded import manifest, schema, vectors
+from index.embedded.manifest import fsync_dir, publish
+from index.embedded.schema import (
     CHUNK_COLS,
     DOC_COLS,
     MIGRATIONS,
     SCHEMA,
-    SCHEMA_VERSION,
     chunk_from_row,
     chunk_params,
     doc_from_row,
     doc_params,
 )
+from index.errors import IndexCorruptError, IndexLockedError, IndexMismatchError, IndexWriteError
+from index.records import ChunkRecord, DocumentRecord, Hit
 from index.store import Retrieved, SearchFilter, StoreStats
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ class FaissSqliteStore:
         self.data_dir = Path(data_dir)
         self.writable = writable
         self.vector_policy = vector_policy or vectors.VectorPolicy()
-        self._db_path = self.data_dir / "quelle.sqlite"
+        self._db_path = self.data_dir / manifest.DATABASE
         self._lock_fd: int | None = None
         self._in_txn = False
         self._closed = False
@@ -81,7 +81,7 @@ class FaissSqliteStore:
             raise IndexCorruptError(f"no index at {self.data_dir} (run `quelle ingest` first)")
         if writable:
             (self.data_dir / "vectors").mkdir(parents=True, exist_ok=True)
-            self._take_writer_lock()
+            self._lock_fd = manifest.take_writer_lock(self.data_dir)
         try:
             self._db = self._connect()
             self._open(model_id, dim, keyword_analyzer)
@@ -90,43 +90,6 @@ class FaissSqliteStore:
                 conn.close()
             self._release_lock()
             raise
-
-    @staticmethod
-    def _peek(data_dir: Path, sql: str) -> Any:
-        """The first value `sql` reads from an existing index (None: no index there, or no such value); opens
-        nothing for writing and loads no vectors."""
-        path = Path(data_dir) / "quelle.sqlite"
-        if not path.exists():
-            return None
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            row = db.execute(sql).fetchone()
-        except sqlite3.Error:
-            return None
-        finally:
-            db.close()
-        return row[0] if row else None
-
-    @staticmethod
-    def recorded_documents(data_dir: Path) -> int | None:
-        """How many documents an existing index holds (None: no index there yet)."""
-        count = FaissSqliteStore._peek(data_dir, "SELECT COUNT(*) FROM documents")
-        return None if count is None else int(count)
-
-    @staticmethod
-    def recorded_model(data_dir: Path) -> str | None:
-        """The embedding model an existing index was built with (None: no index there yet)."""
-        model: str | None = FaissSqliteStore._peek(data_dir, "SELECT value FROM meta WHERE key = 'model_id'")
-        return model
-
-    @staticmethod
-    def check_model(data_dir: Path, model_id: str, dim: int) -> None:
-        """IndexMismatchError when an existing index was built with another model, as opening it would raise,
-        without loading its vectors."""
-        recorded = FaissSqliteStore.recorded_model(data_dir)
-        recorded_dim = FaissSqliteStore._peek(data_dir, "SELECT value FROM meta WHERE key = 'dim'")
-        if recorded is not None and (recorded != model_id or int(recorded_dim) != dim):
-            raise _mismatch(data_dir, recorded, int(recorded_dim), model_id, dim)
 
     # -- opening -------------------------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -140,9 +103,9 @@ class FaissSqliteStore:
     def _open(self, model_id: str | None, dim: int | None, analyzer: str | None) -> None:
         if self.writable:
             self._db.executescript(SCHEMA)
-            self._init_meta(model_id, dim, analyzer or keyword.ANALYZER)
+            manifest.init_meta(self._db, model_id, dim, analyzer or keyword.ANALYZER)
         self._migrate()
-        meta = self._meta(self._db)
+        meta = manifest.read_meta(self._db)
         if not meta:
             raise IndexCorruptError(f"the index at {self.data_dir} has no metadata (never initialised)")
         self.model_id: str = meta["model_id"]
@@ -160,32 +123,6 @@ class FaissSqliteStore:
             self._db.execute("COMMIT")
         if self.writable:
             self._remove_orphans()
-
-    def _take_writer_lock(self) -> None:
-        fd = os.open(self.data_dir / "writer.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise _locked(self.data_dir) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)  # who holds it, for the next one's message
-        self._lock_fd = fd
-
-    @staticmethod
-    def check_not_written(data_dir: Path) -> None:
-        """IndexLockedError, naming the process, when another process holds the index's writer lock now (a
-        quick look before a slow start; the lock itself is taken when the store opens)."""
-        path = Path(data_dir) / "writer.lock"
-        if not path.exists():
-            return
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise _locked(Path(data_dir)) from None
-        finally:
-            os.close(fd)
 
     def _migrate(self) -> None:
         """Columns added since schema 1 (document access lists), with their defaults; one ALTER each, atomic
@@ -205,27 +142,13 @@ class FaissSqliteStore:
         return self._db.execute("UPDATE documents SET acl = ? WHERE id = ?",
                                 (json.dumps(list(acl)), doc_id)).rowcount > 0
 
-    @staticmethod
-    def _meta(db: sqlite3.Connection) -> dict[str, str]:
-        return dict(db.execute("SELECT key, value FROM meta").fetchall())
-
-    def _init_meta(self, model_id: str | None, dim: int | None, analyzer: str) -> None:
-        if self._meta(self._db) or model_id is None or dim is None:
-            return
-        rows = {"schema_version": SCHEMA_VERSION, "model_id": model_id, "dim": str(dim),
-                "keyword_analyzer": analyzer, "generation": "0", "faiss_file": "",
-                "previous_faiss_file": ""}
-        self._db.execute("BEGIN IMMEDIATE")
-        self._db.executemany("INSERT INTO meta VALUES (?, ?)", rows.items())
-        self._db.execute("COMMIT")
-
     def _check_model(self, model_id: str | None, dim: int | None) -> None:
         if model_id is not None and (model_id != self.model_id or (dim is not None and dim != self.dim)):
-            raise _mismatch(self.data_dir, self.model_id, self.dim, model_id, dim)
+            raise manifest.mismatch(self.data_dir, self.model_id, self.dim, model_id, dim)
 
     def _load(self, db: sqlite3.Connection) -> tuple[int, Any]:
         """The generation `db`'s open transaction sees, and its FAISS index, checked against the chunk rows."""
-        meta = self._meta(db)
+        meta = manifest.read_meta(db)
         generation = int(meta["generation"])
         n_chunks = db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
         index: Any
@@ -246,7 +169,7 @@ class FaissSqliteStore:
         return generation, index
 
     def _remove_orphans(self) -> None:
-        meta = self._meta(self._db)
+        meta = manifest.read_meta(self._db)
         keep = {meta["faiss_file"], meta["previous_faiss_file"]}
         for path in (self.data_dir / "vectors").iterdir():
             if path.name not in keep:
@@ -304,7 +227,7 @@ class FaissSqliteStore:
         whose access list holds one of them (both the page and the count)."""
         where, params = "", list[str]()
         if principals is not None:
-            clause, params = search.acl_clause("documents", principals)
+            clause, params = schema.acl_clause("documents", principals)
             where = " WHERE " + clause
         with self._read() as (db, _, _):
             rows = db.execute(f"SELECT {DOC_COLS} FROM documents{where} ORDER BY source LIMIT ? OFFSET ?",
@@ -317,7 +240,7 @@ class FaissSqliteStore:
         ids = sorted(set(doc_ids))
         if not ids or not principals:
             return set()
-        clause, names = search.acl_clause("documents", principals)
+        clause, names = schema.acl_clause("documents", principals)
         with self._read() as (db, _, _):
             return {r[0] for r in db.execute(
                 f"SELECT id FROM documents WHERE id IN ({','.join('?' * len(ids))}) AND {clause}", [*ids, *names])}
@@ -354,12 +277,12 @@ class FaissSqliteStore:
         with self._read() as (db, index, generation):
             view = self._allowed(db, flt, generation)
             allowed = view.rowids if view is not None else None
-            dense = search.dense(db, index, query, k, allowed) if query is not None else []
+            dense = vectors.dense(db, index, query, k, allowed) if query is not None else []
             kw = []
             if keywords:
                 # BM25 statistics over what the filter allows (no score shaped by other documents), unless it
                 # allows every chunk: then FTS5's own bm25() gives the same scores, faster
-                kw = search.keyword(db, keywords, k, None if view is None or view.everything else allowed,
+                kw = keyword_search.keyword(db, keywords, k, None if view is None or view.everything else allowed,
                                     self.keyword_analyzer, view.mean_terms(db) if view is not None else None)
             return Retrieved(dense, kw, generation)
 
@@ -452,7 +375,7 @@ class FaissSqliteStore:
         vectors_dir = self.data_dir / "vectors"
         tmp = vectors_dir / (name + ".tmp")
         try:
-            meta = self._meta(self._db)
+            meta = manifest.read_meta(self._db)
             self._index = vectors.adapt(self._index, self.vector_policy)  # exact or IVF, by size
             faiss.write_index(self._index, str(tmp))
             publish(tmp, vectors_dir / name)
@@ -543,37 +466,12 @@ class _Allowed:
 
     @classmethod
     def of(cls, db: sqlite3.Connection, flt: SearchFilter) -> _Allowed:
-        rowids = search.allowed_rowids(db, flt)
+        rowids = schema.allowed_rowids(db, flt)
         return cls(rowids, len(rowids) == db.execute("SELECT count(*) FROM chunks").fetchone()[0])
 
     def mean_terms(self, db: sqlite3.Connection) -> float | None:
         if self.everything:
             return None
         if self._mean is None:
-            self._mean = search.mean_terms(db, self.rowids)
+            self._mean = keyword_search.mean_terms(db, self.rowids)
         return self._mean
-
-
-def _mismatch(data_dir: Path, recorded: str, recorded_dim: int, model_id: str, dim: int | None
-              ) -> IndexMismatchError:
-    return IndexMismatchError(
-        f"the index at {data_dir} was built with embedding model {recorded!r} (dim {recorded_dim}); this run uses "
-        f"{model_id!r} (dim {dim}). Use the same model (QUELLE_EMBEDDING_MODEL={recorded}) or another --data-dir.")
-
-
-def _locked(data_dir: Path) -> IndexLockedError:
-    return IndexLockedError(f"{data_dir} is being written by another process{_holder(data_dir)}; retry when it is "
-                            "done")
-
-
-def _holder(data_dir: Path) -> str:
-    """" (pid N: its command line)" for the process that wrote its id into the writer lock, or ""."""
-    try:
-        pid = int((data_dir / "writer.lock").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return ""
-    try:
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
-        command = ""
-    return f" (pid {pid}: {command[:200]})" if command else f" (pid {pid})"

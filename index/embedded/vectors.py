@@ -21,12 +21,16 @@ from __future__ import annotations
 
 import logging
 import math
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
+
+from index.embedded.schema import hits
+from index.records import Hit
 
 log = logging.getLogger(__name__)
 
@@ -184,3 +188,13 @@ def read(path: Path, *, mmap: bool) -> Any:
     """The index in `path`; mapped rather than read when `mmap` (a reader's: it never modifies it)."""
     flags = (faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY) if mmap else 0
     return faiss.read_index(str(path), flags)
+
+
+def dense(db: sqlite3.Connection, index: Any, query: np.ndarray, k: int, allowed: np.ndarray | None) -> list[Hit]:
+    pool = index.ntotal if allowed is None else len(allowed)
+    if pool == 0 or k <= 0:
+        return []
+    fetch = min(pool, 2 * k)  # identical passages collapse into one hit
+    scores, ids = search(index, query, fetch, allowed)
+    pairs = [(int(i), float(s)) for i, s in zip(ids, scores, strict=True) if i >= 0]
+    return hits(db, pairs, k)
