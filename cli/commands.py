@@ -222,7 +222,7 @@ def evaluate(settings: Settings, dataset: Path, *, as_json: bool, answers: bool 
             finally:
                 retriever.store.close()
     else:
-        retriever = ev.open_retriever(settings.data_dir, embedder, config)
+        retriever = ev.open_retriever(settings.store(), embedder, config)
         try:
             report = ev.run_golden(retriever, dataset, settings.reranker(embedder))
         finally:

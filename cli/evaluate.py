@@ -191,8 +191,10 @@ def format_table(report: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def open_retriever(data_dir: Path, embedder, config) -> Retriever:  # type: ignore[no-untyped-def]
-    store = open_store(StoreConfig(data_dir), model_id=embedder.model_id, dim=embedder.dim)
+def open_retriever(where: StoreConfig | Path, embedder, config) -> Retriever:  # type: ignore[no-untyped-def]
+    """A retriever over an index: the configured one (a StoreConfig), or an embedded one in a folder."""
+    store = open_store(where if isinstance(where, StoreConfig) else StoreConfig(where), model_id=embedder.model_id,
+                       dim=embedder.dim)
     return Retriever(store, embedder, config)
 
 

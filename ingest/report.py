@@ -66,6 +66,7 @@ class IngestReport:
 
         body = {"finished": finished, "paths": paths, "summary": self.summary(), **asdict(self)}
         folder = os.path.dirname(str(path)) or "."
+        os.makedirs(folder, exist_ok=True)  # with the index elsewhere (PostgreSQL) the data dir may be new
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".last-ingest-")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:

@@ -65,7 +65,7 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None, ingest_f
         svc.ready = True
         if svc.store.documents(0, 1)[1] == 0:
             log.warning("the index in %s holds no documents: every answer will be 'not found' until some are "
-                        "ingested (quelle ingest FOLDER, or POST /v1/documents)", settings.data_dir)
+                        "ingested (quelle ingest FOLDER, or POST /v1/documents)", settings.store().where)
         log.info("ready", extra={"fields": {"generation": svc.store.generation, "model": svc.embedder.model_id,
                                             "encoder": runtime(svc.embedder),
                                             "answerer": "llm" if svc.answers.llm else "extractive"}})

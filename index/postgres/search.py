@@ -75,8 +75,8 @@ def keyword(cur: Any, schema: str, text: str, k: int, flt: SearchFilter | None, 
         df AS (SELECT term, count(*)::float8 AS df FROM matched GROUP BY term)
         SELECT m.chunk, m.text_hash,
                sum(greatest(ln((s.n - df.df + 0.5) / (df.df + 0.5)), 1e-6)
-                   * m.tf * {BM25_K1 + 1} / (m.tf + {BM25_K1} * (1 - {BM25_B} + {BM25_B} * m.n_terms / s.mean)))
-                   AS score
+                   * m.tf * {BM25_K1 + 1} / (m.tf + {BM25_K1} * (1 - {BM25_B} + {BM25_B} * m.n_terms / s.mean))
+                   ORDER BY m.term) AS score  -- summed in one order: equal inputs, equal scores to the last bit
         FROM matched m JOIN df USING (term) CROSS JOIN stats s
         GROUP BY m.chunk, m.text_hash ORDER BY score DESC, m.chunk LIMIT %s""", [*params, terms, 2 * k])
     rows = cur.fetchall()

@@ -8,12 +8,12 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from index.embedded import FaissSqliteStore
 from index.records import DocumentRecord
-from index.store import SearchFilter
+from index.store import SearchFilter, Store, StoreConfig, open_store
 from tests.index.contract import EMB, make_doc
 
 WORDS = ["salary", "budget", "review", "holiday", "merger", "laptop", "policy", "memo", "travel", "audit"]
@@ -26,8 +26,8 @@ callers = st.lists(st.frozensets(st.sampled_from(ENTRIES), max_size=4), min_size
 queries = st.lists(st.lists(st.sampled_from(WORDS), min_size=1, max_size=3).map(" ".join), min_size=1, max_size=5)
 
 
-def _store(tmp: str, name: str, docs: list, keep) -> FaissSqliteStore:  # type: ignore[no-untyped-def]
-    store = FaissSqliteStore(Path(tmp) / name, model_id=EMB.model_id, dim=EMB.dim, writable=True)
+def _store(where, tmp: str, name: str, docs: list, keep) -> Store:  # type: ignore[no-untyped-def]
+    store = open_store(where(Path(tmp) / name), model_id=EMB.model_id, dim=EMB.dim, writable=True)
     for i, (words, acl) in enumerate(docs):
         if keep(f"/d{i}.txt"):
             doc, chunks = make_doc(f"/d{i}.txt", [" ".join(words) + f" doc{i}"])
@@ -37,15 +37,40 @@ def _store(tmp: str, name: str, docs: list, keep) -> FaissSqliteStore:  # type: 
     return store
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.fixture(params=["embedded", "postgres"])
+def where(request):  # type: ignore[no-untyped-def]
+    """Where each store of an example lives: a folder (embedded), or a schema of its own in a real PostgreSQL
+    (dropped after the example)."""
+    if request.param == "embedded":
+        return StoreConfig
+    dsn = request.getfixturevalue("pg_server")
+    from tests.pg import schema_for
+
+    return lambda path: StoreConfig(path, pg_dsn=dsn, pg_schema=schema_for(path))
+
+
+def _drop(where, stores: list[Store]) -> None:  # type: ignore[no-untyped-def]
+    for s in stores:
+        config = getattr(s, "config", None)
+        s.close()
+        if config is not None and config.pg_dsn:
+            import psycopg
+
+            with psycopg.connect(config.pg_dsn, autocommit=True) as conn:
+                conn.execute(f"DROP SCHEMA IF EXISTS {config.pg_schema} CASCADE")
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                   HealthCheck.function_scoped_fixture])
 @given(docs=documents, who=callers, texts=queries, k=st.integers(1, 6))
-def test_no_leak_and_exact_top_k_among_readable_documents(docs, who, texts, k):
+def test_no_leak_and_exact_top_k_among_readable_documents(where, docs, who, texts, k):
     """Dense: the unrestricted ranking cut to the readable documents. Keyword: exactly the ranking and the
-    scores of an index that holds only the readable documents (BM25's statistics never count the others)."""
+    scores of an index that holds only the readable documents (BM25's statistics never count the others).
+    The same oracle for both backends."""
     with tempfile.TemporaryDirectory() as tmp:
         acl_of = {f"/d{i}.txt": set(acl) for i, (_, acl) in enumerate(docs)}
-        store = _store(tmp, "all", docs, lambda _: True)
-        alone: dict[frozenset[str], FaissSqliteStore] = {}
+        store = _store(where, tmp, "all", docs, lambda _: True)
+        alone: dict[frozenset[str], Store] = {}
         try:
             for text in texts:
                 q = EMB.embed_query(text)
@@ -53,7 +78,7 @@ def test_no_leak_and_exact_top_k_among_readable_documents(docs, who, texts, k):
                 for principals in who:
                     readable = frozenset(s for s, acl in acl_of.items() if acl & principals)
                     if readable not in alone:
-                        alone[readable] = _store(tmp, f"only{len(alone)}", docs, readable.__contains__)
+                        alone[readable] = _store(where, tmp, f"only{len(alone)}", docs, readable.__contains__)
                     got = store.retrieve(q, text, k, SearchFilter(principals=principals))
                     by_itself = alone[readable].retrieve(q, text, len(docs) + 1)
                     for path in ("dense", "keyword"):
@@ -67,6 +92,4 @@ def test_no_leak_and_exact_top_k_among_readable_documents(docs, who, texts, k):
                         cut = oracle[-1][1] if oracle else 0.0
                         assert {s for s, x in oracle if x > cut + 1e-4} <= {s for s, _ in mine}
         finally:
-            store.close()
-            for other in alone.values():
-                other.close()
+            _drop(where, [store, *alone.values()])

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule, run_state_machine_as_test
 
-from index.embedded import FaissSqliteStore
+from index.store import open_store
 from ingest.chunking import Chunker
 from ingest.pipeline import Ingestor
 from service.app import create_app
@@ -30,8 +30,9 @@ acls = st.lists(st.sampled_from(ENTRIES), min_size=1, max_size=3).map(lambda xs:
 CHECKS = {"requests": 0}
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory, embedder):
+@pytest.fixture(scope="module", params=["embedded", "postgres"])
+def setup(request, tmp_path_factory, embedder):
+    """The corpus ingested into either backend: (settings for the service, where the index is, API keys)."""
     root = tmp_path_factory.mktemp("acl-oracle")
     docs = root / "docs"
     docs.mkdir()
@@ -40,18 +41,22 @@ def setup(tmp_path_factory, embedder):
             (docs / f"{i:02d}-{part}.md").write_text(
                 f"# {topic.title()} {part}\n\nThis {part} is about {topic}. Reference number {i}-{part}.")
     data_dir = root / "index"
-    with FaissSqliteStore(data_dir, model_id=embedder.model_id, dim=embedder.dim, writable=True) as store:
+    pg = {}
+    if request.param == "postgres":
+        pg = {"pg_dsn": request.getfixturevalue("pg_server"), "pg_schema": "acl_service_oracle"}
+    settings = Settings(_env_file=None, data_dir=data_dir, auth="keys", rate_limit=0, **pg)
+    with open_store(settings.store(), model_id=embedder.model_id, dim=embedder.dim, writable=True) as store:
         assert Ingestor(store, embedder, Chunker(embedder.tokenizer)).run([docs]).added == 2 * len(TOPICS)
     keys = KeyStore(data_dir / "keys.sqlite")
     tokens = {name: keys.create(name, groups)[0] for name, groups in [*USERS.items(), ("root", ("admin",))]}
     keys.close()
-    return data_dir, tokens
+    return settings, settings.store(), tokens
 
 
 def test_random_access_lists_and_revocations_never_leak(setup, embedder):
-    data_dir, tokens = setup
-    client = TestClient(create_app(Settings(_env_file=None, data_dir=data_dir, auth="keys", rate_limit=0),
-                                   embedder=embedder))
+    settings_, where, tokens = setup
+    CHECKS["requests"] = 0
+    client = TestClient(create_app(settings_, embedder=embedder))
     client.__enter__()
     auth = {name: {"Authorization": f"Bearer {key}"} for name, key in tokens.items()}
     listing = client.get("/v1/documents", params={"limit": 500}, headers=auth["root"]).json()["documents"]
@@ -64,7 +69,7 @@ def test_random_access_lists_and_revocations_never_leak(setup, embedder):
         @initialize(labels=st.lists(acls, min_size=len(doc_ids), max_size=len(doc_ids)))
         def label_everything(self, labels):
             self.acl = dict(zip(doc_ids, labels, strict=True))
-            with FaissSqliteStore(data_dir, model_id=None, dim=None, writable=True) as store:
+            with open_store(where, writable=True) as store:
                 for doc_id, acl in self.acl.items():
                     store.set_acl(doc_id, acl)
                 store.commit()
