@@ -28,8 +28,13 @@ STEPS: tuple[tuple[str, str], ...] = (
             ordinal integer NOT NULL, text text NOT NULL, text_hash text NOT NULL, page integer,
             heading_path jsonb NOT NULL, char_start integer NOT NULL, char_end integer NOT NULL,
             n_tokens integer NOT NULL,
-            acl text[] NOT NULL,  -- the document's, beside each vector: the access filter applies inside the scan
-            n_terms integer NOT NULL,  -- keyword terms, for BM25's length normalisation
+            acl text[] NOT NULL,  -- the document's, on each chunk: the access filter joins no other table
+            n_terms integer NOT NULL  -- keyword terms, for BM25's length normalisation
+        );
+        -- the vectors apart from the rows that change (an access list): an update of a chunk never adds a node
+        -- to the HNSW graph (each non-HOT update did, and searches lost recall among the dead versions)
+        CREATE TABLE {s}.vectors (
+            rowid bigint PRIMARY KEY REFERENCES {s}.chunks(rowid) ON DELETE CASCADE,
             embedding vector({dim}) NOT NULL
         );
         CREATE INDEX chunks_document ON {s}.chunks (document_id);
@@ -42,7 +47,7 @@ STEPS: tuple[tuple[str, str], ...] = (
         CREATE INDEX postings_chunk ON {s}.postings (chunk);
     """),
     ("access index", "CREATE INDEX chunks_acl ON {s}.chunks USING gin (acl);"),
-    ("vector index", "CREATE INDEX chunks_embedding ON {s}.chunks USING hnsw (embedding vector_ip_ops) "
+    ("vector index", "CREATE INDEX vectors_embedding ON {s}.vectors USING hnsw (embedding vector_ip_ops) "
                      "WITH (m = 16, ef_construction = 64);"),
 )
 
@@ -77,10 +82,10 @@ def chunk_from_row(row: Sequence[Any]) -> ChunkRecord:
                        heading_path=tuple(row[6]), char_start=row[7], char_end=row[8], n_tokens=row[9])
 
 
-def chunk_params(c: ChunkRecord, acl: Sequence[str], n_terms: int, vector: Any) -> tuple[Any, ...]:
+def chunk_params(c: ChunkRecord, acl: Sequence[str], n_terms: int) -> tuple[Any, ...]:
     return (c.id, c.document_id, c.ordinal, c.text, c.text_hash, c.page,
             json.dumps(list(c.heading_path), ensure_ascii=False), c.char_start, c.char_end, c.n_tokens, list(acl),
-            n_terms, vector)
+            n_terms)
 
 
 Quote = Callable[[str], str]

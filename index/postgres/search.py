@@ -56,8 +56,9 @@ def dense(cur: Any, schema: str, query: np.ndarray, k: int, flt: SearchFilter | 
     cur.execute(f"SET LOCAL hnsw.ef_search = {max(EF_SEARCH, min(fetch, 1000))}")
     cur.execute("SET LOCAL hnsw.iterative_scan = strict_order")
     vec = np.asarray(query, dtype=np.float32).reshape(-1)
-    cur.execute(f"SELECT c.rowid, c.text_hash, -(c.embedding <#> %s) FROM {schema}.chunks c "
-                f"WHERE {cond.format(s=schema)} ORDER BY c.embedding <#> %s LIMIT %s", [vec, *params, vec, fetch])
+    cur.execute(f"SELECT c.rowid, c.text_hash, -(v.embedding <#> %s) FROM {schema}.vectors v "
+                f"JOIN {schema}.chunks c ON c.rowid = v.rowid WHERE {cond.format(s=schema)} "
+                "ORDER BY v.embedding <#> %s LIMIT %s", [vec, *params, vec, fetch])
     rows = cur.fetchall()
     return hits(cur, schema, [(r[0], float(r[2])) for r in rows], {r[0]: r[1] for r in rows}, k)
 

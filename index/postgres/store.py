@@ -246,8 +246,9 @@ class PostgresStore:
         if not wanted:
             return {}
         with self._read() as cur:
-            rows = cur.execute(f"SELECT DISTINCT ON (text_hash) text_hash, embedding FROM {self.schema}.chunks "
-                               "WHERE text_hash = ANY(%s) ORDER BY text_hash, rowid", [wanted]).fetchall()
+            rows = cur.execute(f"SELECT DISTINCT ON (c.text_hash) c.text_hash, v.embedding FROM {self.schema}.chunks c "
+                               f"JOIN {self.schema}.vectors v ON v.rowid = c.rowid WHERE c.text_hash = ANY(%s) "
+                               "ORDER BY c.text_hash, c.rowid", [wanted]).fetchall()
         return {th: np.asarray(vec.to_numpy() if hasattr(vec, "to_numpy") else vec, dtype=np.float32)
                 for th, vec in rows}
 
@@ -298,15 +299,16 @@ class PostgresStore:
         vecs = np.ascontiguousarray(vectors, dtype=np.float32)
         cur.executemany(
             f"INSERT INTO {s}.chunks (id, document_id, ordinal, text, text_hash, page, heading_path, char_start, "
-            "char_end, n_tokens, acl, n_terms, embedding) VALUES "
-            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING rowid",
-            [ddl.chunk_params(c, doc.acl, sum(n.values()), v) for c, n, v in zip(chunks, counts, vecs, strict=True)],
+            "char_end, n_tokens, acl, n_terms) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING rowid",
+            [ddl.chunk_params(c, doc.acl, sum(n.values())) for c, n in zip(chunks, counts, strict=True)],
             returning=True)
         rowids = []
         while True:
             rowids.append(cur.fetchone()[0])
             if not cur.nextset():
                 break
+        cur.executemany(f"INSERT INTO {s}.vectors (rowid, embedding) VALUES (%s, %s)",
+                        list(zip(rowids, vecs, strict=True)))
         with cur.copy(f"COPY {s}.postings (term, chunk, tf) FROM STDIN") as copy:
             for rowid, n in zip(rowids, counts, strict=True):
                 for term, tf in n.items():
