@@ -19,7 +19,7 @@ from index.records import Hit, collapse
 from index.store import SearchFilter
 
 BM25_K1, BM25_B = 1.2, 0.75
-EF_SEARCH = 100  # recall@10 0.98 at 20k vectors (shared/RESOURCES.md); raised to 2k when k asks for more
+EF_SEARCH = 200  # recall@10 0.93 at 100k chunks with 100 (docs/performance.md); raised to 2k when k asks more
 
 
 def where(flt: SearchFilter | None, alias: str = "c") -> tuple[str, list[Any]]:
@@ -63,23 +63,36 @@ def dense(cur: Any, schema: str, query: np.ndarray, k: int, flt: SearchFilter | 
     return hits(cur, schema, [(r[0], float(r[2])) for r in rows], {r[0]: r[1] for r in rows}, k)
 
 
-def keyword(cur: Any, schema: str, text: str, k: int, flt: SearchFilter | None, analyzer: str) -> list[Hit]:
+def collection(cur: Any, schema: str, flt: SearchFilter | None) -> tuple[float, float]:
+    """BM25's collection statistics over the chunks a filter allows: their number and mean length in terms
+    (the store keeps them per generation and filter: they cost a scan of the allowed chunks)."""
+    cond, params = where(flt)
+    n, mean = cur.execute(f"SELECT count(*)::float8, coalesce(avg(c.n_terms), 0)::float8 FROM {schema}.chunks c "
+                          f"WHERE {cond.format(s=schema)}", params).fetchone()
+    return float(n), float(mean)
+
+
+def keyword(cur: Any, schema: str, text: str, k: int, flt: SearchFilter | None, analyzer: str,
+            stats: tuple[float, float]) -> list[Hit]:
+    """BM25 over the postings of the query's terms in the allowed chunks only; `stats` = `collection(...)`."""
     terms = keywords.query_terms(text, analyzer)
-    if not terms or k <= 0:
+    n, mean = stats
+    if not terms or k <= 0 or n == 0:
         return []
     cond, params = where(flt)
     cur.execute(f"""
-        WITH allowed AS (SELECT c.rowid, c.n_terms, c.text_hash FROM {schema}.chunks c WHERE {cond.format(s=schema)}),
-        stats AS (SELECT count(*)::float8 AS n, greatest(avg(n_terms), 1e-9)::float8 AS mean FROM allowed),
-        matched AS (SELECT p.term, p.chunk, p.tf::float8 AS tf, a.n_terms, a.text_hash
-                    FROM {schema}.postings p JOIN allowed a ON a.rowid = p.chunk WHERE p.term = ANY(%s)),
+        WITH matched AS (
+            SELECT p.term, p.chunk, p.tf::float8 AS tf, c.n_terms, c.text_hash
+            FROM {schema}.postings p JOIN {schema}.chunks c ON c.rowid = p.chunk
+            WHERE p.term = ANY(%s) AND {cond.format(s=schema)}),
         df AS (SELECT term, count(*)::float8 AS df FROM matched GROUP BY term)
         SELECT m.chunk, m.text_hash,
-               sum(greatest(ln((s.n - df.df + 0.5) / (df.df + 0.5)), 1e-6)
-                   * m.tf * {BM25_K1 + 1} / (m.tf + {BM25_K1} * (1 - {BM25_B} + {BM25_B} * m.n_terms / s.mean))
+               sum(greatest(ln((%s - df.df + 0.5) / (df.df + 0.5)), 1e-6)
+                   * m.tf * {BM25_K1 + 1} / (m.tf + {BM25_K1} * (1 - {BM25_B} + {BM25_B} * m.n_terms / %s))
                    ORDER BY m.term) AS score  -- summed in one order: equal inputs, equal scores to the last bit
-        FROM matched m JOIN df USING (term) CROSS JOIN stats s
-        GROUP BY m.chunk, m.text_hash ORDER BY score DESC, m.chunk LIMIT %s""", [*params, terms, 2 * k])
+        FROM matched m JOIN df USING (term)
+        GROUP BY m.chunk, m.text_hash ORDER BY score DESC, m.chunk LIMIT %s""",
+                [terms, *params, n, max(mean, 1e-9), 2 * k])
     rows = cur.fetchall()
     return hits(cur, schema, [(r[0], float(r[2])) for r in rows], {r[0]: r[1] for r in rows}, k)
 

@@ -15,7 +15,7 @@ import logging
 import os
 import socket
 import threading
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -97,6 +97,7 @@ class PostgresStore:
         self._conns_lock = threading.Lock()
         self._closed = False
         self._in_txn = False
+        self._stats_cache: OrderedDict[tuple[int, SearchFilter | None], tuple[float, float]] = OrderedDict()
         self._db = connect(config, role="writer" if writable else "reader")
         self._conns.append(self._db)
         try:
@@ -262,8 +263,30 @@ class PostgresStore:
         with self._read() as cur:
             generation = self._seen(cur)
             dense = search.dense(cur, self.schema, query, k, flt) if query is not None else []
-            kw = search.keyword(cur, self.schema, keywords, k, flt, self.keyword_analyzer) if keywords else []
+            kw = []
+            if keywords:
+                kw = search.keyword(cur, self.schema, keywords, k, flt, self.keyword_analyzer,
+                                    self._collection(cur, generation, flt))
         return Retrieved(dense, kw, generation)
+
+    def _collection(self, cur: Any, generation: int, flt: SearchFilter | None) -> tuple[float, float]:
+        """BM25's statistics of what a filter allows, kept for the last few (generation, filter) pairs: a
+        caller's access filter repeats from request to request, and any commit is a new generation. The writer
+        sees its own uncommitted changes under an unchanged generation: never kept."""
+        if self.writable:
+            return search.collection(cur, self.schema, flt)
+        key = (generation, flt)
+        with self._conns_lock:
+            found = self._stats_cache.get(key)
+            if found is not None:
+                self._stats_cache.move_to_end(key)
+                return found
+        got = search.collection(cur, self.schema, flt)
+        with self._conns_lock:
+            self._stats_cache[key] = got
+            while len(self._stats_cache) > 16:
+                self._stats_cache.popitem(last=False)
+        return got
 
     def stats(self) -> StoreStats:
         s = self.schema
