@@ -381,12 +381,23 @@ class PostgresStore:
         if self._closed:
             return
         self._closed = True
+        import psycopg
+
         try:
-            self.rollback()
+            with suppress(psycopg.Error):  # a session the server already ended has nothing to undo or release
+                self._release()
         finally:
             with self._conns_lock:
                 for conn in self._conns:
-                    conn.close()  # the writer's session ends: its advisory lock goes with it
+                    conn.close()
+
+    def _release(self) -> None:
+        self.rollback()
+        if self.writable and not self._db.closed:
+            # released now: the server drops a closed session's locks only when its backend has exited, and
+            # the next writer (often the very next request) would be refused meanwhile
+            self._db.execute("SELECT pg_advisory_unlock(%s)", [lock_key(self.schema)])
+            self._db.commit()
 
     def __enter__(self) -> PostgresStore:
         return self

@@ -157,3 +157,23 @@ def test_dense_search_stays_exact_after_many_access_changes(opener, tmp_path):
         for k in (1, 3, 10):  # the k best scores (equal scores may come in either order)
             assert [round(h.score, 4) for h in reader.search(q, k)] == exact[:k]
             assert [round(h.score, 4) for h in reader.search(q, k, every)] == exact[:k]
+
+
+def test_a_closed_writer_frees_the_index_for_the_next_one_at_once(opener, pg_server, tmp_path):
+    """The service opens a writer per administrator request: the next request's writer must never find the
+    lock still held by the last one's ending session (the server drops a closed session's locks only once its
+    backend has exited; the writer now unlocks before it closes)."""
+    import psycopg
+
+    from index.postgres.store import lock_key
+
+    for i in range(30):
+        writer = opener(tmp_path)
+        put(writer, f"/d/{i}.txt", [f"text {i}"])
+        writer.commit()
+        writer.close()
+        with psycopg.connect(pg_server, autocommit=True) as conn:
+            held = conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND "
+                                "((classid::bigint << 32) | objid::bigint) = %s",
+                                [lock_key(schema_for(tmp_path))]).fetchone()[0]
+        assert held == 0, f"round {i}: the lock outlived close()"
