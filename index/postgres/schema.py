@@ -42,7 +42,9 @@ STEPS: tuple[tuple[str, str], ...] = (
         -- BM25's postings: each chunk's terms (cut by Quelle's own analyzers) and how often each occurs
         CREATE TABLE {s}.postings (
             term text NOT NULL, chunk bigint NOT NULL REFERENCES {s}.chunks(rowid) ON DELETE CASCADE,
-            tf integer NOT NULL, PRIMARY KEY (term, chunk)
+            tf integer NOT NULL,
+            n_terms integer NOT NULL,  -- the chunk's length, here too: an unfiltered search reads postings only
+            PRIMARY KEY (term, chunk)
         );
         CREATE INDEX postings_chunk ON {s}.postings (chunk);
     """),

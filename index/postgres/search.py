@@ -80,21 +80,27 @@ def keyword(cur: Any, schema: str, text: str, k: int, flt: SearchFilter | None, 
     if not terms or k <= 0 or n == 0:
         return []
     cond, params = where(flt)
+    # the chunks table is joined only to apply a filter: the postings carry each chunk's length
+    source = f"{schema}.postings p" if cond == "TRUE" else \
+        f"{schema}.postings p JOIN {schema}.chunks c ON c.rowid = p.chunk"
     cur.execute(f"""
         WITH matched AS (
-            SELECT p.term, p.chunk, p.tf::float8 AS tf, c.n_terms, c.text_hash
-            FROM {schema}.postings p JOIN {schema}.chunks c ON c.rowid = p.chunk
+            SELECT p.term, p.chunk, p.tf::float8 AS tf, p.n_terms FROM {source}
             WHERE p.term = ANY(%s) AND {cond.format(s=schema)}),
         df AS (SELECT term, count(*)::float8 AS df FROM matched GROUP BY term)
-        SELECT m.chunk, m.text_hash,
+        SELECT m.chunk,
                sum(greatest(ln((%s - df.df + 0.5) / (df.df + 0.5)), 1e-6)
                    * m.tf * {BM25_K1 + 1} / (m.tf + {BM25_K1} * (1 - {BM25_B} + {BM25_B} * m.n_terms / %s))
                    ORDER BY m.term) AS score  -- summed in one order: equal inputs, equal scores to the last bit
         FROM matched m JOIN df USING (term)
-        GROUP BY m.chunk, m.text_hash ORDER BY score DESC, m.chunk LIMIT %s""",
+        GROUP BY m.chunk ORDER BY score DESC, m.chunk LIMIT %s""",
                 [terms, *params, n, max(mean, 1e-9), 2 * k])
     rows = cur.fetchall()
-    return hits(cur, schema, [(r[0], float(r[2])) for r in rows], {r[0]: r[1] for r in rows}, k)
+    if not rows:
+        return []
+    text_hash = dict(cur.execute(f"SELECT rowid, text_hash FROM {schema}.chunks WHERE rowid = ANY(%s)",
+                                 [[r[0] for r in rows]]).fetchall())
+    return hits(cur, schema, [(r[0], float(r[1])) for r in rows], text_hash, k)
 
 
 def hits(cur: Any, schema: str, pairs: list[tuple[int, float]], text_hash: dict[int, str], k: int) -> list[Hit]:

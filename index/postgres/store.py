@@ -332,10 +332,11 @@ class PostgresStore:
                 break
         cur.executemany(f"INSERT INTO {s}.vectors (rowid, embedding) VALUES (%s, %s)",
                         list(zip(rowids, vecs, strict=True)))
-        with cur.copy(f"COPY {s}.postings (term, chunk, tf) FROM STDIN") as copy:
+        with cur.copy(f"COPY {s}.postings (term, chunk, tf, n_terms) FROM STDIN") as copy:
             for rowid, n in zip(rowids, counts, strict=True):
+                length = sum(n.values())
                 for term, tf in n.items():
-                    copy.write_row((term, rowid, tf))
+                    copy.write_row((term, rowid, tf, length))
 
     def delete(self, doc_id: str) -> bool:
         cur = self._begin()
