@@ -69,6 +69,17 @@ def test_index_explorer_notebook(tmp_path, monkeypatch):
     assert "chunks from" in out and "documents projected" in out
 
 
+def test_index_explorer_notebook_on_postgresql(tmp_path, monkeypatch, pg_server):
+    """The same notebook, unchanged, on an index kept in PostgreSQL (only QUELLE_PG_DSN differs)."""
+    from tests.cli.test_cli import quelle
+
+    pg = {"QUELLE_PG_DSN": pg_server, "QUELLE_PG_SCHEMA": "notebook"}
+    got = quelle("ingest", str(SAMPLES), "--data-dir", str(tmp_path / "data"), env_extra=pg)
+    assert got.returncode == 0, got.stderr
+    out = execute("index_explorer.ipynb", monkeypatch, {"QUELLE_DATA_DIR": str(tmp_path / "data"), **pg})
+    assert "PostgreSQL" in out and ": 6 documents," in out and "documents projected" in out
+
+
 def test_the_documented_command_runs_a_notebook_from_the_root_on_the_users_index(tmp_path):
     """README: `jupyter nbconvert --to html --execute notebooks/index_explorer.ipynb`, from the repository root,
     reads the index the user built (a path relative to the root, as `quelle` reads it; the notebook looked
