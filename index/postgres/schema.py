@@ -9,7 +9,7 @@ own under an advisory lock, so two processes opening the same old index migrate 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from index.records import ChunkRecord, DocumentRecord
@@ -89,5 +89,3 @@ def chunk_params(c: ChunkRecord, acl: Sequence[str], n_terms: int) -> tuple[Any,
             json.dumps(list(c.heading_path), ensure_ascii=False), c.char_start, c.char_end, c.n_tokens, list(acl),
             n_terms)
 
-
-Quote = Callable[[str], str]

@@ -145,14 +145,19 @@ class PostgresStore:
             self._db.cursor().executemany(f"INSERT INTO {s}.meta VALUES (%s, %s)", list(rows.items()))
 
     def _migrate(self) -> None:
-        """Run the schema steps this index has not had yet, each in its own transaction, under a transaction
-        advisory lock so that two processes opening it at once run each step once."""
+        """The writer runs the schema steps this index has not had yet, each in its own transaction, under a
+        transaction advisory lock so that two processes opening it at once run each step once."""
         s = self.schema
         done = int(read_meta(self._db, s).get("schema_step", "0"))
         if done > len(ddl.STEPS):
             raise IndexMismatchError(f"the index in {self.config.where}, schema {s}, was made by a newer Quelle "
                                      f"(schema step {done}, this one knows {len(ddl.STEPS)}): upgrade Quelle")
-        for number, name, sql in ddl.steps_after(done):
+        pending = ddl.steps_after(done)
+        if pending and not self.writable:  # a reader changes nothing (it may run on a read-only replica)
+            raise IndexMismatchError(
+                f"the index in {self.config.where}, schema {s}, needs schema steps {pending[0][0]} to "
+                f"{pending[-1][0]} of this Quelle: run `quelle ingest` once (a writer applies them)")
+        for number, name, sql in pending:
             with self._db.transaction():
                 self._db.execute("SELECT pg_advisory_xact_lock(%s)", [lock_key(s) ^ 1])
                 now = int(read_meta(self._db, s)["schema_step"])

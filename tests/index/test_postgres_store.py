@@ -96,6 +96,8 @@ def test_an_index_from_an_earlier_schema_step_is_migrated_once(pg_server, tmp_pa
                            "keyword_analyzer": "morph"}.items():
             conn.execute(f"INSERT INTO {s}.meta VALUES (%s, %s)", [key, value])
         conn.execute(ddl.STEPS[0][1].format(s=s, dim=EMB.dim))
+    with pytest.raises(IndexMismatchError, match=r"needs schema steps 2 to 3 .* run `quelle ingest` once"):
+        PostgresStore(where, model_id=None, dim=None, writable=False)  # a reader changes nothing
     store = PostgresStore(where, model_id=EMB.model_id, dim=EMB.dim, writable=True)
     try:
         put(store, "/d/a.txt", ["migrated index text"])
