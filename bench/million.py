@@ -74,27 +74,30 @@ def grow(seeds: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.ndarra
     return out, a
 
 
-def build(data_dir: Path, vecs: np.ndarray, seed_of: np.ndarray, texts: list[str]) -> dict[str, float]:
-    from index.embedded import FaissSqliteStore
+def build(config, vecs: np.ndarray, seed_of: np.ndarray, texts: list[str]) -> tuple[dict[str, float], list[str]]:  # type: ignore[no-untyped-def]
     from index.embedders.base import BUNDLED_MINILM
     from index.records import ChunkRecord, DocumentRecord, chunk_id, document_id
+    from index.store import open_store
 
     n = len(vecs)
+    ids: list[str] = []
     t0 = time.perf_counter()
-    with FaissSqliteStore(data_dir, model_id=BUNDLED_MINILM, dim=vecs.shape[1], writable=True) as store:
+    with open_store(config, model_id=BUNDLED_MINILM, dim=vecs.shape[1], writable=True) as store:
         for d in range(0, n, PER_DOC):
             source = f"/corpus/grown/{d // PER_DOC:06d}.txt"
             doc = DocumentRecord(document_id(source), source, f"Grown document {d // PER_DOC}", "text",
                                  f"{d:064x}", 1, 0, acl=("public",) if (d // PER_DOC) % 10 else ("group:tenth",))
             chunks = []
             for i in range(d, min(n, d + PER_DOC)):
-                text = f"{texts[seed_of[i]][:300]} [{i}]"  # distinct passages: no two collapse into one hit
+                text = f"{texts[seed_of[i]][:300]} [{i}]"
                 chunks.append(ChunkRecord(chunk_id(source, i, text), doc.id, i - d, text, 0, len(text), 60))
+                ids.append(chunks[-1].id)
             store.put(doc, chunks, vecs[d : d + len(chunks)])
         t1 = time.perf_counter()
         store.commit()
         t2 = time.perf_counter()
-    return {"rows_s": t1 - t0, "commit_s": t2 - t1}
+        size = store.stats().bytes_on_disk
+    return {"rows_s": t1 - t0, "commit_s": t2 - t1, "bytes": size}, ids
 
 
 def rss_mb() -> float:
@@ -111,7 +114,7 @@ def main() -> None:
     from index.embedded import FaissSqliteStore, vectors
     from index.embedders.factory import prepare
     from index.embedders.sbert import SentenceTransformerEmbedder
-    from index.store import SearchFilter
+    from index.store import SearchFilter, StoreConfig
 
     rng = np.random.default_rng(7)
     texts, questions = seeds_and_questions()
@@ -136,7 +139,7 @@ def main() -> None:
         tmp = tempfile.mkdtemp(prefix="quelle-million-")
         data_dir = Path(tmp) / "index"
     try:
-        times = build(data_dir, vecs, seed_of, texts)
+        times, _ = build(StoreConfig(data_dir), vecs, seed_of, texts)
         prepare(emb, data_dir / "models")  # as `quelle ingest` does
         rowids = np.arange(1, args.n + 1, dtype=np.int64)  # the store's rowids, in insertion order
         exact = faiss.IndexFlatIP(vecs.shape[1])

@@ -26,33 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.machine import cpu  # noqa: E402
-from bench.million import PER_DOC, grow, seeds_and_questions  # noqa: E402
-
-
-def build(config, vecs: np.ndarray, seed_of: np.ndarray, texts: list[str]) -> tuple[dict[str, float], list[str]]:  # type: ignore[no-untyped-def]
-    from index.embedders.base import BUNDLED_MINILM
-    from index.records import ChunkRecord, DocumentRecord, chunk_id, document_id
-    from index.store import open_store
-
-    n = len(vecs)
-    ids: list[str] = []
-    t0 = time.perf_counter()
-    with open_store(config, model_id=BUNDLED_MINILM, dim=vecs.shape[1], writable=True) as store:
-        for d in range(0, n, PER_DOC):
-            source = f"/corpus/grown/{d // PER_DOC:06d}.txt"
-            doc = DocumentRecord(document_id(source), source, f"Grown document {d // PER_DOC}", "text",
-                                 f"{d:064x}", 1, 0, acl=("public",) if (d // PER_DOC) % 10 else ("group:tenth",))
-            chunks = []
-            for i in range(d, min(n, d + PER_DOC)):
-                text = f"{texts[seed_of[i]][:300]} [{i}]"
-                chunks.append(ChunkRecord(chunk_id(source, i, text), doc.id, i - d, text, 0, len(text), 60))
-                ids.append(chunks[-1].id)
-            store.put(doc, chunks, vecs[d : d + len(chunks)])
-        t1 = time.perf_counter()
-        store.commit()
-        t2 = time.perf_counter()
-        size = store.stats().bytes_on_disk
-    return {"rows_s": t1 - t0, "commit_s": t2 - t1, "bytes": size}, ids
+from bench.million import PER_DOC, build, grow, seeds_and_questions  # noqa: E402
 
 
 def measure(config, qv: np.ndarray, questions: list[str], truth: list[set[str]], f_truth: list[set[str]]  # type: ignore[no-untyped-def]
