@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import socket
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,15 +37,33 @@ def acl_policy(settings: Settings, override: tuple[str, ...] | None = None) -> A
 
 
 def ingest(settings: Settings, paths: list[Path], *, sync: bool, as_json: bool, quiet: bool,
-           commit_interval: float | None, acl: tuple[str, ...] | None = None) -> int:
+           commit_interval: float | None, acl: tuple[str, ...] | None = None, ray: str | None = None) -> int:
     store_backend(settings.store()).check_not_written(settings.store())  # before the model's load, not after it
     embedder = settings.load_embedder()
-    chunker = Chunker(embedder.tokenizer, chunking(settings))
-    with open_store(settings.store(), model_id=embedder.model_id, dim=embedder.dim, writable=True) as store, \
-            parser_pool(settings) as pool:
-        ingestor = Ingestor(store, embedder, chunker, commit_interval=(
-            settings.commit_interval if commit_interval is None else commit_interval),
-            acl=acl_policy(settings, acl), parser=pool, max_file_bytes=settings.max_file_mb << 20)
+    options: dict[str, Any] = {
+        "commit_interval": settings.commit_interval if commit_interval is None else commit_interval,
+        "acl": acl_policy(settings, acl), "max_file_bytes": settings.max_file_mb << 20}
+    with ExitStack() as stack:
+        store = stack.enter_context(open_store(settings.store(), model_id=embedder.model_id, dim=embedder.dim,
+                                               writable=True))
+        ingestor: Ingestor
+        if ray is None:
+            pool = stack.enter_context(parser_pool(settings))
+            ingestor = Ingestor(store, embedder, Chunker(embedder.tokenizer, chunking(settings)), parser=pool,
+                                **options)
+        else:
+            from ingest.distributed import RayIngestor, plan, ray_cluster
+
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            resources = stack.enter_context(ray_cluster(
+                None if ray == "local" else ray, cpus=settings.ray_cpus,
+                leftovers=settings.data_dir / "ray-processes.json"))
+            split = plan(resources.get("CPU", 0), resources.get("GPU", 0), actors=settings.ray_actors,
+                         local_cores=os.cpu_count() if ray == "local" else None)
+            if not quiet and not as_json:
+                print(f"Ray: {split.describe()}", file=sys.stderr)
+            ingestor = RayIngestor(store, embedder, settings.embedder_factory(), chunking(settings), plan=split,
+                                   limits=ParseLimits(settings.parse_timeout, settings.parse_memory_mb), **options)
         bar = None
         if not quiet and not as_json and sys.stderr.isatty():  # a bar is for a person at a terminal
             from tqdm import tqdm

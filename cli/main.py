@@ -37,6 +37,10 @@ def _parser() -> argparse.ArgumentParser:
     ing.add_argument("--json", action="store_true", help="print the report as JSON")
     ing.add_argument("--quiet", action="store_true", help="no progress bar")
     ing.add_argument("--commit-interval", type=float, help="seconds between intermediate commits")
+    ing.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                     help="parse and embed on a Ray cluster (pip install -e '.[ray]'): a local one on this machine, "
+                          "or the cluster at ADDRESS (e.g. auto, or host:6379; the files must be at the same path "
+                          "on every node)")
     ing.add_argument("--acl", help="access list for these files, e.g. group:hr,user:bob or public (default: the "
                                    "first matching QUELLE_ACL_RULES entry, else QUELLE_DEFAULT_ACL for new files)")
 
@@ -160,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 except ValueError as exc:
                     parser.error(f"--acl {args.acl!r}: {exc}")
             return commands.ingest(settings, args.paths, sync=args.sync, as_json=args.json, quiet=args.quiet,
-                                   commit_interval=args.commit_interval, acl=acl)
+                                   commit_interval=args.commit_interval, acl=acl, ray=args.ray)
         if args.command == "stats":
             stats = commands.stats(settings)
             print(json.dumps(asdict(stats)) if args.json else "\n".join(f"{k}: {v}" for k, v in asdict(stats).items()))

@@ -26,3 +26,15 @@ class ParsedDocument:
     def text(self) -> str:
         """The whole text; chunk character spans index into it."""
         return self.SEPARATOR.join(s.text for s in self.sections)
+
+    def meta(self) -> DocumentMeta:
+        return DocumentMeta(self.title, self.kind, self.pages, list(self.warnings))
+
+
+@dataclass
+class DocumentMeta:
+    """What a document record takes from its parse, without the text (sent back from distributed workers)."""
+    title: str
+    kind: str
+    pages: int | None = None
+    warnings: list[str] = field(default_factory=list)

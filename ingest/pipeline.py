@@ -24,7 +24,7 @@ from index.store import Store
 from ingest.acl import AclPolicy
 from ingest.chunking import Chunker
 from ingest.discover import discover, source_of
-from ingest.document import ParsedDocument
+from ingest.document import DocumentMeta, ParsedDocument
 from ingest.parsers import parse_outcome
 from ingest.report import IngestReport
 from ingest.sandbox import ParserPool
@@ -145,20 +145,23 @@ class Ingestor:
         if isinstance(outcome, ParseError):
             report.fail(str(path), outcome.reason)
             return
-        parsed = outcome
-        doc = DocumentRecord(
-            id=document_id(p.source), source=p.source, title=parsed.title, kind=parsed.kind,
-            content_hash=p.content_hash, size=p.stat.st_size, mtime_ns=p.stat.st_mtime_ns, pages=parsed.pages,
-            warnings=tuple(parsed.warnings), acl=p.acl,
-        )
+        doc = self._record(p, outcome)
         try:
-            chunks = self.chunker.chunk(parsed, p.source, doc.id)
+            chunks = self.chunker.chunk(outcome, p.source, doc.id)
         except Exception as exc:  # a chunking bug on a strange document must not stop the batch
             log.exception("unexpected error chunking %s", path)
             report.fail(str(path), f"unexpected error ({type(exc).__name__}: {exc})")
             return
-        report.warnings.extend(parsed.warnings)
+        report.warnings.extend(outcome.warnings)
         self._pending.append(_Pending(doc, chunks, is_update=p.is_update))
+
+    @staticmethod
+    def _record(p: _Prepared, parsed: ParsedDocument | DocumentMeta) -> DocumentRecord:
+        return DocumentRecord(
+            id=document_id(p.source), source=p.source, title=parsed.title, kind=parsed.kind,
+            content_hash=p.content_hash, size=p.stat.st_size, mtime_ns=p.stat.st_mtime_ns, pages=parsed.pages,
+            warnings=tuple(parsed.warnings), acl=p.acl,
+        )
 
     def _unchanged(self, old: DocumentRecord, acl: tuple[str, ...], report: IngestReport) -> None:
         report.unchanged += 1
@@ -180,6 +183,11 @@ class Ingestor:
         report.chunks_embedded += len(todo)
         report.tokens_embedded += sum(c.n_tokens for c in todo.values())
         report.chunks_reused += len(chunks) - len(todo)
+        self._write(vectors, report)
+        self._commit_if_due(report)
+
+    def _write(self, vectors: dict[str, np.ndarray], report: IngestReport) -> None:
+        """Put the pending documents into the store, each chunk with its vector from `vectors` (by text hash)."""
         for p in self._pending:
             vecs = (np.stack([vectors[c.text_hash] for c in p.chunks]) if p.chunks
                     else np.zeros((0, self.embedder.dim), dtype=np.float32))
@@ -190,6 +198,9 @@ class Ingestor:
             else:
                 report.added += 1
         self._pending.clear()
+
+    def _commit_if_due(self, report: IngestReport) -> None:
+        """A commit (whole documents only: called between batches) when `commit_interval` has passed."""
         if time.monotonic() - self._last_commit >= self.commit_interval:
             report.generation = self.store.commit()
             self._last_commit = time.monotonic()

@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     parse_timeout: float = Field(120.0, gt=0, description="seconds one file may take to parse")
     parse_memory_mb: int = Field(2048, ge=256, description="address space of a parser process, in MB")
     max_file_mb: int = Field(1024, ge=1, description="larger files are reported and skipped")
+    ray_cpus: int | None = Field(None, ge=2, description="`quelle ingest --ray` without an address: the CPUs of "
+                                 "the local Ray cluster (default: this machine's)")
+    ray_actors: int | None = Field(None, ge=1, description="`quelle ingest --ray`: embedding actors (default: "
+                                   "one per GPU, else three quarters of the cluster's CPUs in actors of 1-2 CPUs)")
     keyword_analyzer: Literal["bigram", "morph"] = Field(
         "morph", description="BM25 terms for a new index: Japanese/Chinese words by fugashi/jieba, or CJK "
         "character bigrams; an existing index keeps the one it records unless this is set")
@@ -226,18 +230,13 @@ class Settings(BaseSettings):
         once and exits (ask, search) runs everything on ONNX Runtime where it can, rather than start loading
         PyTorch in the background that it would not wait for (a process that exits while that import runs is
         aborted)."""
-        from index.embedders.factory import load_embedder
         from index.errors import ConfigError
-        from index.store import backend as store_backend
 
         backend = self.query_backend if serving else "torch"
 
         def load(backend: str) -> Any:
-            return load_embedder(
-                self.model_for_index(store_backend(self.store()).recorded_model(self.store())),
-                batch_size=self.embed_batch_size, query_prefix=self.query_prefix, passage_prefix=self.passage_prefix,
-                threads=threads or (self.query_threads if serving else self.embed_threads),
-                precision=self.embed_precision, backend=backend, onnx_dir=self.onnx_dir())
+            return self.embedder_factory()(threads=threads or (self.query_threads if serving else self.embed_threads),
+                                           backend=backend)
 
         if one_shot and backend == "auto":
             try:
@@ -245,6 +244,19 @@ class Settings(BaseSettings):
             except ConfigError:
                 return load("torch")
         return load(backend)
+
+    def embedder_factory(self) -> Any:
+        """`load_embedder` with this configuration's model and options, to be called with `threads` (and
+        `backend`, default PyTorch): picklable, so that Ray actors load the same model (ingest/distributed.py)."""
+        from functools import partial
+
+        from index.embedders.factory import load_embedder
+        from index.store import backend as store_backend
+
+        return partial(load_embedder, self.model_for_index(store_backend(self.store()).recorded_model(self.store())),
+                       batch_size=self.embed_batch_size, query_prefix=self.query_prefix,
+                       passage_prefix=self.passage_prefix, precision=self.embed_precision, backend="torch",
+                       onnx_dir=self.onnx_dir())
 
     def last_ingest_report(self) -> Path:
         """Where `quelle ingest` leaves the report of its last run (shown to administrators by the service)."""
