@@ -272,7 +272,7 @@ def keys(settings: Settings, args: Any) -> int:
 
     from service.auth import KeyStore, parse_groups
 
-    store = KeyStore(settings.data_dir / "keys.sqlite")
+    store = KeyStore.open(settings.store())
     try:
         if args.keys_command == "create":
             key, info = store.create(args.name, parse_groups(args.groups))

@@ -17,6 +17,7 @@ from typing import Protocol
 import numpy as np
 
 from index.records import ChunkRecord, DocumentRecord, Hit
+from index.state import StateDb
 
 
 @dataclass(frozen=True)
@@ -202,6 +203,11 @@ class Backend(Protocol):
         """IndexLockedError, naming the writer, when another process writes the index now."""
         ...
 
+    def state(self, config: StoreConfig, name: str) -> StateDb:
+        """The database for the service's table set `name` ("keys", "conversations"), shared wherever the index
+        is (index/state.py)."""
+        ...
+
 
 def backend(config: StoreConfig) -> Backend:
     """The backend the configuration names: one line per backend."""
@@ -212,6 +218,11 @@ def backend(config: StoreConfig) -> Backend:
     from index.embedded import BACKEND as embedded
 
     return embedded
+
+
+def open_state(config: StoreConfig, name: str) -> StateDb:
+    """The service's table set `name` where the configured backend keeps it."""
+    return backend(config).state(config, name)
 
 
 def open_store(config: StoreConfig, *, model_id: str | None = None, dim: int | None = None,

@@ -23,7 +23,7 @@ from index.embedders.cache import cached
 from index.embedders.factory import runtime
 from index.errors import ConfigError, IndexLockedError, IndexMismatchError, QuelleError
 from index.store import backend as store_backend
-from index.store import open_store
+from index.store import open_state, open_store
 from service import extractive
 from service.agent import Agent, AgentConfig
 from service.answering import Answerer, AnswerService
@@ -118,7 +118,7 @@ def build_services(settings: Settings, metrics: Metrics, *, embedder: Embedder |
 
         chat.on_usage = on_usage
         llm = chat
-    conversations = ConversationStore(settings.data_dir / "conversations.sqlite", sink_turns=settings.sink_turns,
+    conversations = ConversationStore(open_state(where, "conversations"), sink_turns=settings.sink_turns,
                                       window_turns=settings.window_turns, history_tokens=settings.history_tokens,
                                       ttl_seconds=settings.session_ttl_seconds,
                                       max_sessions=settings.max_sessions_per_caller)
@@ -132,7 +132,7 @@ def build_services(settings: Settings, metrics: Metrics, *, embedder: Embedder |
     embedder.embed_query("warm-up")  # the first query should not pay for lazy initialisation
     keys = None
     if settings.auth == "keys":
-        keys = KeyStore(settings.data_dir / "keys.sqlite")
+        keys = KeyStore.open(where)
     else:
         log.warning("AUTHENTICATION IS OFF (QUELLE_AUTH=off): anyone who can reach this service can read every "
                     "document. Use it for local trials only.")

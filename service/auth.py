@@ -1,9 +1,9 @@
 """API keys: who is asking, and which groups they belong to.
 
 A key is `qk_<id>_<secret>`: the id finds the row, the secret (32 random bytes) is checked against its
-SHA-256, compared in constant time. Only the hash is stored (keys.sqlite in the data folder); the full key is
-shown once, when it is created. A fast hash is enough: the secret is random, not a password, so there is
-nothing to guess from the hash. Revoked keys stop working on the next request.
+SHA-256, compared in constant time. Only the hash is stored (keys.sqlite in the data folder, or a table beside a
+PostgreSQL index); the full key is shown once, when it is created. A fast hash is enough: the secret is random,
+not a password, so there is nothing to guess from the hash. Revoked keys stop working on the next request.
 """
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import sqlite3
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from index.errors import QuelleError
 from index.records import PUBLIC
+from index.state import SqliteState, StateDb
+from index.store import StoreConfig, open_state
 
 PREFIX = "qk_"
 _SCHEMA = """
@@ -27,8 +27,8 @@ CREATE TABLE IF NOT EXISTS api_keys (
     name TEXT NOT NULL,
     secret_sha256 TEXT NOT NULL,
     groups TEXT NOT NULL,
-    created REAL NOT NULL,
-    revoked REAL
+    created DOUBLE PRECISION NOT NULL,
+    revoked DOUBLE PRECISION
 );
 """
 
@@ -97,13 +97,17 @@ def parse_groups(text: str) -> tuple[str, ...]:
 
 
 class KeyStore:
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(_SCHEMA)
-        self._lock = threading.Lock()
+    """API keys, in the table set "keys" of the index's backend (index/state.py): keys.sqlite in the data dir,
+    or a table beside a PostgreSQL index, which every replica reads (a key revoked on one is refused by all
+    from their next request)."""
+
+    def __init__(self, db: StateDb | Path) -> None:
+        self._db = SqliteState(db) if isinstance(db, Path) else db
+        self._db.script(_SCHEMA)
+
+    @classmethod
+    def open(cls, where: StoreConfig) -> KeyStore:
+        return cls(open_state(where, "keys"))
 
     def create(self, name: str, groups: tuple[str, ...] = ()) -> tuple[str, KeyInfo]:
         """A new key: (the key itself, shown only now; what is stored about it)."""
@@ -113,32 +117,29 @@ class KeyStore:
         key_id = secrets.token_hex(6)
         secret = secrets.token_urlsafe(32)
         info = KeyInfo(key_id, name, tuple(groups), time.time(), None)
-        with self._lock:
-            self._db.execute("INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, NULL)",
-                             (key_id, name, _hash(secret), ",".join(groups), info.created))
+        self._db.rows("INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, NULL)",
+                      (key_id, name, _hash(secret), ",".join(groups), info.created))
         return f"{PREFIX}{key_id}_{secret}", info
 
     def revoke(self, key_id_or_name: str) -> list[KeyInfo]:
         """Revoke a key by id, or every active key of a name; returns what was revoked."""
         now = time.time()
-        with self._lock:
-            rows = self._db.execute("SELECT id FROM api_keys WHERE (id = ? OR name = ?) AND revoked IS NULL",
-                                    (key_id_or_name, key_id_or_name)).fetchall()
-            self._db.executemany("UPDATE api_keys SET revoked = ? WHERE id = ?", [(now, r[0]) for r in rows])
+        with self._db.transaction("keys"):
+            rows = self._db.rows("SELECT id FROM api_keys WHERE (id = ? OR name = ?) AND revoked IS NULL",
+                                 (key_id_or_name, key_id_or_name))
+            self._db.run_many("UPDATE api_keys SET revoked = ? WHERE id = ?", [(now, r[0]) for r in rows])
         return [k for k in self.list() if k.id in {r[0] for r in rows}]
 
     def list(self) -> list[KeyInfo]:
-        with self._lock:
-            rows = self._db.execute("SELECT id, name, groups, created, revoked FROM api_keys ORDER BY created")
-            return [KeyInfo(r[0], r[1], tuple(g for g in r[2].split(",") if g), r[3], r[4]) for r in rows]
+        rows = self._db.rows("SELECT id, name, groups, created, revoked FROM api_keys ORDER BY created")
+        return [KeyInfo(r[0], r[1], tuple(g for g in r[2].split(",") if g), r[3], r[4]) for r in rows]
 
     def verify(self, key: str) -> Principal:
         if not key.startswith(PREFIX) or key.count("_") < 2:
             raise AuthError("malformed API key (expected qk_<id>_<secret>)")
         key_id, secret = key[len(PREFIX):].split("_", 1)
-        with self._lock:
-            row = self._db.execute("SELECT name, secret_sha256, groups, revoked FROM api_keys WHERE id = ?",
-                                   (key_id,)).fetchone()
+        found = self._db.rows("SELECT name, secret_sha256, groups, revoked FROM api_keys WHERE id = ?", (key_id,))
+        row = found[0] if found else None
         if row is None or not hmac.compare_digest(row[1], _hash(secret)):
             raise AuthError("unknown API key")
         if row[3] is not None:

@@ -1,4 +1,5 @@
-"""Short-term memory: conversations persisted in SQLite, bounded the way StreamingLLM bounds its cache.
+"""Short-term memory: conversations persisted (SQLite in the data dir, or tables beside a PostgreSQL index that
+every replica shares: index/state.py), bounded the way StreamingLLM bounds its cache.
 
 The first `sink_turns` turns stay as "sinks" (they usually set the topic), plus a sliding window of the most
 recent turns that fits `history_tokens`; the turns in between leave the prompt. When a summariser is given
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import threading
 import time
 import uuid
@@ -27,16 +27,24 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from index.state import SqliteState, StateDb
 from service.tokens import estimate_tokens
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, created REAL NOT NULL, turns INTEGER NOT NULL,
-                                     summary TEXT NOT NULL DEFAULT '', updated REAL NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, created DOUBLE PRECISION NOT NULL,
+                                     turns INTEGER NOT NULL, summary TEXT NOT NULL DEFAULT '',
+                                     updated DOUBLE PRECISION NOT NULL DEFAULT 0, owner TEXT NOT NULL DEFAULT '',
+                                     summary_docs TEXT NOT NULL DEFAULT '[]');
 CREATE TABLE IF NOT EXISTS turns (session_id TEXT NOT NULL, idx INTEGER NOT NULL, question TEXT NOT NULL,
-                                  answer TEXT NOT NULL, created REAL NOT NULL, PRIMARY KEY (session_id, idx));
+                                  answer TEXT NOT NULL, created DOUBLE PRECISION NOT NULL,
+                                  docs TEXT NOT NULL DEFAULT '[]', PRIMARY KEY (session_id, idx));
+"""
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS sessions_updated ON sessions(updated);
+CREATE INDEX IF NOT EXISTS sessions_owner ON sessions(owner, updated);
 """
 
-_MIGRATIONS = (("sessions", "updated", "REAL NOT NULL DEFAULT 0"),
+_MIGRATIONS = (("sessions", "updated", "REAL NOT NULL DEFAULT 0"),  # SQLite files of earlier versions
                ("sessions", "owner", "TEXT NOT NULL DEFAULT ''"),  # '' : the unrestricted local user
                ("sessions", "summary_docs", "TEXT NOT NULL DEFAULT '[]'"),
                ("turns", "docs", "TEXT NOT NULL DEFAULT '[]'"))
@@ -70,27 +78,14 @@ EMPTY = Memory([])
 class ConversationStore:
     PRUNE_EVERY = 256  # appends between two sweeps of expired sessions
 
-    def __init__(self, path: Path, *, sink_turns: int = 1, window_turns: int = 6, history_tokens: int = 1500,
+    def __init__(self, db: StateDb | Path, *, sink_turns: int = 1, window_turns: int = 6, history_tokens: int = 1500,
                  summariser: Summariser | None = None, ttl_seconds: float = 7 * 86400,
                  max_sessions: int = 100) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
-        for table, column, definition in _MIGRATIONS:  # a file from an earlier version
-            if column not in {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}:
-                try:
-                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
-                except sqlite3.OperationalError as exc:
-                    if "duplicate column" not in str(exc):
-                        raise
-        self._db.execute("CREATE INDEX IF NOT EXISTS sessions_updated ON sessions(updated)")
-        self._db.execute("CREATE INDEX IF NOT EXISTS sessions_owner ON sessions(owner, updated)")
-        # ids from before owners' namespaces: the bare session id becomes <owner> US <session id>
-        with self._db:
-            self._db.execute("UPDATE turns SET session_id = coalesce((SELECT owner FROM sessions WHERE id = "
-                             "session_id), '') || char(31) || session_id WHERE instr(session_id, char(31)) = 0")
-            self._db.execute("UPDATE sessions SET id = owner || char(31) || id WHERE instr(id, char(31)) = 0")
+        self._db = SqliteState(db) if isinstance(db, Path) else db
+        self._db.script(_SCHEMA)
+        if self._db.dialect == "sqlite":
+            self._migrate_sqlite()
+        self._db.script(_INDEXES)
         self.max_sessions = max_sessions
         self._lock = threading.Lock()
         self.sink_turns = sink_turns
@@ -99,6 +94,16 @@ class ConversationStore:
         self.summariser = summariser
         self.ttl_seconds = ttl_seconds
         self._appends = 0
+
+    def _migrate_sqlite(self) -> None:
+        """A conversations.sqlite of an earlier version: the columns added since, and owners' namespaces."""
+        for table, column, definition in _MIGRATIONS:
+            self._db.add_column(table, column, definition)
+        # ids from before owners' namespaces: the bare session id becomes <owner> US <session id>
+        with self._db.transaction("conversations"):
+            self._db.rows("UPDATE turns SET session_id = coalesce((SELECT owner FROM sessions WHERE id = "
+                          "session_id), '') || char(31) || session_id WHERE instr(session_id, char(31)) = 0")
+            self._db.rows("UPDATE sessions SET id = owner || char(31) || id WHERE instr(id, char(31)) = 0")
 
     @staticmethod
     def new_id() -> str:
@@ -109,10 +114,11 @@ class ConversationStore:
         id); turns drawn from documents `can_read` refuses are left out (None: the caller reads everything)."""
         session_id = _key(owner, session_id)
         with self._lock:
-            row = self._db.execute("SELECT turns, summary, owner, summary_docs FROM sessions WHERE id = ?",
-                                   (session_id,)).fetchone()
-            if row is None:
+            found = self._db.rows("SELECT turns, summary, owner, summary_docs FROM sessions WHERE id = ?",
+                                  (session_id,))
+            if not found:
                 return EMPTY
+            row = found[0]
             sinks = self._rows("SELECT idx, question, answer, docs FROM turns WHERE session_id = ? AND idx < ? "
                                "ORDER BY idx", (session_id, self.sink_turns))
             recent = self._rows("SELECT idx, question, answer, docs FROM turns WHERE session_id = ? AND idx >= ? "
@@ -145,7 +151,7 @@ class ConversationStore:
         return Memory(sinks + window[::-1], summary, total)
 
     def _rows(self, sql: str, params: tuple) -> list[Turn]:
-        return [Turn(i, q, a, tuple(json.loads(d))) for i, q, a, d in self._db.execute(sql, params).fetchall()]
+        return [Turn(i, q, a, tuple(json.loads(d))) for i, q, a, d in self._db.rows(sql, params)]
 
     def append(self, session_id: str, question: str, answer: str, *, owner: str = "",
                docs: Iterable[str] = ()) -> None:
@@ -153,33 +159,26 @@ class ConversationStore:
         recently used one is forgotten when that makes more than `max_sessions`); `docs`: the documents its
         answer was drawn from."""
         session_id = _key(owner, session_id)
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._db.execute("SELECT turns FROM sessions WHERE id = ?", (session_id,)).fetchone()
-                idx = row[0] if row else 0
-                if row is None:
-                    extra = [r[0] for r in self._db.execute(
-                        "SELECT id FROM sessions WHERE owner = ? ORDER BY updated DESC, created DESC LIMIT -1 "
-                        "OFFSET ?", (owner, self.max_sessions - 1))]
-                    self._db.executemany("DELETE FROM turns WHERE session_id = ?", [(i,) for i in extra])
-                    self._db.executemany("DELETE FROM sessions WHERE id = ?", [(i,) for i in extra])
-                    self._db.execute("INSERT INTO sessions (id, created, turns, owner) VALUES (?, ?, 0, ?)",
-                                     (session_id, time.time(), owner))
-                self._db.execute("INSERT INTO turns (session_id, idx, question, answer, created, docs) "
-                                 "VALUES (?, ?, ?, ?, ?, ?)",
-                                 (session_id, idx, question, answer, time.time(), json.dumps(sorted(set(docs)))))
-                self._db.execute("UPDATE sessions SET turns = ?, updated = ? WHERE id = ?",
-                                 (idx + 1, time.time(), session_id))
-                leaving = self._rows(
-                    "SELECT idx, question, answer, docs FROM turns WHERE session_id = ? AND idx >= ? AND idx <= ? "
-                    "ORDER BY idx", (session_id, self.sink_turns, idx - self.window_turns))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._lock, self._db.transaction(f"conversations {owner}"):  # the owner's sessions, on any replica
+            found = self._db.rows("SELECT turns FROM sessions WHERE id = ?", (session_id,))
+            idx = found[0][0] if found else 0
+            if not found:
+                mine = self._db.rows("SELECT id FROM sessions WHERE owner = ? ORDER BY updated DESC, created DESC",
+                                     (owner,))
+                extra = [r[0] for r in mine[self.max_sessions - 1:]]
+                self._db.run_many("DELETE FROM turns WHERE session_id = ?", [(i,) for i in extra])
+                self._db.run_many("DELETE FROM sessions WHERE id = ?", [(i,) for i in extra])
+                self._db.rows("INSERT INTO sessions (id, created, turns, owner) VALUES (?, ?, 0, ?)",
+                              (session_id, time.time(), owner))
+            self._db.rows("INSERT INTO turns (session_id, idx, question, answer, created, docs) "
+                          "VALUES (?, ?, ?, ?, ?, ?)",
+                          (session_id, idx, question, answer, time.time(), json.dumps(sorted(set(docs)))))
+            self._db.rows("UPDATE sessions SET turns = ?, updated = ? WHERE id = ?", (idx + 1, time.time(), session_id))
+            leaving = self._rows(
+                "SELECT idx, question, answer, docs FROM turns WHERE session_id = ? AND idx >= ? AND idx <= ? "
+                "ORDER BY idx", (session_id, self.sink_turns, idx - self.window_turns))
         if leaving:
-            self._evict(session_id, leaving)
+            self._evict(session_id, owner, leaving)
         self._appends += 1
         if self._appends % self.PRUNE_EVERY == 0:
             self.prune()
@@ -187,43 +186,43 @@ class ConversationStore:
     def prune(self, now: float | None = None) -> int:
         """Forget sessions idle for longer than the time to live; returns how many."""
         cutoff = (now or time.time()) - self.ttl_seconds
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            old = [r[0] for r in self._db.execute("SELECT id FROM sessions WHERE updated < ?", (cutoff,))]
-            self._db.executemany("DELETE FROM turns WHERE session_id = ?", [(i,) for i in old])
-            self._db.executemany("DELETE FROM sessions WHERE id = ?", [(i,) for i in old])
-            self._db.execute("COMMIT")
-        return len(old)
+        with self._lock, self._db.transaction("conversations prune"):
+            # by the condition, not by ids read first: a session another replica just used is kept
+            old = self._db.rows("SELECT COUNT(*) FROM sessions WHERE updated < ?", (cutoff,))[0][0]
+            self._db.rows("DELETE FROM turns WHERE session_id IN (SELECT id FROM sessions WHERE updated < ?)",
+                          (cutoff,))
+            self._db.rows("DELETE FROM sessions WHERE updated < ?", (cutoff,))
+        return int(old)
 
-    def _evict(self, session_id: str, turns: list[Turn]) -> None:
+    def _evict(self, session_id: str, owner: str, turns: list[Turn]) -> None:
         """Turns that left the window: folded into the summary (when a summariser is set), then deleted."""
         summary = None
         if self.summariser is not None:
             with self._lock:
-                summary, docs = self._db.execute("SELECT summary, summary_docs FROM sessions WHERE id = ?",
-                                                 (session_id,)).fetchone()
+                found = self._db.rows("SELECT summary, summary_docs FROM sessions WHERE id = ?", (session_id,))
+            if not found:
+                return
+            summary, docs = found[0]
             summary_docs = set(json.loads(docs))
             for t in turns:
                 summary = self.summariser(summary, t.question, t.answer)
                 summary_docs.update(t.docs)
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._lock, self._db.transaction(f"conversations {owner}"):
             if summary is not None:
-                self._db.execute("UPDATE sessions SET summary = ?, summary_docs = ? WHERE id = ?",
-                                 (summary, json.dumps(sorted(summary_docs)), session_id))
-            self._db.executemany("DELETE FROM turns WHERE session_id = ? AND idx = ?",
-                                 [(session_id, t.idx) for t in turns])
-            self._db.execute("COMMIT")
+                self._db.rows("UPDATE sessions SET summary = ?, summary_docs = ? WHERE id = ?",
+                              (summary, json.dumps(sorted(summary_docs)), session_id))
+            self._db.run_many("DELETE FROM turns WHERE session_id = ? AND idx = ?",
+                              [(session_id, t.idx) for t in turns])
 
     def stored_turns(self, session_id: str, owner: str = "") -> int:
         with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM turns WHERE session_id = ?",
-                                    (_key(owner, session_id),)).fetchone()[0]
+            rows = self._db.rows("SELECT COUNT(*) FROM turns WHERE session_id = ?", (_key(owner, session_id),))
+        return int(rows[0][0])
 
     def sessions(self, owner: str) -> int:
         """How many conversations the caller has stored."""
         with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM sessions WHERE owner = ?", (owner,)).fetchone()[0]
+            return int(self._db.rows("SELECT COUNT(*) FROM sessions WHERE owner = ?", (owner,))[0][0])
 
     def close(self) -> None:
         self._db.close()

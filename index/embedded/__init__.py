@@ -13,6 +13,7 @@ from __future__ import annotations
 from index.embedded import manifest
 from index.embedded.store import FaissSqliteStore
 from index.embedded.vectors import VectorPolicy
+from index.state import SqliteState, StateDb
 from index.store import Store, StoreConfig
 
 
@@ -33,6 +34,9 @@ class EmbeddedBackend:
 
     def check_not_written(self, config: StoreConfig) -> None:
         manifest.check_not_written(config.data_dir)
+
+    def state(self, config: StoreConfig, name: str) -> StateDb:
+        return SqliteState(config.data_dir / f"{name}.sqlite")
 
 
 BACKEND = EmbeddedBackend()

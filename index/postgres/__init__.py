@@ -4,11 +4,13 @@ or newer with pgvector, a managed one included. The index is one schema (`QUELLE
     store.py   PostgresStore: snapshot reads, one writer (advisory lock), commits as generations
     schema.py  the tables and the numbered steps that build and migrate them
     search.py  dense search by HNSW with the access filter inside the scan; BM25 over a postings table
+    state.py   the service's API keys and conversations, in the same schema (replicas on any host share them)
 """
 
 from __future__ import annotations
 
 from index.postgres.store import PostgresStore, connect, lock_key, locked, mismatch, read_meta
+from index.state import StateDb
 from index.store import Store, StoreConfig
 
 
@@ -41,6 +43,11 @@ class PostgresBackend:
             if not conn.execute("SELECT pg_try_advisory_lock_shared(%s)", [key]).fetchone()[0]:
                 raise locked(config, conn)
             conn.execute("SELECT pg_advisory_unlock_shared(%s)", [key])
+
+    def state(self, config: StoreConfig, name: str) -> StateDb:
+        from index.postgres.state import PostgresState
+
+        return PostgresState(config, name)
 
 
 BACKEND = PostgresBackend()

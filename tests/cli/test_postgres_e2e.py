@@ -11,6 +11,7 @@ import sys
 import httpx
 import pytest
 
+from index.store import StoreConfig
 from service.auth import KeyStore
 from tests.conftest import DATA, ROOT, SAMPLES
 from tests.service.test_e2e import free_port, serve
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_the_cli_and_the_service_work_unchanged_on_postgresql(pg_server, tmp_path):
-    data_dir = tmp_path / "data"  # conversations, keys and uploads: the index itself is in PostgreSQL
+    data_dir = tmp_path / "data"  # uploads: the index, keys and conversations are in PostgreSQL
     pg = {"QUELLE_PG_DSN": pg_server, "QUELLE_PG_SCHEMA": "e2e"}
     env = {**os.environ, "PYTHONPATH": str(ROOT), **pg}
 
@@ -43,7 +44,7 @@ def test_the_cli_and_the_service_work_unchanged_on_postgresql(pg_server, tmp_pat
     assert gold.returncode == 0, gold.stderr
     assert json.loads(gold.stdout)["hybrid"]["R@5"] >= 0.8
 
-    keys = KeyStore(data_dir / "keys.sqlite")
+    keys = KeyStore.open(StoreConfig(data_dir, pg_dsn=pg_server, pg_schema="e2e"))
     root, _ = keys.create("root", ("admin",))
     bob, _ = keys.create("bob", ("eng",))
     keys.close()

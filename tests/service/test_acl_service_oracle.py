@@ -47,7 +47,7 @@ def setup(request, tmp_path_factory, embedder):
     settings = Settings(_env_file=None, data_dir=data_dir, auth="keys", rate_limit=0, **pg)
     with open_store(settings.store(), model_id=embedder.model_id, dim=embedder.dim, writable=True) as store:
         assert Ingestor(store, embedder, Chunker(embedder.tokenizer)).run([docs]).added == 2 * len(TOPICS)
-    keys = KeyStore(data_dir / "keys.sqlite")
+    keys = KeyStore.open(settings.store())
     tokens = {name: keys.create(name, groups)[0] for name, groups in [*USERS.items(), ("root", ("admin",))]}
     keys.close()
     return settings, settings.store(), tokens
