@@ -147,8 +147,9 @@ def serve(settings: Settings) -> int:
         embedder = settings.load_embedder(threads=settings.query_threads, serving=True)
         store_backend(settings.store()).check_model(settings.store(), embedder.model_id, embedder.dim)
         ingest_file = FileIngestor(settings.store(), embedder, embedder.tokenizer, chunking(settings),
-                                   acl_policy(settings), parser_pool(settings))
-        app = create_app(settings, embedder=embedder, ingest_file=ingest_file)
+                                   acl_policy(settings), parser_pool(settings), settings.commit_interval,
+                                   settle=settings.watch_settle, polling=settings.watch_polling)
+        app = create_app(settings, embedder=embedder, ingest_file=ingest_file, perception=ingest_file)
         server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
                                                access_log=False,
                                                http=guarded_protocol(settings.http_limits())))
@@ -156,6 +157,35 @@ def serve(settings: Settings) -> int:
     finally:
         sock.close()
     return 0 if server.started else 1
+
+
+def watch(settings: Settings, paths: list[Path], *, acl: tuple[str, ...] | None, polling: bool | None,
+          metrics_port: int | None) -> int:
+    """Catch up, then follow the folders until SIGINT or SIGTERM (ingest/watch.py)."""
+    import signal
+    import threading
+
+    from cli.indexer import FileIngestor
+    from service import logs
+    from service.metrics import Metrics
+
+    logs.configure(settings.log_level)
+    embedder = settings.load_embedder()
+    metrics = Metrics()
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        listen(settings.host, metrics_port).close()  # a port in use is one clear line
+        start_http_server(metrics_port, addr=settings.host, registry=metrics.registry)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with parser_pool(settings) as pool:
+        files = FileIngestor(settings.store(), embedder, embedder.tokenizer, chunking(settings),
+                             acl_policy(settings, acl), pool, settings.commit_interval,
+                             settle=settings.watch_settle, polling=polling)
+        files.watcher(paths, metrics).run(stop)
+    return 0
 
 
 def listen(host: str, port: int) -> socket.socket:

@@ -1,4 +1,5 @@
-"""Ingestion for the running service (uploads): one file through the same pipeline as `quelle ingest`.
+"""Ingestion for the running service and the watcher: uploads (one file) and changes (paths changed and
+deleted, from `quelle watch`, `--watch` or a webhook) through the same pipeline as `quelle ingest`.
 
 The CLI wires this into `create_app`, so `service` never imports `ingest`.
 """
@@ -6,6 +7,7 @@ The CLI wires this into `create_app`, so `service` never imports `ingest`.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,18 +16,24 @@ from index.store import StoreConfig, open_store
 from ingest.acl import AclPolicy
 from ingest.chunking import Chunker, ChunkingConfig
 from ingest.pipeline import Ingestor
+from ingest.report import IngestReport
 from ingest.sandbox import ParserPool
+from ingest.watch import Watcher
 
 
 class FileIngestor:
     def __init__(self, where: StoreConfig | Path, embedder: Embedder, tokenizer: Tokenizer, chunking: ChunkingConfig,
-                 acl: AclPolicy | None = None, parser: ParserPool | None = None) -> None:
+                 acl: AclPolicy | None = None, parser: ParserPool | None = None,
+                 commit_interval: float = 30.0, settle: float = 1.0, polling: bool | None = None) -> None:
         self.where = where if isinstance(where, StoreConfig) else StoreConfig(where)
         self.parser = parser  # uploads are parsed under the same limits as `quelle ingest`
         self.acl = acl or AclPolicy()
         self.embedder = embedder
         self.chunker = Chunker(tokenizer, chunking)
-        self._lock = threading.Lock()  # one upload at a time in this process; other writers: IndexLockedError
+        self.commit_interval = commit_interval
+        self.settle = settle
+        self.polling = polling
+        self._lock = threading.Lock()  # one write at a time in this process; other writers: IndexLockedError
 
     def __call__(self, path: Path, acl: tuple[str, ...] | None = None) -> dict[str, Any]:
         """Ingest one file; `acl` (checked) overrides the settings' rules for it."""
@@ -40,3 +48,20 @@ class FileIngestor:
         status = "added" if report.added else "updated" if report.updated else "unchanged"
         return {"status": status, "document_id": doc.id if doc else None, "chunks_written": report.chunks_written,
                 "warnings": report.warnings}
+
+    def apply(self, changed: Sequence[Path], deleted: Sequence[Path]) -> IngestReport:
+        """Ingest what changed under `changed` (files or folders: the unchanged are skipped) and remove the
+        documents of the `deleted` paths (files or folders), in one run: a commit every `commit_interval`
+        seconds and one at the end. Raises IndexLockedError while another process writes the index."""
+        with self._lock, open_store(self.where, model_id=self.embedder.model_id, dim=self.embedder.dim,
+                                    writable=True) as store:
+            return Ingestor(store, self.embedder, self.chunker, commit_interval=self.commit_interval, acl=self.acl,
+                            parser=self.parser).run(list(changed), removed=list(deleted))
+
+    def pull(self, checkout: Path) -> tuple[list[Path], list[Path], str, str]:
+        from ingest.git import pull
+
+        return pull(checkout)
+
+    def watcher(self, roots: Sequence[Path], observer: Any) -> Watcher:
+        return Watcher(roots, self.apply, settle=self.settle, polling=self.polling, observer=observer)

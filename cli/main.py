@@ -44,6 +44,13 @@ def _parser() -> argparse.ArgumentParser:
     ing.add_argument("--acl", help="access list for these files, e.g. group:hr,user:bob or public (default: the "
                                    "first matching QUELLE_ACL_RULES entry, else QUELLE_DEFAULT_ACL for new files)")
 
+    wa = with_data_dir(sub.add_parser("watch", help="follow folders: ingest new and changed files as they settle, "
+                                                   "remove deleted ones (after catching up)"))
+    wa.add_argument("paths", nargs="+", type=Path, help="folders to follow (recursively)")
+    wa.add_argument("--acl", help="access list for these files (as for ingest)")
+    wa.add_argument("--polling", action="store_true", help="poll instead of inotify (network file systems)")
+    wa.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port (events, lag, failures)")
+
     with_data_dir(sub.add_parser("stats", help="what the index holds")).add_argument("--json", action="store_true")
 
     sv = with_data_dir(sub.add_parser("serve", help="run the HTTP API (uvicorn)"))
@@ -51,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     sv.add_argument("--port", type=int, help="port (default 8000 or QUELLE_PORT)")
     sv.add_argument("--no-auth", action="store_true",
                     help="no API keys: anyone who can reach the service reads every document (local trials)")
+    sv.add_argument("--watch", nargs="+", type=Path, metavar="PATH",
+                    help="also follow these folders, as `quelle watch` does, in this process (or QUELLE_WATCH)")
+    sv.add_argument("--polling", action="store_true", help="--watch: poll instead of inotify")
 
     keys = sub.add_parser("keys", help="API keys: create, list, revoke")
     ksub = keys.add_subparsers(dest="keys_command", required=True)
@@ -165,6 +175,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                     parser.error(f"--acl {args.acl!r}: {exc}")
             return commands.ingest(settings, args.paths, sync=args.sync, as_json=args.json, quiet=args.quiet,
                                    commit_interval=args.commit_interval, acl=acl, ray=args.ray)
+        if args.command == "watch":
+            not_folders = [str(p) for p in args.paths if not p.is_dir()]
+            if not_folders:
+                parser.error(f"not a folder: {', '.join(not_folders)}")
+            acl = None
+            if args.acl is not None:
+                try:
+                    acl = parse_acl(args.acl)
+                except ValueError as exc:
+                    parser.error(f"--acl {args.acl!r}: {exc}")
+            return commands.watch(settings, args.paths, acl=acl, polling=args.polling or settings.watch_polling,
+                                  metrics_port=args.metrics_port)
         if args.command == "stats":
             stats = commands.stats(settings)
             print(json.dumps(asdict(stats)) if args.json else "\n".join(f"{k}: {v}" for k, v in asdict(stats).items()))
@@ -172,6 +194,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             if args.no_auth:
                 settings = settings.model_copy(update={"auth": "off"})
+            if args.watch:
+                not_folders = [str(p) for p in args.watch if not p.is_dir()]
+                if not_folders:
+                    parser.error(f"--watch: not a folder: {', '.join(not_folders)}")
+                settings = settings.model_copy(update={"watch": args.watch})
+            if args.polling:
+                settings = settings.model_copy(update={"watch_polling": True})
             return commands.serve(settings)
         if args.command == "keys":
             return commands.keys(settings, args)

@@ -9,6 +9,11 @@ from pathlib import Path
 from ingest.parsers import supported
 
 
+def ignored(name: str) -> bool:
+    """Nobody's document: hidden entries, editors' backups (`notes.md~`), office suites' lock files (`~$a.docx`)."""
+    return name.startswith((".", "~$")) or name.endswith("~")
+
+
 def source_of(path: Path) -> str:
     """The id-bearing name of a file: its absolute path, symlinks resolved."""
     return path.resolve().as_posix()
@@ -16,7 +21,7 @@ def source_of(path: Path) -> str:
 
 def discover(paths: Iterable[Path], skipped: list[Path] | None = None) -> Iterator[Path]:
     """Supported files under each path; a file named explicitly is yielded whatever its type. Files of other
-    types found in folders are added to `skipped` (hidden ones are not: they are nobody's documents)."""
+    types found in folders are added to `skipped` (`ignored` ones are not: they are nobody's documents)."""
     seen: set[str] = set()
     for root in paths:
         if root.is_file():
@@ -35,7 +40,7 @@ def _walk(root: Path, skipped: list[Path] | None) -> Iterator[Path]:
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             path = Path(dirpath) / name
-            if name.startswith("."):
+            if ignored(name):
                 continue
             if supported(path):
                 yield path

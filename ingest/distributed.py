@@ -199,7 +199,8 @@ class RayIngestor(Ingestor):
         self.plan = plan
         self.limits = limits or ParseLimits()
 
-    def run(self, paths: Sequence[Path], *, sync: bool = False, progress: Progress | None = None) -> IngestReport:
+    def run(self, paths: Sequence[Path], *, sync: bool = False, progress: Progress | None = None,
+            removed: Sequence[Path] = ()) -> IngestReport:
         report = IngestReport()
         started = time.monotonic()
         skipped: list[Path] = []
@@ -225,6 +226,8 @@ class RayIngestor(Ingestor):
                     progress(report, report.finished, len(files))
             if sync:
                 self._sync(paths, report)
+            if removed:
+                self._sync(removed, report)
             report.generation = self.store.commit()
         except BaseException:
             self.store.rollback()

@@ -75,7 +75,10 @@ class Ingestor:
         self._pending: list[_Pending] = []
         self._last_commit = time.monotonic()
 
-    def run(self, paths: Sequence[Path], *, sync: bool = False, progress: Progress | None = None) -> IngestReport:
+    def run(self, paths: Sequence[Path], *, sync: bool = False, progress: Progress | None = None,
+            removed: Sequence[Path] = ()) -> IngestReport:
+        """Ingest the files under `paths`; `sync`: then remove the documents under them whose files are gone;
+        `removed`: paths (files or folders) known to be gone, whose documents are removed in the same run."""
         report = IngestReport()
         started = time.monotonic()
         skipped: list[Path] = []
@@ -108,6 +111,8 @@ class Ingestor:
                 progress(report, len(files), len(files))
             if sync:
                 self._sync(paths, report)
+            if removed:
+                self._sync(removed, report)
             report.generation = self.store.commit()
         except BaseException:
             self.store.rollback()

@@ -149,11 +149,16 @@ class AnswerService:
             return sid, sent, False
         tokens = flt.principals if flt is not None else None
 
-        def can_read(doc_ids: set[str]) -> bool:
-            assert tokens is not None
-            return self.retriever.store.readable(doc_ids, tokens) == doc_ids
+        store = self.retriever.store
 
-        return sid, self.conversations.memory(sid, owner, None if tokens is None else can_read), True
+        def can_read(doc_ids: set[str]) -> bool:
+            """The caller may read them all now (a deleted document: nobody may; an unrestricted caller reads
+            every document there is)."""
+            if tokens is None:
+                return all(store.document(d) is not None for d in doc_ids)
+            return store.readable(doc_ids, tokens) == doc_ids
+
+        return sid, self.conversations.memory(sid, owner, can_read), True
 
     def rewrite(self, question: str, memory: Memory) -> str:
         if not memory.turns:

@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import os
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -33,6 +34,7 @@ from service.config import Settings
 from service.conversations import ConversationStore
 from service.errors import ChatRequestError, IngestUnavailable, LLMUnavailableError, NotEnabled, NotFoundError
 from service.gate import CpuGate, Overloaded
+from service.hooks import HookRefused, Perception, SyncJobs
 from service.llm import ChatModel, OpenAIChatModel, Usage
 from service.metrics import Metrics
 from service.middleware import RequestMiddleware
@@ -46,15 +48,17 @@ from service.retrieval import (
     RetrievalConfig,
     Retriever,
 )
-from service.routes import ask, chat, documents, health, search, web
+from service.routes import ask, chat, documents, health, hooks, search, web
 from service.state import IngestFile, Services
 
 log = logging.getLogger("quelle.service")
 
 
 def create_app(settings: Settings, *, embedder: Embedder | None = None, ingest_file: IngestFile | None = None,
-               llm: ChatModel | None = None, llm_http_client: Any = None) -> FastAPI:
-    """`embedder`, `llm` and `llm_http_client` let tests and the CLI hand over parts they already built."""
+               llm: ChatModel | None = None, llm_http_client: Any = None,
+               perception: Perception | None = None) -> FastAPI:
+    """`embedder`, `llm` and `llm_http_client` let tests and the CLI hand over parts they already built;
+    `perception` (the CLI's ingestion of changes) enables webhooks and `settings.watch`."""
     metrics = Metrics()
 
     @asynccontextmanager
@@ -62,6 +66,16 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None, ingest_f
         svc = build_services(settings, metrics, embedder=embedder, ingest_file=ingest_file, llm=llm,
                              llm_http_client=llm_http_client)
         app.state.services = svc
+        stop = threading.Event()
+        watching = None
+        if perception is not None and settings.webhook_secret is not None:
+            svc.jobs = SyncJobs(perception, metrics, tolerance=settings.webhook_tolerance)
+        if perception is not None and settings.watch:
+            svc.watcher = perception.watcher(settings.watch, metrics)
+            watching = threading.Thread(target=svc.watcher.run, args=(stop,), name="quelle-watch", daemon=True)
+            watching.start()
+        elif settings.watch:
+            raise ConfigError("QUELLE_WATCH needs the ingestion pipeline: start the service with `quelle serve`")
         svc.ready = True
         if svc.store.documents(0, 1)[1] == 0:
             log.warning("the index in %s holds no documents: every answer will be 'not found' until some are "
@@ -73,6 +87,11 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None, ingest_f
             yield
         finally:
             svc.ready = False
+            stop.set()
+            if watching is not None:
+                watching.join(timeout=30)
+            if svc.jobs is not None:
+                svc.jobs.close()
             svc.answers.conversations.close()
             svc.store.close()
             svc.previews.close()
@@ -86,7 +105,7 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None, ingest_f
     # /docs and /redoc from assets shipped in the package (fastapi-offline), not from a CDN: they work offline
     app = FastAPIOffline(title="Quelle", version="0.1.0", lifespan=lifespan, redirect_slashes=False,
                          description="Answers questions from your own documents, with cited sources.")
-    for module in (search, ask, chat, documents, health, web):
+    for module in (search, ask, chat, documents, health, web, hooks):
         app.include_router(module.router)
     _install_error_handlers(app)
     app.add_middleware(RequestMiddleware, metrics=metrics, max_body=settings.max_body_bytes,
@@ -254,6 +273,12 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Overloaded, simple(503, "overloaded",
                                                  lambda exc: {"Retry-After": str(exc.retry_after)}))
     app.add_exception_handler(NotFoundError, simple(404, "not found"))
+
+    @app.exception_handler(HookRefused)
+    async def hook_refused(_: Request, exc: HookRefused) -> JSONResponse:
+        titles = {400: "invalid request", 401: "unauthorized", 403: "forbidden", 404: "not enabled"}
+        return JSONResponse(status_code=exc.status, content={"error": titles.get(exc.status, "refused"),
+                                                             "detail": str(exc)})
     app.add_exception_handler(ChatRequestError, simple(400, "invalid request"))
     app.add_exception_handler(IngestUnavailable, simple(501, "not enabled"))
     app.add_exception_handler(NotEnabled, simple(403, "not enabled"))

@@ -32,6 +32,14 @@ class AclRule(BaseModel):
         return list(check_acl(v))
 
 
+class GitCheckout(BaseModel):
+    """A local checkout that a push event for `repository` (owner/name, as the hosting service names it) updates
+    (`git fetch` from its configured remote) and whose changed files are ingested."""
+
+    repository: str = Field(min_length=1)
+    path: Path
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="QUELLE_", env_file=".env", extra="ignore")
 
@@ -77,6 +85,27 @@ class Settings(BaseSettings):
     parse_timeout: float = Field(120.0, gt=0, description="seconds one file may take to parse")
     parse_memory_mb: int = Field(2048, ge=256, description="address space of a parser process, in MB")
     max_file_mb: int = Field(1024, ge=1, description="larger files are reported and skipped")
+    watch: list[Path] = Field([], description="folders `quelle serve` follows (as `quelle serve --watch`): new and "
+                              "changed files ingested, deleted ones removed; JSON list")
+    watch_settle: float = Field(1.0, ge=0, le=600, description="seconds a changed file must stay unchanged before "
+                                "it is ingested (a file being written is never read half-way)")
+    watch_polling: bool | None = Field(None, description="poll the folders instead of inotify (network file "
+                                       "systems); default: inotify where the platform has it")
+    watch_roots: list[Path] = Field([], description="folders whose paths webhooks may name (POST /v1/hooks/"
+                                    "ingest); default: the watched folders; JSON list")
+    webhook_secret: SecretStr | None = Field(None, description="HMAC-SHA256 key of webhooks (X-Quelle-Signature, "
+                                             "and GitHub's X-Hub-Signature-256); unset: /v1/hooks is off")
+    webhook_tolerance: float = Field(300.0, ge=1, le=3600, description="seconds a webhook's timestamp may be off; "
+                                     "an older or replayed request is refused")
+    git_checkouts: list[GitCheckout] = Field([], description='[{"repository": "acme/handbook", "path": '
+                                             '"/srv/handbook"}]: checkouts a push event (POST /v1/hooks/github) '
+                                             "updates and re-ingests")
+    slack_signing_secret: SecretStr | None = Field(None, description="the Slack app's signing secret: with it, "
+                                                   "POST /v1/chat/slack/events answers mentions and direct messages")
+    slack_bot_token: SecretStr | None = Field(None, description="the bot token replies are posted with")
+    slack_api_url: str = Field("https://slack.com/api", description="the chat's Web API (chat.postMessage)")
+    slack_users: dict[str, list[str]] = Field({}, description='chat user id -> access entries, e.g. {"U024BE7LH": '
+                                              '["user:alice", "group:hr"]}; anyone else reads public documents only')
     ray_cpus: int | None = Field(None, ge=2, description="`quelle ingest --ray` without an address: the CPUs of "
                                  "the local Ray cluster (default: this machine's)")
     ray_actors: int | None = Field(None, ge=1, description="`quelle ingest --ray`: embedding actors (default: "

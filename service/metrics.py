@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
@@ -27,6 +29,36 @@ class Metrics:
         self.documents = Gauge("quelle_index_documents", "documents in the index", registry=r)
         self.chunks = Gauge("quelle_index_chunks", "chunks in the index", registry=r)
         self.generation = Gauge("quelle_index_generation", "committed index generation", registry=r)
+        # perception (ingest/watch.py, webhooks, chat): events in, changes applied, the lag to searchable
+        self.sync_events = Counter("quelle_sync_events_total", "changes received (file events, webhook paths)",
+                                   ["source"], registry=r)
+        self.sync_applied = Counter("quelle_sync_changes_applied_total", "changes now searchable (or removed)",
+                                    ["source"], registry=r)
+        self.sync_failures = Counter("quelle_sync_failures_total", "files that failed and runs that failed",
+                                     ["source"], registry=r)
+        self.sync_pending = Gauge("quelle_sync_pending", "changes waiting to settle or to be applied", ["source"],
+                                  registry=r)
+        self.sync_lag = Histogram("quelle_sync_lag_seconds", "from a file's change to its commit (searchable)",
+                                  ["source"], registry=r,
+                                  buckets=(0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300, 600, 1800))
+        self.chat_events = Counter("quelle_chat_events_total", "chat events received", ["kind"], registry=r)
+        self.chat_failures = Counter("quelle_chat_failures_total", "chat replies that could not be posted",
+                                     registry=r)
+
+    # SyncObserver (ingest/watch.py)
+    def received(self, source: str, n: int) -> None:
+        self.sync_events.labels(source).inc(n)
+
+    def applied(self, source: str, lags: Sequence[float]) -> None:
+        self.sync_applied.labels(source).inc(len(lags))
+        for lag in lags:
+            self.sync_lag.labels(source).observe(lag)
+
+    def failed(self, source: str, n: int) -> None:
+        self.sync_failures.labels(source).inc(n)
+
+    def pending(self, source: str, n: int) -> None:
+        self.sync_pending.labels(source).set(n)
 
     def observe_retrieval(self, seconds: float, stages: dict[str, float]) -> None:
         self.retrieval.observe(seconds)

@@ -44,6 +44,8 @@ class Services:
     gate: Any = None  # service.gate.CpuGate bounding concurrent CPU work (see AnswerService.gate)
     answerers: dict[str, Answerer] = field(default_factory=dict)  # by the `mode` a request names
     previews: Previews = field(default_factory=Previews)
+    jobs: Any = None  # service.hooks.SyncJobs when webhooks are on
+    watcher: Any = None  # ingest/watch.py's Watcher when the service follows folders (--watch)
     ready: bool = False
     _writes: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
