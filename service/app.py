@@ -48,7 +48,7 @@ from service.retrieval import (
     RetrievalConfig,
     Retriever,
 )
-from service.routes import ask, chat, documents, health, hooks, search, web
+from service.routes import ask, chat, documents, health, hooks, search, slack, web
 from service.state import IngestFile, Services
 
 log = logging.getLogger("quelle.service")
@@ -68,6 +68,13 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None, ingest_f
         app.state.services = svc
         stop = threading.Event()
         watching = None
+        if settings.slack_signing_secret is not None:
+            from service.slack import SlackListener
+
+            svc.slack = SlackListener(
+                svc, signing_secret=settings.slack_signing_secret.get_secret_value(),
+                bot_token=settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None,
+                api_url=settings.slack_api_url, users=settings.slack_users)
         if perception is not None and settings.webhook_secret is not None:
             svc.jobs = SyncJobs(perception, metrics, tolerance=settings.webhook_tolerance)
         if perception is not None and settings.watch:
@@ -92,6 +99,8 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None, ingest_f
                 watching.join(timeout=30)
             if svc.jobs is not None:
                 svc.jobs.close()
+            if svc.slack is not None:
+                svc.slack.close()
             svc.answers.conversations.close()
             svc.store.close()
             svc.previews.close()
@@ -105,7 +114,7 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None, ingest_f
     # /docs and /redoc from assets shipped in the package (fastapi-offline), not from a CDN: they work offline
     app = FastAPIOffline(title="Quelle", version="0.1.0", lifespan=lifespan, redirect_slashes=False,
                          description="Answers questions from your own documents, with cited sources.")
-    for module in (search, ask, chat, documents, health, web, hooks):
+    for module in (search, ask, chat, documents, health, web, hooks, slack):
         app.include_router(module.router)
     _install_error_handlers(app)
     app.add_middleware(RequestMiddleware, metrics=metrics, max_body=settings.max_body_bytes,

@@ -184,9 +184,13 @@ class SyncJobs:
             try:
                 changed, deleted = [Path(p) for p in job.changed], [Path(p) for p in job.deleted]
                 if job.checkout:
-                    pulled, gone, old, new = self.perception.pull(Path(job.checkout))
-                    changed, deleted, job.commits = changed + pulled, deleted + gone, [old, new]
-                    job.changed, job.deleted = [str(p) for p in changed], [str(p) for p in deleted]
+                    checkout = Path(job.checkout)
+                    pulled, gone, old, new = self.perception.pull(checkout)
+                    job.commits = [old, new]
+                    job.changed, job.deleted = [str(p) for p in pulled], [str(p) for p in gone]
+                    # the whole checkout, synced: what the push changed (unchanged files are skipped by their
+                    # size and time), and whatever an earlier run missed (a checkout never ingested before)
+                    changed, deleted = [checkout], [checkout]
                 report = self.perception.apply(changed, deleted)
             except Exception as exc:  # reported on the job and in the metrics; the worker goes on
                 log.warning("webhook job %s failed: %s", job.id, exc)
@@ -198,7 +202,7 @@ class SyncJobs:
                     "added", "updated", "unchanged", "removed", "failed", "chunks_written", "generation")}
                 job.report["failures"] = [f.__dict__ for f in report.failures[:20]]
                 done = time.time()
-                self.observer.applied(job.source, [done - job.received] * (len(changed) + len(deleted)))
+                self.observer.applied(job.source, [done - job.received] * max(1, len(job.changed) + len(job.deleted)))
                 if report.failed:
                     self.observer.failed(job.source, report.failed)
             job.finished = time.time()

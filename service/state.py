@@ -46,6 +46,7 @@ class Services:
     previews: Previews = field(default_factory=Previews)
     jobs: Any = None  # service.hooks.SyncJobs when webhooks are on
     watcher: Any = None  # ingest/watch.py's Watcher when the service follows folders (--watch)
+    slack: Any = None  # service.slack.SlackListener when the chat listener is on
     ready: bool = False
     _writes: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
