@@ -125,6 +125,17 @@ def _index_documents(where: StoreConfig) -> int:
     return backend(where).recorded_documents(where) or 0
 
 
+def _acl(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, ...] | None:
+    """--acl, checked (a usage error naming the bad entry)."""
+    if args.acl is None:
+        return None
+    try:
+        return parse_acl(args.acl)
+    except ValueError as exc:
+        parser.error(f"--acl {args.acl!r}: {exc}")
+        raise  # parser.error exits
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -167,26 +178,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             missing = [str(p) for p in args.paths if not p.exists()]
             if missing:
                 parser.error(f"no such file or folder: {', '.join(missing)}")
-            acl = None
-            if args.acl is not None:
-                try:
-                    acl = parse_acl(args.acl)
-                except ValueError as exc:
-                    parser.error(f"--acl {args.acl!r}: {exc}")
             return commands.ingest(settings, args.paths, sync=args.sync, as_json=args.json, quiet=args.quiet,
-                                   commit_interval=args.commit_interval, acl=acl, ray=args.ray)
+                                   commit_interval=args.commit_interval, acl=_acl(parser, args), ray=args.ray)
         if args.command == "watch":
             not_folders = [str(p) for p in args.paths if not p.is_dir()]
             if not_folders:
                 parser.error(f"not a folder: {', '.join(not_folders)}")
-            acl = None
-            if args.acl is not None:
-                try:
-                    acl = parse_acl(args.acl)
-                except ValueError as exc:
-                    parser.error(f"--acl {args.acl!r}: {exc}")
-            return commands.watch(settings, args.paths, acl=acl, polling=args.polling or settings.watch_polling,
-                                  metrics_port=args.metrics_port)
+            return commands.watch(settings, args.paths, acl=_acl(parser, args),
+                                  polling=args.polling or settings.watch_polling, metrics_port=args.metrics_port)
         if args.command == "stats":
             stats = commands.stats(settings)
             print(json.dumps(asdict(stats)) if args.json else "\n".join(f"{k}: {v}" for k, v in asdict(stats).items()))

@@ -224,11 +224,7 @@ class RayIngestor(Ingestor):
                 self._publish(batch, prepared, report)
                 if progress:
                     progress(report, report.finished, len(files))
-            if sync:
-                self._sync(paths, report)
-            if removed:
-                self._sync(removed, report)
-            report.generation = self.store.commit()
+            self._end(report, paths if sync else (), removed)
         except BaseException:
             self.store.rollback()
             raise

@@ -109,16 +109,19 @@ class Ingestor:
             self._flush(report)
             if progress:
                 progress(report, len(files), len(files))
-            if sync:
-                self._sync(paths, report)
-            if removed:
-                self._sync(removed, report)
-            report.generation = self.store.commit()
+            self._end(report, paths if sync else (), removed)
         except BaseException:
             self.store.rollback()
             raise
         report.seconds = time.monotonic() - started
         return report
+
+    def _end(self, report: IngestReport, synced: Sequence[Path], removed: Sequence[Path]) -> None:
+        """Remove the documents whose files are gone under `synced` and `removed`, then commit."""
+        for roots in (synced, removed):
+            if roots:
+                self._sync(roots, report)
+        report.generation = self.store.commit()
 
     def _prepare(self, path: Path, report: IngestReport) -> _Prepared | None:
         """Stat, skip the unchanged, read: what parsing needs (None: nothing to parse)."""

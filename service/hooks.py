@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import queue
 import threading
@@ -78,6 +79,17 @@ class Replays:
                 return False
             self._seen[value] = now
             return True
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """A request body that must be a JSON object; HookRefused (400) saying what it is instead."""
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise HookRefused(400, f"the body is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise HookRefused(400, "the body must be a JSON object")
+    return data
 
 
 def check_signature(secret: str, body: bytes, header: str | None, name: str) -> None:

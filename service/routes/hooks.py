@@ -3,7 +3,6 @@ their work (and the folder watcher's) can be seen. service/hooks.py has the rule
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,7 +12,7 @@ from fastapi.responses import JSONResponse
 
 from service.auth import Principal
 from service.errors import NotFoundError
-from service.hooks import HookRefused, check_signature, check_timestamp, under_roots
+from service.hooks import HookRefused, check_signature, check_timestamp, json_object, under_roots
 from service.routes.common import NOT_FOUND, admin
 from service.state import Services, services
 
@@ -33,16 +32,6 @@ def _enabled(svc: Services) -> str:
     return svc.settings.webhook_secret.get_secret_value()
 
 
-def _json(body: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise HookRefused(400, f"the body is not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise HookRefused(400, "the body must be a JSON object")
-    return data
-
-
 def _accepted(job: Any, **extra: Any) -> JSONResponse:
     return JSONResponse(status_code=202, content={"job": job.id, "status": job.status,
                                                   "status_url": f"/v1/hooks/jobs/{job.id}", **extra})
@@ -58,7 +47,7 @@ async def ingest_hook(request: Request, svc: Services = Depends(services),
     secret = _enabled(svc)
     body = await request.body()
     check_signature(secret, body, x_quelle_signature, "X-Quelle-Signature")
-    data = _json(body)
+    data = json_object(body)
     tolerance = svc.settings.webhook_tolerance
     check_timestamp(data.get("timestamp"), tolerance)
     assert svc.jobs is not None
@@ -90,7 +79,7 @@ async def github_hook(request: Request, svc: Services = Depends(services),
     secret = _enabled(svc)
     body = await request.body()
     check_signature(secret, body, x_hub_signature_256, "X-Hub-Signature-256")
-    data = _json(body)
+    data = json_object(body)
     if x_github_event == "ping":
         return JSONResponse({"ok": True, "zen": "pong"})
     if x_github_event != "push":

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
 
-from service.hooks import HookRefused
+from service.hooks import HookRefused, json_object
 from service.slack import verify
 from service.state import Services, services
 
@@ -27,10 +26,4 @@ async def slack_events(request: Request, svc: Services = Depends(services),
         raise HookRefused(404, "the chat listener is off: set QUELLE_SLACK_SIGNING_SECRET and QUELLE_SLACK_BOT_TOKEN")
     body = await request.body()
     verify(listener.signing_secret, body, x_slack_request_timestamp, x_slack_signature)
-    try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise HookRefused(400, f"the body is not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise HookRefused(400, "the body must be a JSON object")
-    return listener.receive(data, str(request.base_url))
+    return listener.receive(json_object(body), str(request.base_url))
