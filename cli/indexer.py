@@ -33,12 +33,14 @@ class FileIngestor:
         self.commit_interval = commit_interval
         self.settle = settle
         self.polling = polling
-        self._lock = threading.Lock()  # one write at a time in this process; other writers: IndexLockedError
+        # one write at a time in this process (uploads, the watcher, webhook jobs, and the service's own writes,
+        # which take it too: Services.writing); other processes' writers: IndexLockedError
+        self.lock = threading.RLock()
 
     def __call__(self, path: Path, acl: tuple[str, ...] | None = None) -> dict[str, Any]:
         """Ingest one file; `acl` (checked) overrides the settings' rules for it."""
         policy = self.acl if acl is None else AclPolicy(self.acl.default, self.acl.rules, acl)
-        with self._lock, open_store(self.where, model_id=self.embedder.model_id, dim=self.embedder.dim,
+        with self.lock, open_store(self.where, model_id=self.embedder.model_id, dim=self.embedder.dim,
                                     writable=True) as store:
             report = Ingestor(store, self.embedder, self.chunker, commit_interval=float("inf"),
                               acl=policy, parser=self.parser).run([path])
@@ -53,7 +55,7 @@ class FileIngestor:
         """Ingest what changed under `changed` (files or folders: the unchanged are skipped) and remove the
         documents of the `deleted` paths (files or folders), in one run: a commit every `commit_interval`
         seconds and one at the end. Raises IndexLockedError while another process writes the index."""
-        with self._lock, open_store(self.where, model_id=self.embedder.model_id, dim=self.embedder.dim,
+        with self.lock, open_store(self.where, model_id=self.embedder.model_id, dim=self.embedder.dim,
                                     writable=True) as store:
             return Ingestor(store, self.embedder, self.chunker, commit_interval=self.commit_interval, acl=self.acl,
                             parser=self.parser).run(list(changed), removed=list(deleted))

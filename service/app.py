@@ -181,8 +181,12 @@ def build_services(settings: Settings, metrics: Metrics, *, embedder: Embedder |
             max_steps=settings.agent_max_steps, step_tokens=settings.agent_step_tokens, timeout=settings.agent_timeout,
             context_window=settings.llm_context_window, plan_first=settings.agent_plan))
     previews = Previews(timeout=settings.preview_timeout, cache_bytes=settings.preview_cache_bytes)
-    return Services(settings, embedder, store, retriever, answers, metrics, ingest_file, keys, limiter, oidc,
-                    gate, answerers, previews)
+    svc = Services(settings, embedder, store, retriever, answers, metrics, ingest_file, keys, limiter, oidc,
+                   gate, answerers, previews)
+    lock = getattr(ingest_file, "lock", None)
+    if lock is not None:  # API writes wait for the watcher's and webhooks' runs (queue timeout), not a 409
+        svc._writes = lock
+    return svc
 
 
 def retrieval_config(settings: Settings, model_id: str) -> RetrievalConfig:

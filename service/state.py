@@ -48,7 +48,7 @@ class Services:
     watcher: Any = None  # ingest/watch.py's Watcher when the service follows folders (--watch)
     slack: Any = None  # service.slack.SlackListener when the chat listener is on
     ready: bool = False
-    _writes: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _writes: Any = field(default_factory=threading.Lock, repr=False)  # the ingestion's own lock when there is one
 
     def answerer(self, mode: str, tools: Sequence[str] | None = None) -> Answerer:
         """The answerer of a request's `mode` ("single" unless it says otherwise), with only the `tools` it
