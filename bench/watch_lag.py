@@ -73,7 +73,7 @@ def watch_until(data_dir: Path, written: dict[str, float], present: bool, timeou
 
 
 def summary(lags: list[float]) -> str:
-    q = statistics.quantiles(lags, n=20) if len(lags) > 1 else lags * 19
+    q = statistics.quantiles(lags, n=20, method="inclusive") if len(lags) > 1 else lags * 19
     return f"p50 {statistics.median(lags):6.2f} s   p95 {q[18]:6.2f} s   max {max(lags):6.2f} s"
 
 
