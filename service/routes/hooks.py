@@ -13,16 +13,18 @@ from fastapi.responses import JSONResponse
 from service.auth import Principal
 from service.errors import NotFoundError
 from service.hooks import HookRefused, check_signature, check_timestamp, json_object, under_roots
-from service.routes.common import NOT_FOUND, admin
+from service.routes.common import ERRORS, FORBIDDEN, admin
+from service.schemas import ErrorOut
 from service.state import Services, services
 
 router = APIRouter(prefix="/v1/hooks", tags=["webhooks"])
 
 REFUSED: dict[int | str, dict[str, Any]] = {
-    400: {"description": "a malformed body"},
-    401: {"description": "a missing or wrong signature, a timestamp out of the allowed window, or a replay"},
-    403: {"description": "a path outside the folders open to webhooks, or an unknown repository"},
-    404: {"description": "webhooks are off (no QUELLE_WEBHOOK_SECRET)"}}
+    400: {"model": ErrorOut, "description": "a malformed body"},
+    401: {"model": ErrorOut, "description": "a missing or wrong signature, a timestamp out of the allowed window, "
+                                            "or a replay"},
+    403: {"model": ErrorOut, "description": "a path outside the folders open to webhooks, or an unknown repository"},
+    404: {"model": ErrorOut, "description": "webhooks are off (no QUELLE_WEBHOOK_SECRET)"}}
 MAX_PATHS = 100_000
 
 
@@ -97,7 +99,7 @@ async def github_hook(request: Request, svc: Services = Depends(services),
     return _accepted(svc.jobs.submit("git", [], [], checkout=Path(checkout)), repository=name)
 
 
-@router.get("/status", responses={403: {"description": "not an administrator"}})
+@router.get("/status", responses={**ERRORS, **FORBIDDEN})
 def hooks_status(svc: Services = Depends(services), _: Principal = Depends(admin)) -> dict[str, Any]:
     """Administrators: the folder watcher (what it watches, pending changes, its last run) and the last webhook
     jobs, newest first."""
@@ -106,7 +108,8 @@ def hooks_status(svc: Services = Depends(services), _: Principal = Depends(admin
     return {"watch": watcher, "queued": svc.jobs.queued() if svc.jobs else 0, "jobs": [j.out() for j in jobs]}
 
 
-@router.get("/jobs/{job_id}", responses={**NOT_FOUND, 403: {"description": "not an administrator"}})
+@router.get("/jobs/{job_id}", responses={**ERRORS, **FORBIDDEN, 404: {"model": ErrorOut,
+                                                                     "description": "no such job (or too old)"}})
 def hook_job(job_id: Annotated[str, PathParam(max_length=64)], svc: Services = Depends(services),
              _: Principal = Depends(admin)) -> dict[str, Any]:
     """Administrators: one webhook job: queued, running, done (with its ingestion report) or failed (why)."""

@@ -72,10 +72,25 @@ def test_openapi_declares_bearer_auth_and_401():
     assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     for path, ops in schema["paths"].items():
         for op in ops.values():
-            if path.startswith("/v1"):
+            if path in SIGNED:  # called by other systems: their signature instead of a key
+                headers = {p["name"] for p in op.get("parameters", []) if p["in"] == "header"}
+                assert "401" in op["responses"] and SIGNED[path] in headers and "security" not in op, path
+            elif path.startswith("/v1"):
                 assert "401" in op["responses"] and op["security"] == [{"HTTPBearer": []}], path
             else:
                 assert "security" not in op, path
+    assert set(SIGNED) <= set(schema["paths"])
+
+
+SIGNED = {"/v1/hooks/ingest": "x-quelle-signature", "/v1/hooks/github": "x-hub-signature-256",
+          "/v1/chat/slack/events": "x-slack-signature"}
+
+
+def test_signed_routes_are_off_without_their_secret(make_client):
+    client = make_client(auth="keys")
+    for path in SIGNED:
+        got = client.post(path, content=b"{}", headers={"Content-Type": "application/json"})
+        assert got.status_code == 404 and "QUELLE_" in got.json()["detail"], path
 
 
 def test_keys_command(tmp_path):
