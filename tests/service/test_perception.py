@@ -23,7 +23,7 @@ import pytest
 from tests.chat_server import FakeChat
 from tests.conftest import ROOT
 from tests.llm_server import ScriptedLLM
-from tests.service.test_e2e import free_port, serve
+from tests.service.test_e2e import free_port, running
 
 pytestmark = pytest.mark.integration
 
@@ -133,9 +133,12 @@ def world(tmp_path_factory) -> Any:
         "QUELLE_SLACK_API_URL": chat.api_url, "QUELLE_SLACK_USERS": json.dumps({HR_USER: ["user:hanna", "group:hr"]}),
         "QUELLE_LLM_BASE_URL": llm.base_url, "QUELLE_LLM_MODEL": "scripted", "QUELLE_LLM_API_KEY": "k",
         "QUELLE_AGENT": "false", "QUELLE_RATE_LIMIT": "0"}
+    settings.pop("QUELLE_WATCH")  # the folder is given as `quelle serve --watch`
     port = free_port()
+    cmd = [sys.executable, "-m", "cli.main", "serve", "--data-dir", str(data), "--port", str(port), "--watch",
+           str(watched)]
     try:
-        with serve(data, port, root, **settings):
+        with running(cmd, f"http://127.0.0.1:{port}/readyz", {**env, **settings}, root / "serve.log"):
             w = World(f"http://127.0.0.1:{port}", root, watched, hooked, batch, author, data, llm, chat, admin, bob,
                       {**env, **settings})
             until(lambda: {"leave.md", "parking.md", "salaries.md"} <= set(w.search("leave parking salary")))
@@ -180,6 +183,8 @@ def test_signed_webhooks_add_and_remove_and_refuse_what_they_must(world):
     job = w.job(w.hook({"timestamp": time.time(), "deleted": [str(visitors)]}))
     assert job["status"] == "done" and job["report"]["removed"] == 1, job
     assert "visitors.md" not in w.search("where do visitors sign in")
+    answer = w.ask("Where do visitors sign in?")
+    assert all(not c["source"].endswith("visitors.md") for c in answer["citations"])
 
     good = json.dumps({"timestamp": time.time(), "changed": [str(w.hooked)]}).encode()
     assert w.hook(good).status_code == 202
@@ -254,6 +259,8 @@ def test_ingest_sync_removes_a_deleted_file_from_the_running_service(world):
     (w.batch / "canteen.md").unlink()
     ingest("--sync")
     assert "canteen.md" not in w.search("when does the canteen serve lunch")
+    answer = w.ask("When does the canteen serve lunch?")
+    assert all(not c["source"].endswith("canteen.md") for c in answer["citations"])
 
 
 def slack_event(w: World, event: dict[str, Any], event_id: str, *, secret: str = SLACK_SECRET) -> httpx.Response:
