@@ -186,9 +186,10 @@ class OnnxThenTorch:
         self._torch: Any = None
         self.loaded = threading.Event()
         self._exiting = False
-        threading.Thread(target=self._load, args=(load_torch,), name="torch-loader", daemon=True).start()
         # a process that exits while the loader is inside PyTorch's import is aborted ("terminate called
-        # without an active exception"): let the loader finish first
+        # without an active exception") or prints tracebacks from PyTorch's finalizers: the loader is not a
+        # daemon, so the interpreter waits for it before it starts to shut down (and atexit marks the exit)
+        threading.Thread(target=self._load, args=(load_torch,), name="torch-loader", daemon=False).start()
         atexit.register(self._at_exit)
 
     def _at_exit(self) -> None:
