@@ -144,6 +144,7 @@ def test_ray_ingestion_equals_single_process_and_follows_changes(tmp_path):
     assert_same(snapshot(distributed), snapshot(single))
 
 
+@pytest.mark.slow  # ~40 s each: in .ci/run's slow stage, to keep the default run near 15 minutes
 def test_a_killed_worker_is_retried(corpus, tmp_path):
     """The embedding actor is killed mid-run: Ray starts another, and the index is whole and the same."""
     want = snapshot_of_single(corpus, tmp_path)
@@ -165,6 +166,7 @@ def test_a_killed_worker_is_retried(corpus, tmp_path):
     assert_same(snapshot(data_dir), want)
 
 
+@pytest.mark.slow
 def test_a_killed_driver_loses_nothing_and_a_rerun_completes(corpus, tmp_path):
     """SIGKILL to `quelle ingest --ray` once it has published a batch: the index holds whole documents only;
     the next run ends the processes the first one left (by their ids), adds the rest, duplicates nothing."""
