@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import re
 import time
+import urllib.error
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-
-import httpx
 
 from index.records import PUBLIC
 from index.store import SearchFilter
@@ -80,7 +81,6 @@ class SlackListener:
         self.api_url = api_url.rstrip("/")
         self.users = users
         self.seen = Replays(3600)
-        self.http = httpx.Client(timeout=10)
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="quelle-slack")
 
     def receive(self, data: dict[str, Any], base_url: str) -> dict[str, Any]:
@@ -129,14 +129,19 @@ class SlackListener:
             log.warning("could not answer the chat message in %s: %s", channel, exc)
 
     def _post(self, channel: str, thread: str, text: str) -> None:
-        headers = {"Authorization": f"Bearer {self.bot_token}"} if self.bot_token else {}
-        r = self.http.post(f"{self.api_url}/chat.postMessage", headers=headers,
-                           json={"channel": channel, "thread_ts": thread, "text": text, "unfurl_links": False,
-                                 "unfurl_media": False})
-        body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
-        if r.status_code != 200 or not body.get("ok"):
-            raise RuntimeError(f"chat.postMessage answered {r.status_code} {body.get('error', r.text[:200])}")
+        data = json.dumps({"channel": channel, "thread_ts": thread, "text": text, "unfurl_links": False,
+                           "unfurl_media": False}).encode()
+        headers = {"Content-Type": "application/json; charset=utf-8"}
+        if self.bot_token:
+            headers["Authorization"] = f"Bearer {self.bot_token}"
+        request = urllib.request.Request(f"{self.api_url}/chat.postMessage", data=data, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as r:  # noqa: S310 (the configured Web API)
+                body = json.loads(r.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            raise RuntimeError(f"chat.postMessage answered {exc.code}") from None
+        if not body.get("ok"):
+            raise RuntimeError(f"chat.postMessage answered {body.get('error', body)}")
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
-        self.http.close()
