@@ -52,7 +52,8 @@ def ingest(settings: Settings, paths: list[Path], *, sync: bool, as_json: bool, 
             ingestor = Ingestor(store, embedder, Chunker(embedder.tokenizer, chunking(settings)), parser=pool,
                                 **options)
         else:
-            from ingest.distributed import RayIngestor, plan, ray_cluster
+            from ingest.distributed import RayIngestor, plan
+            from ingest.ray_cluster import ray_cluster
 
             settings.data_dir.mkdir(parents=True, exist_ok=True)
             resources = stack.enter_context(ray_cluster(

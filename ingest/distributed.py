@@ -9,8 +9,9 @@ The driver (this process) discovers the files, skips the unchanged ones and give
 
 so readers never see part of a document or part of a batch. A killed worker is retried by Ray (its file is
 parsed or embedded again); a killed driver leaves the generations it published, and the next run skips what
-they hold, so nothing is duplicated. Workers read the files by path: on a cluster of several machines the
-files must be at the same path on each (a shared or synchronised folder).
+they hold, so nothing is duplicated. The driver reads a file only to tell an edit from a touch; the workers
+read the files by path: on a cluster of several machines the files must be at the same path on each (a shared
+or synchronised folder). Connecting to or starting the cluster: ingest/ray_cluster.py.
 
 CPU budget: Ray schedules by declared CPUs, and an actor pool that takes every CPU starves the parse tasks
 feeding it (the pipeline waits forever). `plan()` reserves a quarter of the CPUs (at least one) for parsing
@@ -20,13 +21,9 @@ and gives the rest to the embedding actors.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import hashlib
-import json
 import logging
-import os
 import pickle
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -36,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from index.errors import ConfigError, ParseError
-from index.records import ChunkRecord
+from index.records import ChunkRecord, document_id
 from ingest.chunking import Chunker, ChunkingConfig
 from ingest.discover import discover
 from ingest.document import DocumentMeta, ParsedDocument
@@ -210,11 +207,11 @@ class RayIngestor(Ingestor):
             prepared: dict[str, _Prepared] = {}
             tasks = []
             for path in files:
-                p = self._prepare(path, report)
+                p = self._prepare(path, report, read=False)  # the worker reads (and hashes) the file itself
                 if p is None:
                     continue
-                p.data = b""  # the worker reads the file itself
-                doc_id = self._record(p, DocumentMeta("", "")).id
+                p.data = b""
+                doc_id = document_id(p.source)
                 known = frozenset(c.text_hash for c in self.store.chunks_of(doc_id)) if p.is_update else frozenset()
                 prepared[str(path)] = p
                 tasks.append({"task": pickle.dumps(_Task(str(path), p.source, doc_id, known))})
@@ -259,8 +256,7 @@ class RayIngestor(Ingestor):
             if d.error or d.meta is None:
                 report.fail(d.path, d.error or "no result from the worker")
                 continue
-            if d.content_hash != p.content_hash:  # changed between the driver's look and the worker's read
-                p.content_hash = d.content_hash
+            p.content_hash = d.content_hash  # of the bytes the worker parsed
             vectors.update(d.vectors)
             report.chunks_embedded += d.embedded
             report.tokens_embedded += d.tokens
@@ -277,83 +273,3 @@ class RayIngestor(Ingestor):
                                    self.embedder.embed_passages([c.embed_text for c in left]), strict=True))
         self._write(vectors, report)
         self._commit_if_due(report)
-
-
-# --- the cluster ---------------------------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def ray_cluster(address: str | None, *, cpus: int | None = None, leftovers: Path | None = None,
-                object_store_mb: int = 512) -> Iterator[dict[str, float]]:
-    """Connect to the Ray cluster at `address`, or start a local one of `cpus` CPUs (default: this machine's);
-    yields the cluster's resources. Ray is shut down on the way out, whatever happens; a local cluster's
-    processes are recorded in `leftovers` so that a run after a killed one ends those still running (by their
-    process ids)."""
-    try:
-        import ray
-        import ray.data
-    except ImportError:
-        raise ConfigError("Ray ingestion needs Ray: pip install -e '.[ray]'") from None
-    if leftovers is not None:
-        end_leftovers(leftovers)
-    kwargs: dict[str, Any] = {"include_dashboard": False, "configure_logging": False, "log_to_driver": False,
-                              "logging_level": logging.WARNING}
-    logging.getLogger("ray").setLevel(logging.WARNING)
-    for name in ("ray.data", "ray.data._internal.progress"):  # notices about progress bars and execution plans
-        logging.getLogger(name).setLevel(logging.ERROR)
-    try:
-        if address:
-            ray.init(address=address, **kwargs)
-        else:
-            ray.init(num_cpus=cpus or os.cpu_count() or 2, object_store_memory=object_store_mb << 20, **kwargs)
-    except ConnectionError as exc:
-        raise ConfigError(f"cannot connect to the Ray cluster at {address}: {exc}") from None
-    stack = contextlib.ExitStack()
-    try:
-        # the driver prints the cluster's error notices (a worker died...) to stdout: keep it for the report
-        stack.enter_context(contextlib.redirect_stdout(sys.stderr))
-        if leftovers is not None and not address:
-            _record_processes(leftovers)
-        ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = False  # `quelle ingest` shows its own
-        ctx.print_on_execution_start = False
-        for name in ("ray", "ray.data"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-        yield {k: float(v) for k, v in ray.cluster_resources().items()}
-    finally:
-        ray.shutdown()
-        stack.close()
-        if leftovers is not None and not address:
-            end_leftovers(leftovers, quiet=True)  # an agent or two can outlive ray.shutdown()
-
-
-def _record_processes(path: Path) -> None:
-    import psutil
-
-    me = psutil.Process()
-    procs = [{"pid": p.pid, "started": p.create_time()} for p in me.children(recursive=True)]
-    path.write_text(json.dumps(procs))
-
-
-def end_leftovers(path: Path, *, quiet: bool = False) -> int:
-    """End the processes a local cluster recorded in `path` that still run (the same process: same start
-    time), e.g. after its driver was killed; returns how many."""
-    import psutil
-
-    try:
-        procs = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return 0
-    ended = []
-    for rec in procs:
-        try:
-            p = psutil.Process(rec["pid"])
-            if abs(p.create_time() - rec["started"]) < 0.01:
-                p.kill()
-                ended.append(p)
-        except (psutil.Error, KeyError, TypeError):
-            continue
-    psutil.wait_procs(ended, timeout=5)
-    path.unlink(missing_ok=True)
-    if ended and not quiet:
-        log.warning("ended %d processes left by an earlier Ray run", len(ended))
-    return len(ended)

@@ -123,8 +123,10 @@ class Ingestor:
                 self._sync(roots, report)
         report.generation = self.store.commit()
 
-    def _prepare(self, path: Path, report: IngestReport) -> _Prepared | None:
-        """Stat, skip the unchanged, read: what parsing needs (None: nothing to parse)."""
+    def _prepare(self, path: Path, report: IngestReport, *, read: bool = True) -> _Prepared | None:
+        """Stat, skip the unchanged, read: what parsing needs (None: nothing to parse). `read` False: a new
+        file is not read here (whoever parses it reads and hashes it); a changed one still is, to tell a touched
+        file from an edited one."""
         source = source_of(path)
         try:
             st = path.stat()
@@ -139,6 +141,8 @@ class Ingestor:
                 report.fail(str(path), f"the file is {st.st_size / 1e6:.0f} MB, over the limit of "
                                        f"{self.max_file_bytes / 1e6:.0f} MB (QUELLE_MAX_FILE_MB)")
                 return None
+            if old is None and not read:
+                return _Prepared(source, st, "", acl, False, b"")
             data = path.read_bytes()
         except OSError as exc:
             report.fail(str(path), f"cannot read: {exc.strerror or exc}")

@@ -66,23 +66,7 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None, ingest_f
         svc = build_services(settings, metrics, embedder=embedder, ingest_file=ingest_file, llm=llm,
                              llm_http_client=llm_http_client)
         app.state.services = svc
-        stop = threading.Event()
-        watching = None
-        if settings.slack_signing_secret is not None:
-            from service.slack import SlackListener
-
-            svc.slack = SlackListener(
-                svc, signing_secret=settings.slack_signing_secret.get_secret_value(),
-                bot_token=settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None,
-                api_url=settings.slack_api_url, users=settings.slack_users)
-        if perception is not None and settings.webhook_secret is not None:
-            svc.jobs = SyncJobs(perception, metrics, tolerance=settings.webhook_tolerance)
-        if perception is not None and settings.watch:
-            svc.watcher = perception.watcher(settings.watch, metrics)
-            watching = threading.Thread(target=svc.watcher.run, args=(stop,), name="quelle-watch", daemon=True)
-            watching.start()
-        elif settings.watch:
-            raise ConfigError("QUELLE_WATCH needs the ingestion pipeline: start the service with `quelle serve`")
+        stop_listening = _listen(svc, perception)
         svc.ready = True
         if svc.store.documents(0, 1)[1] == 0:
             log.warning("the index in %s holds no documents: every answer will be 'not found' until some are "
@@ -94,13 +78,7 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None, ingest_f
             yield
         finally:
             svc.ready = False
-            stop.set()
-            if watching is not None:
-                watching.join(timeout=30)
-            if svc.jobs is not None:
-                svc.jobs.close()
-            if svc.slack is not None:
-                svc.slack.close()
+            stop_listening()
             svc.answers.conversations.close()
             svc.store.close()
             svc.previews.close()
@@ -120,6 +98,38 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None, ingest_f
     app.add_middleware(RequestMiddleware, metrics=metrics, max_body=settings.max_body_bytes,
                        max_upload=settings.max_upload_bytes)
     return app
+
+
+def _listen(svc: Services, perception: Perception | None) -> Callable[[], None]:
+    """Start what the settings ask the service to listen to: the chat listener, webhooks' worker, the folder
+    watcher (the last two need `perception`, the CLI's ingestion); returns the function that stops them."""
+    settings, stop = svc.settings, threading.Event()
+    watching = None
+    if settings.slack_signing_secret is not None:
+        from service.slack import SlackListener
+
+        svc.slack = SlackListener(
+            svc, signing_secret=settings.slack_signing_secret.get_secret_value(),
+            bot_token=settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None,
+            api_url=settings.slack_api_url, users=settings.slack_users)
+    if perception is not None and settings.webhook_secret is not None:
+        svc.jobs = SyncJobs(perception, svc.metrics, tolerance=settings.webhook_tolerance)
+    if perception is not None and settings.watch:
+        svc.watcher = perception.watcher(settings.watch, svc.metrics)
+        watching = threading.Thread(target=svc.watcher.run, args=(stop,), name="quelle-watch", daemon=True)
+        watching.start()
+    elif settings.watch:
+        raise ConfigError("QUELLE_WATCH needs the ingestion pipeline: start the service with `quelle serve`")
+
+    def stop_listening() -> None:
+        stop.set()
+        if watching is not None:
+            watching.join(timeout=30)
+        for part in (svc.jobs, svc.slack):
+            if part is not None:
+                part.close()
+
+    return stop_listening
 
 
 def build_services(settings: Settings, metrics: Metrics, *, embedder: Embedder | None, ingest_file: IngestFile | None,
