@@ -81,7 +81,7 @@ class Bare:
         import numpy as np
         import torch
 
-        from index.embedded import FaissSqliteStore
+        from index.embedded import FaissSqliteStore, manifest
         from index.embedders.base import BUNDLED_MINILM, resolve_model_path
         from index.embedders.factory import load_embedder
         from index.text import has_cjk
@@ -105,7 +105,7 @@ class Bare:
                     np.asarray(e5.query(q), np.float32).reshape(-1),
                     np.zeros(384, np.float32) if has_cjk(q) else st.encode(q, normalize_embeddings=True)])
         with FaissSqliteStore(data_dir, model_id=None, dim=None, writable=False) as store:
-            name = store._meta(store._db)["faiss_file"]
+            name = manifest.read_meta(store._db)["faiss_file"]
         self.index = faiss.read_index(str(data_dir / "vectors" / name))
         self.run(len(QUESTIONS))  # warm-up
 

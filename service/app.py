@@ -33,6 +33,7 @@ from service.citations import CitationChecker
 from service.config import Settings
 from service.conversations import ConversationStore
 from service.errors import ChatRequestError, IngestUnavailable, LLMUnavailableError, NotEnabled, NotFoundError
+from service.extractive.meaning import Meaning
 from service.gate import CpuGate, Overloaded
 from service.hooks import HookRefused, Perception, SyncJobs
 from service.llm import ChatModel, OpenAIChatModel, Usage
@@ -141,7 +142,9 @@ def build_services(settings: Settings, metrics: Metrics, *, embedder: Embedder |
     if store_backend(where).recorded_model(where) is None:  # a fresh service starts with an empty index
         open_store(where, model_id=embedder.model_id, dim=embedder.dim, writable=True).close()
     store = open_store(where, model_id=embedder.model_id, dim=embedder.dim)
-    retriever = Retriever(store, embedder, retrieval_config(settings, embedder.model_id), settings.reranker(embedder))
+    meaning = Meaning(embedder)  # one answer's unit comparisons, made by the reranker and reused by the answerer
+    retriever = Retriever(store, embedder, retrieval_config(settings, embedder.model_id),
+                          settings.reranker(embedder, meaning))
     if llm is None and settings.use_llm:
         if not settings.llm_model:
             raise ConfigError("QUELLE_ANSWERER=llm needs QUELLE_LLM_MODEL")
@@ -162,7 +165,7 @@ def build_services(settings: Settings, metrics: Metrics, *, embedder: Embedder |
                                       max_sessions=settings.max_sessions_per_caller)
     gate = CpuGate(settings.max_concurrent or os.cpu_count() or 2, max_wait=settings.queue_timeout)
     answers = AnswerService(retriever, conversations, CitationChecker(embedder),
-                            extractive.build(settings.extractive, embedder),
+                            extractive.build(settings.extractive, embedder, meaning),
                             metrics, llm=llm, default_k=settings.top_k, context_window=settings.llm_context_window,
                             answer_tokens=settings.llm_answer_tokens, gate=gate)
     if llm is not None:

@@ -239,7 +239,7 @@ class Settings(BaseSettings):
             return recorded
         return self.embedding_model
 
-    def reranker(self, embedder: Any) -> Reranker | None:
+    def reranker(self, embedder: Any, meaning: Any = None) -> Reranker | None:
         """The configured reranking stage: a cross-encoder when one is named, else the unit reranker unless it is
         off (None)."""
         if self.rerank_model:
@@ -249,7 +249,7 @@ class Settings(BaseSettings):
         if self.rerank == "units":
             from service.extractive.rerank import UnitReranker
 
-            return UnitReranker(embedder)
+            return UnitReranker(embedder, meaning=meaning)
         return None
 
     def load_embedder(self, *, threads: int | None = None, serving: bool = False, one_shot: bool = False) -> Any:

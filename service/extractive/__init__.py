@@ -37,7 +37,7 @@ class Extractor(Protocol):
         ...
 
 
-def build(name: str, embedder: object) -> Extractor:
+def build(name: str, embedder: object, meaning: object = None) -> Extractor:
     """The extractive answerer called `name` ("passage" or "sentence")."""
     if name == "sentence":
         from service.extractive.sentences import SentenceAnswerer
@@ -45,4 +45,4 @@ def build(name: str, embedder: object) -> Extractor:
         return SentenceAnswerer(embedder)  # type: ignore[arg-type]
     from service.extractive.passages import PassageAnswerer
 
-    return PassageAnswerer(embedder)  # type: ignore[arg-type]
+    return PassageAnswerer(embedder, meaning=meaning)  # type: ignore[arg-type]

@@ -28,10 +28,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from index.embedders.base import Embedder
-from index.embedders.cache import similarities
 from index.text import cjk_share
 from service.citations import defuse_markers
 from service.extractive import Extract, Quote
+from service.extractive.meaning import Meaning
 from service.extractive.question import COMMANDISH, NUMBER, PATH, Focus, question_terms, stems
 from service.extractive.units import Unit, units
 from service.retrieval import Candidate, names_found
@@ -65,12 +65,18 @@ class PassageAnswerer:
                  min_chars: int = 160, second_margin: float = 2.0, grow_margin: float = 1.0,
                  code_margin: float = 3.0, min_meaning: float = 0.35, min_coverage: float = 0.3,
                  second_rule: int = 2, weights: Sequence[float] = WEIGHTS, names_in_passage: bool = True,
-                 same_script_coverage: bool = True) -> None:
+                 same_script_coverage: bool = True, meaning: Meaning | None = None,
+                 embed_chars: int | None = 120) -> None:
         # the coverage bar only where the passages are in the question's script: an untranslated English section
         # that answers a Japanese question shares none of its words (meaning still decides)
         self.same_script_coverage = same_script_coverage
         self.embedder = embedder
+        self.meaning = meaning or Meaning(embedder)  # shared with the unit reranker: units it compared are reused
         self.max_embedded = max_embedded
+        # a unit is embedded by its first characters (None: all of it), as the unit reranker embeds it, so that
+        # one answer embeds a unit once (service/extractive/meaning.py); 120 against all: the same fact hit and
+        # abstention on the answer sets, a third less time per cold answer (docs/performance.md)
+        self.embed_chars = embed_chars
         self.max_units = max_units
         self.max_chars = max_chars
         self.min_chars = min_chars
@@ -89,12 +95,15 @@ class PassageAnswerer:
         self.names_in_passage = names_in_passage  # the question's names must be in the quoted passages' chunks
 
     def extract(self, question: str, contexts: list[Candidate]) -> Extract | None:
-        chunks = [units(c.hit.chunk.text) for c in contexts]
-        pool = self.pool(chunks)
-        if not pool:
-            return None
-        x, weight = self.features(question, contexts, pool)
-        return self.choose(question, contexts, chunks, pool, x @ self.weights, weight)
+        try:
+            chunks = [units(c.hit.chunk.text) for c in contexts]
+            pool = self.pool(chunks)
+            if not pool:
+                return None
+            x, weight = self.features(question, contexts, pool)
+            return self.choose(question, contexts, chunks, pool, x @ self.weights, weight)
+        finally:
+            self.meaning.end()
 
     @staticmethod
     def pool(chunks: list[list[Unit]]) -> list[Scored]:
@@ -192,7 +201,7 @@ class PassageAnswerer:
         # meaning: embed the most promising units only (each costs an embedding)
         pre = x @ self.weights
         keep = sorted(range(len(pool)), key=lambda i: -pre[i])[: self.max_embedded]
-        sims = similarities(self.embedder, question, [pool[i].unit.text for i in keep])
+        sims = self.meaning(question, [pool[i].unit.text[: self.embed_chars] for i in keep])
         lo, hi = float(sims.min()), float(sims.max())
         for i, sim in zip(keep, sims, strict=True):
             x[i, 0] = (sim - lo) / (hi - lo) if hi > lo else 1.0

@@ -90,3 +90,50 @@ def test_an_untranslated_english_passage_can_answer_a_japanese_question(e5):
     other = "nftables はカーネルのパケットフィルタ規則を記述する言語で、iptables の後継です。"
     assert PassageAnswerer(e5, min_coverage=0.0).extract(question, [candidate(other, 0)]).evidence["coverage"] < 0.3
     assert PassageAnswerer(e5).extract(question, [candidate(other, 0)]) is None
+
+
+def test_one_answer_embeds_each_unit_once_and_the_next_answer_starts_afresh(embedder):
+    """The reranker and the passage answerer share one answer's comparisons (service/extractive/meaning.py):
+    a unit the reranker compared with the question is not embedded again by the answerer, whether or not the
+    service caches embeddings; the next answer (the next rerank) forgets them."""
+    from service.extractive.meaning import Meaning
+
+    class Counting:
+        """The real embedder, counting the passages it is asked to embed."""
+
+        def __init__(self, inner):
+            self.inner, self.model_id, self.dim, self.embedded = inner, inner.model_id, inner.dim, []
+
+        def embed_passages(self, texts):
+            self.embedded += list(texts)
+            return self.inner.embed_passages(texts)
+
+        def embed_query(self, text):
+            return self.inner.embed_query(text)
+
+    counting = Counting(embedder)
+    meaning = Meaning(counting)
+    reranker, answerer = UnitReranker(counting, meaning=meaning), PassageAnswerer(counting, meaning=meaning)
+    question = "How do I enable WAL mode?"
+    passages = [WAL_INTRO, FIREWALL, WAL]
+
+    def one_answer() -> tuple[list[str], list[str], object]:
+        counting.embedded.clear()
+        reranker.scores(question, passages)
+        by_reranker = list(counting.embedded)
+        got = answerer.extract(question, [candidate(p, i) for i, p in enumerate(passages)])
+        return by_reranker, counting.embedded[len(by_reranker):], got
+
+    by_reranker, by_answerer, got = one_answer()
+    assert got is not None and "journal_mode=WAL" in got.text
+    assert by_reranker and by_answerer and not set(by_reranker) & set(by_answerer)
+    assert len(by_answerer) == len(set(by_answerer))
+    again = one_answer()
+    assert again[0] == by_reranker and again[1] == by_answerer  # nothing carried over from the first answer
+    # an answer with no reranker before it embeds all it compares
+    counting.embedded.clear()
+    assert PassageAnswerer(counting, meaning=meaning).extract(question, [candidate(WAL, 0)]) is not None
+    alone = list(counting.embedded)
+    counting.embedded.clear()
+    assert PassageAnswerer(counting).extract(question, [candidate(WAL, 0)]) is not None
+    assert alone == counting.embedded and alone
