@@ -16,6 +16,7 @@ from index.records import check_acl
 from index.store import StoreConfig
 
 if TYPE_CHECKING:
+    from service.extractive.meaning import Meaning
     from service.http import HttpLimits
     from service.retrieval import Reranker
 
@@ -239,9 +240,9 @@ class Settings(BaseSettings):
             return recorded
         return self.embedding_model
 
-    def reranker(self, embedder: Any, meaning: Any = None) -> Reranker | None:
+    def reranker(self, embedder: Any, meaning: Meaning | None = None) -> Reranker | None:
         """The configured reranking stage: a cross-encoder when one is named, else the unit reranker unless it is
-        off (None)."""
+        off (None). `meaning`: the answer's unit comparisons, shared with the passage answerer."""
         if self.rerank_model:
             from service.retrieval import CrossEncoderReranker
 

@@ -11,9 +11,12 @@ spans it quotes, so every citation shows the words it stands for.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from service.retrieval import Candidate
+
+if TYPE_CHECKING:
+    from service.extractive.meaning import Meaning
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,7 @@ class Extractor(Protocol):
         ...
 
 
-def build(name: str, embedder: object, meaning: object = None) -> Extractor:
+def build(name: str, embedder: object, meaning: Meaning | None = None) -> Extractor:
     """The extractive answerer called `name` ("passage" or "sentence")."""
     if name == "sentence":
         from service.extractive.sentences import SentenceAnswerer

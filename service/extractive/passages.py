@@ -70,7 +70,6 @@ class PassageAnswerer:
         # the coverage bar only where the passages are in the question's script: an untranslated English section
         # that answers a Japanese question shares none of its words (meaning still decides)
         self.same_script_coverage = same_script_coverage
-        self.embedder = embedder
         self.meaning = meaning or Meaning(embedder)  # shared with the unit reranker: units it compared are reused
         self.max_embedded = max_embedded
         # a unit is embedded by its first characters (None: all of it), as the unit reranker embeds it, so that

@@ -29,7 +29,6 @@ class UnitReranker:
 
     def __init__(self, embedder: Embedder, *, units_per_chunk: int = 2, focus_weight: float = 0.2,
                  max_chars: int = 120, meaning: Meaning | None = None) -> None:
-        self.embedder = embedder
         self.meaning = meaning or Meaning(embedder)  # shared with the passage answerer, which reuses what it compares
         self.max_chars = max_chars  # a unit is embedded by its first characters: a long code block costs no more
         self.units_per_chunk = units_per_chunk
