@@ -155,6 +155,29 @@ def test_a_how_to_question_gets_the_command_not_the_description(answerer):
     assert not got.text.startswith("Activating")  # the heading is no part of the answer
 
 
+# the Debian Administrator's Handbook in Japanese (sect.hostname-name-service.html), as the parser renders it
+HOSTNAME_JA = """IP 番号に名前を割り当てることで、マシンを識別する情報は覚えやすくなります。実際には、IP アドレスはネットワークカードなどのデバイスと関連付けられたネットワークインターフェースを識別するものです。
+
+しかしながら、それぞれのマシンは本名 (または「canonical」名) で識別されます。この名前は /etc/hostname ファイルに保存され、hostname コマンドを通じた初期化スクリプトを使って Linux カーネルに伝えられます。マシン名の現在の値は仮想ファイルシステムの中に保存されており、cat /proc/sys/kernel/hostname コマンドで値を確認できます。
+
+BACK TO BASICS /proc/ と /sys/、仮想ファイルシステム
+
+/proc/ と /sys/ ファイルツリーは「仮想」ファイルシステムによって生成されます。"""
+
+
+@pytest.mark.parametrize("neighbours", [True, False])
+def test_a_neighbour_holding_what_the_question_asks_for_joins_the_passage(embedder, neighbours):
+    question = "マシンのホスト名はどのファイルに書かれていますか？"  # asks for a file: a path
+    got = PassageAnswerer(embedder, focus_neighbours=neighbours).extract(
+        question, [candidate(HOSTNAME_JA, 0, ("8.3. ホスト名と名前解決サービスの設定",))])
+    assert got is not None
+    first = got.quotes[0].text
+    assert first.endswith("cat /proc/sys/kernel/hostname コマンドで値を確認できます。")  # the anchor
+    # the sentence before it, in the same paragraph, names the file: it joins (and only with the rule)
+    assert ("この名前は /etc/hostname ファイルに保存され" in first) is neighbours
+    assert "しかしながら" not in first  # it holds no path: only the neighbour that does joins
+
+
 def test_no_answer_from_unrelated_text(answerer):
     assert answerer.extract("What is the meal allowance in Shanghai?", [candidate(FIREWALL, 0)]) is None
 
