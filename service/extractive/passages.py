@@ -13,8 +13,8 @@ The best unit that is not a heading anchors the passage, which grows to whole ne
 to it: the sentence that introduces a code block ("use the following commands:"), the block a sentence
 introduces, a sentence that goes on from it ("However, since 3.12.0 ..."), the sentence a pronoun refers to, and
 on each side a neighbour of the same paragraph that holds what the question asks for (a command, a path, a
-number) when the anchor is a sentence about it: "マシン名の現在の値は ... cat /proc/sys/kernel/hostname" with
-the sentence before it, "この名前は /etc/hostname ファイルに保存され ..." (docs/quality.md).
+number): "マシン名の現在の値は ... cat /proc/sys/kernel/hostname" takes the sentence before it, "この名前は
+/etc/hostname ファイルに保存され ..." (docs/quality.md).
 A second passage, from elsewhere (another chunk, or not next to the first), is added when it scores within a
 margin of the first and repeats none of its sentences: on the answer sets the fact is often in the runner-up
 (the command after the sentence that describes the topic), and an answer spread over two places needs both
@@ -254,7 +254,7 @@ class PassageAnswerer:
             for side in (-1, 1):
                 edge = window[0] if side < 0 else window[-1]
                 near = unit_at(edge.rank + side)
-                if near is not None and near.unit.block == edge.unit.block and focus.reward(near.unit) >= 0.6 \
+                if near is not None and near.unit.block == edge.unit.block and focus.reward(near.unit) > 0 \
                         and size() + len(near.unit.text) <= self.max_chars:
                     window.insert(0 if side < 0 else len(window), near)
         return window
