@@ -35,7 +35,7 @@ from index.text import cjk_share
 from service.citations import defuse_markers
 from service.extractive import Extract, Quote
 from service.extractive.meaning import Meaning
-from service.extractive.question import COMMANDISH, NUMBER, PATH, Focus, question_terms, stems
+from service.extractive.question import COMMANDISH, NUMBER, PATH, VENUE, Focus, question_terms, stems
 from service.extractive.units import Unit, units
 from service.retrieval import Candidate, names_found
 
@@ -201,7 +201,8 @@ class PassageAnswerer:
             x[i, 5] = focus.command and code
             x[i, 6] = focus.command and not code and bool(COMMANDISH.search(text))
             x[i, 7] = focus.command and not code and bool(_INSTRUCTION.search(text))
-            x[i, 8] = focus.place and bool(PATH.search(text))
+            # a place: a path for "which file", an address or a mailing list for "where do I ask"
+            x[i, 8] = focus.place and bool(PATH.search(text)) or focus.venue and bool(VENUE.search(text))
             x[i, 9] = focus.quantity and bool(NUMBER.search(text))
             x[i, 10] = 1 / s.n
             x[i, 11] = min(len(text), 400) / 400

@@ -23,6 +23,14 @@ _QUANTITY_Q = re.compile(
     r"version|limit|value)\b|\b(?:maximum|minimum|default (?:value|size|priority))\b"
     r"|いくつ|いくら|何[日回時個件年月人]|どのくらい|どれくらい|頻度|優先度"
     r"|多少|几[个天次]|多久|多长|多大|优先级|频率", re.I)
+# "where do I ask ...", "who can I contact": a place to ask (a mailing list, an address, a channel), not a path
+_VENUE_Q = re.compile(
+    r"\bwhere (?:do|can|should|could|would) (?:i|we|you|\w+) (?:ask|get help|find help|report|discuss|contact|turn)"
+    r"|\bwho (?:do|can|should|could) (?:i|we) (?:ask|contact|talk to)\b|\bwhom to (?:ask|contact)\b"
+    r"|どこ(?:で|に)(?:質問|相談|聞|訊|尋ね|報告|問い合わせ)|誰に(?:質問|相談|聞|訊|尋ね|問い合わせ)"
+    r"|(?:哪里|哪儿)(?:求助|提问|问|咨询|讨论|反馈)|向谁(?:求助|咨询|问|提问)|找谁", re.I)
+VENUE = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+|https?://\S+|\bmailing[ -]lists?\b|\bIRC\b|(?:^|\s)#[a-z][\w-]+"
+                   r"|\bforums?\b|メーリングリスト|フォーラム|邮件列表|论坛", re.I)
 NUMBER = re.compile(r"\d|[一二三四五六七八九十两百千万]")
 PATH = re.compile(r"(?:^|[\s(“\"'])~?\.?/[\w.-]+(?:/[\w.*-]*)*|\b[\w-]+\.(?:conf|cfg|list|ini|d|xml|json|ya?ml|sh)\b")
 COMMANDISH = re.compile(
@@ -59,17 +67,20 @@ class Focus:
     command: bool
     place: bool
     quantity: bool
+    venue: bool = False  # a place to ask: a mailing list, an address, a channel ("where do I ask ...")
 
     @classmethod
     def of(cls, question: str) -> Focus:
         quantity = bool(_QUANTITY_Q.search(question))
-        place = bool(_PLACE_Q.search(question))
-        return cls(bool(_COMMAND_Q.search(question)) and not quantity and not place, place, quantity)
+        venue = bool(_VENUE_Q.search(question))
+        place = bool(_PLACE_Q.search(question)) and not venue
+        return cls(bool(_COMMAND_Q.search(question)) and not quantity and not place and not venue, place, quantity,
+                   venue)
 
     @property
     def asks(self) -> bool:
-        """Whether the question asks for a kind of thing (a command, a place, a number)."""
-        return self.command or self.place or self.quantity
+        """Whether the question asks for a kind of thing (a command, a place, a number, a place to ask)."""
+        return self.command or self.place or self.quantity or self.venue
 
     def reward(self, unit: Unit) -> float:
         text = unit.text
@@ -80,4 +91,6 @@ class Focus:
             r = max(r, 1.0 if PATH.search(text) else 0.0)
         if self.quantity:
             r = max(r, 1.0 if NUMBER.search(text) else 0.0)
+        if self.venue:
+            r = max(r, 1.0 if VENUE.search(text) else 0.0)
         return r

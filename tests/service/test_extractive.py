@@ -326,3 +326,52 @@ def test_the_model_never_reads_a_documents_markers_as_markers():
                           answer_tokens=256)
     content = prompt.messages[-1]["content"]
     assert "version 9 ［1］［2］［3］［4］［5］." in content and "[1][2]" not in content
+
+
+# the Debian New Maintainers' Guide in Japanese (maint-guide-ja, start.ja.html, section 1.4), as the parser renders it
+ASK_JA = """公開の場で質問をすると決心する前に、以下に示す良くできた文書を読みましょう:
+
+全ての関与するパッケージの
+/usr/share/doc/package
+中のファイル
+
+全ての関与するコマンドの man
+command の内容
+
+debian-mentors@lists.debian.org
+メーリングリストのアーカイブ の内容
+
+site:lists.debian.org
+のような検索文字列を含めてドメインを制約するようなことでウェブ検索エンジンをより効率的に利用することを考えましょう。
+
+入手可能な文書やウェブのリソースからは答えを見つけられない疑問が残った場合には、インタラクティブに疑問を聞く事が出来ます:
+
+debian-mentors@lists.debian.org
+メーリングリスト。 (初心者向けメーリングリストです。)
+
+#debian-mentors の様な IRC。"""
+
+
+@pytest.mark.parametrize(("question", "venue"), [
+    ("Where do beginners ask for help with packaging?", True),
+    ("パッケージ作成の初心者はどこで質問すればいいですか？", True),
+    ("打包新手应该到哪里求助？", True),
+    ("Who can I contact about my account?", True),
+    ("Where is the configuration file of the DHCP server?", False),
+    ("Windowsユーザ向けのSambaの共有はどこで設定しますか？", False),
+    ("NFS 服务器共享的目录列在哪个文件里？", False),
+])
+def test_where_to_ask_asks_for_a_place_to_ask_not_a_path(question, venue):
+    focus = Focus.of(question)
+    assert focus.venue is venue and focus.place is not venue
+    mailing_list, path = units("debian-mentors@lists.debian.org メーリングリスト。")[0], units("/etc/exports")[0]
+    assert focus.reward(mailing_list if venue else path) == 1.0
+    assert focus.reward(path if venue else mailing_list) == 0.0
+
+
+def test_where_to_ask_is_answered_with_the_mailing_list_not_a_path(answerer):
+    """"どこで質問すれば" asked for a path before (どこ: where), and the answer quoted /usr/share/doc/package."""
+    got = answerer.extract("パッケージ作成の初心者はどこで質問すればいいですか？",
+                           [candidate(ASK_JA, 0, ("1.4. 助けを得るには",))])
+    assert got is not None and "debian-mentors@lists.debian.org" in got.quotes[0].text
+    assert "/usr/share/doc/package" not in got.quotes[0].text
