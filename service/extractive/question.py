@@ -39,7 +39,9 @@ COMMANDISH = re.compile(
     r"|\b(?:run|running|execute|executing|invoke|invoking|type|typing|with|via|using) (?!the\b|a\b|an\b)[a-z][\w.+-]*"
     r" [\w./-]+"
     r"|[a-z][\w.+-]*(?: [\w./-]+)? ?(?:コマンド|を実行|を使|を用い|命令|工具|程序)"
-    r"|(?:运行|执行|使用|用|输入|実行) ?[a-z][\w.+-]*")
+    r"|(?:运行|执行|使用|用|输入|実行) ?[a-z][\w.+-]*"
+    # a lower-case Latin word after a full-width colon in Japanese or Chinese prose: "执行命令：at now + number period"
+    r"|：\s?[a-z][\w.+-]*(?= [\w./+-]|[\s。，；）]|$)")
 _FILLER = frozenset(
     "command commands tool tools file files use using make get way want need find out run tell set up there any "
     "one new know see thing things our my someone anyone possible able "

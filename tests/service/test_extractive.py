@@ -118,6 +118,10 @@ def test_question_focus_and_stems():
     ("新しいモジュールの有効化は a2enmod module を実行するだけで簡単に行うことが可能です。", True),
     ("通常使用 adduser 命令创建帐户。", True),
     ("要启用新模块，只需运行 a2enmod module。", True),
+    ("另外一种方法可以向后推迟一段时间执行命令：at now + number period。", True),  # a command after "："
+    ("可以使用如下两个命令：apt-get clean完全清空整个目录", True),
+    ("注意：这是一个例子。", False),
+    ("包括：Apache、Nginx 和 lighttpd。", False),
     ("Apache はモジュール式サーバで、多くの機能が外部モジュールによって実装されています。", False),
     ("Apache 是一个模块化服务器。", False),
 ])
