@@ -84,6 +84,7 @@ def _cjk_words(text: str):  # type: ignore[no-untyped-def]
 _CACHE: dict[str, object] = {}
 
 
+
 def _japanese():  # type: ignore[no-untyped-def]
     if "ja" not in _CACHE:
         try:
@@ -106,9 +107,16 @@ def _chinese():  # type: ignore[no-untyped-def]
 
 
 def query_terms(query: str, analyzer: str = ANALYZER) -> list[str]:
-    """The query's distinct terms, stopwords left out unless the query has nothing else."""
-    return list(dict.fromkeys(terms(query, drop_stopwords=True, analyzer=analyzer))
+    """The query's distinct terms, stopwords left out unless the query has nothing else; with the morph analyzer
+    a Japanese loanword brings the English word it comes from (index/bilingual.py: one word, exact; a Chinese
+    word's dictionary glosses are too many for the whole index, docs/quality.md)."""
+    seen = list(dict.fromkeys(terms(query, drop_stopwords=True, analyzer=analyzer))
                 or dict.fromkeys(terms(query, analyzer=analyzer)))
+    if analyzer == "morph":
+        from index.bilingual import loanword_sources  # it builds on this module's analyzers
+
+        seen += [e for e in dict.fromkeys(loanword_sources(query).values()) if e not in seen]
+    return seen
 
 
 def match_expression(query: str, analyzer: str = ANALYZER) -> str | None:

@@ -35,7 +35,7 @@ from index.text import cjk_share
 from service.citations import defuse_markers
 from service.extractive import Extract, Quote
 from service.extractive.meaning import Meaning
-from service.extractive.question import COMMANDISH, NUMBER, PATH, VENUE, Focus, question_terms, stems
+from service.extractive.question import COMMANDISH, NUMBER, PATH, VENUE, Focus, Wanted, stems
 from service.extractive.units import Unit, units
 from service.retrieval import Candidate, names_found
 
@@ -69,7 +69,7 @@ class PassageAnswerer:
                  code_margin: float = 3.0, min_meaning: float = 0.35, min_coverage: float = 0.3,
                  second_rule: int = 2, weights: Sequence[float] = WEIGHTS, names_in_passage: bool = True,
                  same_script_coverage: bool = True, meaning: Meaning | None = None,
-                 embed_chars: int | None = 120, focus_neighbours: bool = True) -> None:
+                 embed_chars: int | None = 120, focus_neighbours: bool = True, bilingual: bool = True) -> None:
         # the coverage bar only where the passages are in the question's script: an untranslated English section
         # that answers a Japanese question shares none of its words (meaning still decides)
         self.same_script_coverage = same_script_coverage
@@ -99,6 +99,7 @@ class PassageAnswerer:
         # number) joins the passage: on the answer sets fact hit 0.771 / 0.521 / 0.562 -> 0.812 / 0.562 / 0.583
         # (en / ja / zh), abstention unchanged, answers ~8% longer (docs/quality.md)
         self.focus_neighbours = focus_neighbours
+        self.bilingual = bilingual  # a Japanese or Chinese word also matches its English words
 
     def extract(self, question: str, contexts: list[Candidate]) -> Extract | None:
         try:
@@ -155,9 +156,9 @@ class PassageAnswerer:
         """How well the chosen passages answer: the best raw similarity of a quoted unit to the question, and
         the weighted share of all the question's words (those found nowhere weigh most) in the passages and
         their headings."""
-        want = question_terms(question)
+        want = Wanted.of(question, bilingual=self.bilingual)
         heaviest = max(weight.values(), default=1.0)
-        full = {t: weight.get(t, heaviest) for t in want}
+        full = {t: weight.get(t, heaviest) for t in want.terms}
         seen: set[str] = set()
         for w in windows:
             seen |= set().union(*(stems(s.unit.text) for s in w))
@@ -172,7 +173,7 @@ class PassageAnswerer:
             cjk = cjk_share(" ".join(s.unit.text for w in windows for s in w)) >= 0.3
         return {"cjk": float(cjk), "names": named,
                 "meaning": max((s.sim for w in windows for s in w if s.sim is not None), default=0.0),
-                "coverage": sum(v for t, v in full.items() if t in seen) / total if total else 0.0,
+                "coverage": sum(full[t] for t in want.found(seen)) / total if total else 0.0,
                 "focus": max((focus.reward(s.unit) for w in windows for s in w), default=0.0)
                 if focus.asks else 1.0}
 
@@ -180,15 +181,15 @@ class PassageAnswerer:
     def features(self, question: str, contexts: list[Candidate], pool: list[Scored]
                  ) -> tuple[np.ndarray, dict[str, float]]:
         """One row of FEATURES per unit of the pool, and the weight of each question word found in it."""
-        want = question_terms(question)
-        unit_terms = [stems(s.unit.text) for s in pool]
-        df = {t: sum(t in ts for ts in unit_terms) for t in want}
-        weight = {t: math.log(1 + (len(pool) + 1) / (df[t] + 0.5)) for t in want if df[t]}
+        want = Wanted.of(question, bilingual=self.bilingual)
+        unit_terms = [want.found(stems(s.unit.text)) for s in pool]  # the question's words each unit holds
+        df = {t: sum(t in ts for ts in unit_terms) for t in want.terms}
+        weight = {t: math.log(1 + (len(pool) + 1) / (df[t] + 0.5)) for t in want.terms if df[t]}
         total = sum(weight.values())
         focus = Focus.of(question)
         heading = {}
         for n, c in enumerate(contexts, start=1):
-            ht = stems(" ".join(c.hit.chunk.heading_path))
+            ht = want.found(stems(" ".join(c.hit.chunk.heading_path)))
             heading[n] = sum(w for t, w in weight.items() if t in ht) / total if total else 0.0
         x = np.zeros((len(pool), len(FEATURES)), dtype=np.float32)
         for i, (s, ts) in enumerate(zip(pool, unit_terms, strict=True)):
@@ -196,7 +197,7 @@ class PassageAnswerer:
             text = s.unit.text
             code = s.unit.kind == "code"
             x[i, 2] = s.words
-            x[i, 3] = len(want & ts) / len(want) if want else 0.0
+            x[i, 3] = len(ts) / len(want) if len(want) else 0.0
             x[i, 4] = heading[s.n]
             x[i, 5] = focus.command and code
             x[i, 6] = focus.command and not code and bool(COMMANDISH.search(text))
@@ -264,8 +265,8 @@ class PassageAnswerer:
                 question: str) -> list[Scored] | None:
         taken = {(s.n, s.rank) for s in first}
         said = {s.unit.text for s in first}  # overlapping chunks repeat sentences: never quote one twice
-        have = set().union(*(stems(s.unit.text) for s in first))
-        want = question_terms(question)
+        want = Wanted.of(question, bilingual=self.bilingual)
+        have = want.found(set().union(*(stems(s.unit.text) for s in first)))
         focus = Focus.of(question)
         had = max(focus.reward(s.unit) for s in first)
         for s in sorted(pool, key=lambda s: -s.score):
@@ -274,7 +275,7 @@ class PassageAnswerer:
             if (s.n, s.rank) in taken or s.unit.text in said or any(
                     s.n == f.n and abs(s.rank - f.rank) <= 1 for f in first):
                 continue
-            adds = bool((want - have) & stems(s.unit.text)) or self.second_rule == 2 or (
+            adds = bool(want.found(stems(s.unit.text)) - have) or self.second_rule == 2 or (
                 self.second_rule == 1 and focus.asks
                 and focus.reward(s.unit) > had)
             if adds:

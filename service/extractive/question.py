@@ -4,8 +4,10 @@ Japanese and Chinese; the passage answerer rewards the units that hold what the 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
+from index.bilingual import english_words
 from index.keyword import stem, terms
 from service.extractive.units import Unit
 
@@ -62,6 +64,30 @@ def question_terms(question: str) -> set[str]:
     """The question's content words, stemmed: no stop words, no question filler ("command", "方法"), no
     one- or two-letter hiragana left over from a verb's inflection."""
     return {stem(t) for t in terms(question, drop_stopwords=True) if t not in _FILLER and not _SHORT_KANA.fullmatch(t)}
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """The question's content words (`question_terms`), each with the stems of its English words when the question
+    is in Japanese or Chinese (index/bilingual.py: "アップグレード" -> upgra, "防火墙" -> firew): a unit holds the word
+    when it holds it or one of them, so that a manual's untranslated English sentence can share the question's
+    words."""
+    terms: frozenset[str]
+    english: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, question: str, *, bilingual: bool = True) -> Wanted:
+        want = frozenset(question_terms(question))
+        english = {t: frozenset(stem(e) for e in es) for t, es in english_words(question).items() if t in want} \
+            if bilingual else {}
+        return cls(want, english)
+
+    def found(self, held: set[str] | frozenset[str]) -> set[str]:
+        """The question's words that a unit holding these stems holds."""
+        return {t for t in self.terms if t in held or not self.english.get(t, held.__class__()).isdisjoint(held)}
+
+    def __len__(self) -> int:
+        return len(self.terms)
 
 
 @dataclass(frozen=True)

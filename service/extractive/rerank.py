@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from index.embedders.base import Embedder
 from service.extractive.meaning import Meaning
-from service.extractive.question import Focus, question_terms, stems
+from service.extractive.question import Focus, Wanted, stems
 from service.extractive.units import units
 
 
@@ -28,23 +28,24 @@ class UnitReranker:
     answers_only = True  # /v1/search keeps fusion's order (and its speed): this serves the answerer
 
     def __init__(self, embedder: Embedder, *, units_per_chunk: int = 2, focus_weight: float = 0.2,
-                 max_chars: int = 120, meaning: Meaning | None = None) -> None:
+                 max_chars: int = 120, meaning: Meaning | None = None, bilingual: bool = True) -> None:
         self.meaning = meaning or Meaning(embedder)  # shared with the passage answerer, which reuses what it compares
         self.max_chars = max_chars  # a unit is embedded by its first characters: a long code block costs no more
         self.units_per_chunk = units_per_chunk
         self.focus_weight = focus_weight
+        self.bilingual = bilingual  # as the passage answerer: a Japanese or Chinese word matches its English words
 
     def scores(self, query: str, passages: Sequence[str]) -> list[float]:
         """One score per passage; `passages` come in the fused order, which the score keeps as a prior."""
         focus = Focus.of(query)
-        want = question_terms(query)
+        want = Wanted.of(query, bilingual=self.bilingual)
         rewards: list[float] = []
         picked: list[tuple[int, str]] = []  # (passage, the start of a unit to embed)
         for i, text in enumerate(passages):
             candidates = [u for u in units(text) if u.kind != "heading" and len(u.text) >= 8]
             rewards.append(max((focus.reward(u) for u in candidates), default=0.0) if focus.asks else 0.0)
             # the units that share most of the question's words (a stable sort: ties in the chunk's order)
-            shared = sorted(candidates, key=lambda u: -len(want & stems(u.text)))
+            shared = sorted(candidates, key=lambda u: -len(want.found(stems(u.text))))
             picked += [(i, u.text[: self.max_chars]) for u in shared[: self.units_per_chunk]]
         self.meaning.begin()  # a new answer
         sims = self.meaning(query, [t for _, t in picked])

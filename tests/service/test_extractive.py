@@ -379,3 +379,55 @@ def test_where_to_ask_is_answered_with_the_mailing_list_not_a_path(answerer):
                            [candidate(ASK_JA, 0, ("1.4. 助けを得るには",))])
     assert got is not None and "debian-mentors@lists.debian.org" in got.quotes[0].text
     assert "/usr/share/doc/package" not in got.quotes[0].text
+
+
+# the Japanese handbook (sect.firewall-packet-filtering.html): section 14.2.3 is left in English
+NFT_EN = ("The executed nft commands do not make permanent changes to the configuration, so they are lost if they "
+          "are not saved. The firewall rules are located in /etc/nftables.conf. A simple way to save the current "
+          "firewall configuration permanently is to execute nft list ruleset > /etc/nftables.conf as root.\n\n"
+          "nft allows many more operations, refer to its manual page nft(8) for more information.")
+NFT_JA = ("他の方法 (たとえば NetworkManager や systemd-networkd など) を使ってネットワークインターフェースを設定している場合、"
+          "それぞれの文書を参照して、インターフェースを起動した後にスクリプトを実行する方法を見つけてください。")
+
+
+@pytest.fixture(scope="module")
+def multilingual():
+    """The default embedder (e5 + MiniLM), on PyTorch: MiniLM alone does not read Japanese."""
+    from index.embedders.factory import load_embedder
+
+    return load_embedder("multilingual", backend="torch", threads=1)
+
+
+@pytest.mark.parametrize("bilingual", [True, False])
+def test_a_japanese_question_is_answered_from_an_untranslated_english_sentence(multilingual, bilingual):
+    """"起動時に読み込まれるファイアウォールのルールはどのファイルに書きますか？": the file is named in a section the
+    Japanese handbook leaves in English. Its loanwords (ファイアウォール, ルール, ファイル) name firewall, rule and
+    file, which that sentence holds: with them it is quoted first; without, a Japanese sentence that shares the
+    question's script but not its point is."""
+    question = "起動時に読み込まれるファイアウォールのルールはどのファイルに書きますか？"
+    contexts = [candidate(NFT_EN, 0, ("14.2. ファイアウォールとパケットフィルタリング", "14.2.3. Syntax of nft")),
+                candidate(NFT_JA, 1, ("14.2. ファイアウォールとパケットフィルタリング", "14.2.4. 起動時にルールを適用する"))]
+    got = PassageAnswerer(multilingual, bilingual=bilingual).extract(question, contexts)
+    assert got is not None
+    assert ("/etc/nftables.conf" in got.quotes[0].text) is bilingual
+
+
+# the Chinese handbook (sect.apt-get.html, 6.2.4): the proxy setting is an English paragraph among Chinese ones
+APT_PROXY_ZH = (
+    '除了已提及的配置项目，还可在 /etc/apt/apt.conf.d/ 文件夹内增加 APT 的其他配置文件或编辑 /etc/apt/apt.conf 本身。让 APT '
+    '告知 dpkg 忽略由 DPkg::options { "--force-overwrite"; } 引发的错误。\n\n'
+    'If the Web can only be accessed through a proxy, add a line like Acquire::http::proxy "http://yourproxy:3128". '
+    'For an FTP proxy, write Acquire::ftp::proxy "ftp://yourproxy". To discover more configuration options, read '
+    'the apt.conf(5) manual page (for details on manual pages, see 第 7.1.1 节 “手册页面”).\n\n'
+    "基础知识 结尾是 .d 的文件夹名称\n\n"
+    "结尾是 .d 数据使用机会愈来愈多。每个文件夹内的配置档分为多个文件。所以，在 /etc/apt/apt.conf.d/ 内的文件都是供 APT 配置之用。")
+
+
+@pytest.mark.parametrize("bilingual", [True, False])
+def test_a_chinese_question_is_answered_from_an_english_paragraph_by_its_words_glosses(multilingual, bilingual):
+    """"怎么让 apt 使用代理？": 代理's computing sense in CC-CEDICT is "proxy", which the English paragraph holds; with
+    it the paragraph is quoted; without it the Chinese sentences (or nothing) are."""
+    question = "公司只能通过代理上网，怎么让 apt 使用代理？"
+    got = PassageAnswerer(multilingual, bilingual=bilingual).extract(
+        question, [candidate(APT_PROXY_ZH, 0, ("6.2. aptitude、apt-get和 apt 命令", "6.2.4. 配置选项"))])
+    assert (got is not None and 'Acquire::http::proxy "http://yourproxy:3128"' in got.text) is bilingual
