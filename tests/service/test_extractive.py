@@ -403,11 +403,11 @@ def test_a_japanese_question_is_answered_from_an_untranslated_english_sentence(m
     """"起動時に読み込まれるファイアウォールのルールはどのファイルに書きますか？": the file is named in a section the
     Japanese handbook leaves in English. Its loanwords (ファイアウォール, ルール, ファイル) name firewall, rule and
     file, which that sentence holds: with them it is quoted first; without, a Japanese sentence that shares the
-    question's script but not its point is."""
+    question's script but not its point is (both without the cross-script offset, tested below)."""
     question = "起動時に読み込まれるファイアウォールのルールはどのファイルに書きますか？"
     contexts = [candidate(NFT_EN, 0, ("14.2. ファイアウォールとパケットフィルタリング", "14.2.3. Syntax of nft")),
                 candidate(NFT_JA, 1, ("14.2. ファイアウォールとパケットフィルタリング", "14.2.4. 起動時にルールを適用する"))]
-    got = PassageAnswerer(multilingual, bilingual=bilingual).extract(question, contexts)
+    got = PassageAnswerer(multilingual, bilingual=bilingual, cross_script=0.0).extract(question, contexts)
     assert got is not None
     assert ("/etc/nftables.conf" in got.quotes[0].text) is bilingual
 
@@ -428,6 +428,29 @@ def test_a_chinese_question_is_answered_from_an_english_paragraph_by_its_words_g
     """"怎么让 apt 使用代理？": 代理's computing sense in CC-CEDICT is "proxy", which the English paragraph holds; with
     it the paragraph is quoted; without it the Chinese sentences (or nothing) are."""
     question = "公司只能通过代理上网，怎么让 apt 使用代理？"
-    got = PassageAnswerer(multilingual, bilingual=bilingual).extract(
+    got = PassageAnswerer(multilingual, bilingual=bilingual, cross_script=0.0).extract(
         question, [candidate(APT_PROXY_ZH, 0, ("6.2. aptitude、apt-get和 apt 命令", "6.2.4. 配置选项"))])
     assert (got is not None and 'Acquire::http::proxy "http://yourproxy:3128"' in got.text) is bilingual
+
+
+def test_an_english_unit_gets_back_what_e5_takes_from_it_for_a_japanese_or_chinese_question(multilingual):
+    """e5 rates a Japanese or Chinese question lower against English text than against its own script's: for such
+    a question an English unit's similarity is raised by `cross_script` before the units are compared; the
+    question's own script and an English question are left as they are."""
+    contexts = [candidate(NFT_EN, 0), candidate(NFT_JA, 1)]
+
+    def sims(question: str, offset: float) -> dict[str, float]:
+        answerer = PassageAnswerer(multilingual, cross_script=offset)
+        pool = answerer.pool([units(c.hit.chunk.text) for c in contexts])
+        answerer.features(question, contexts, pool)
+        answerer.meaning.end()
+        return {s.unit.text: s.sim for s in pool if s.sim is not None}
+
+    ja = "起動時に読み込まれるファイアウォールのルールはどのファイルに書きますか？"
+    plain, raised = sims(ja, 0.0), sims(ja, 0.03)
+    assert plain.keys() == raised.keys() and len(plain) >= 3
+    for text, sim in plain.items():
+        expected = sim + (0.0 if "インターフェース" in text else 0.03)
+        assert raised[text] == pytest.approx(expected, abs=1e-6), text
+    en = "Which file holds the firewall rules loaded at boot?"
+    assert sims(en, 0.0) == pytest.approx(sims(en, 0.03))
