@@ -20,7 +20,7 @@ from functools import lru_cache
 from importlib import resources
 
 from index.errors import ConfigError
-from index.keyword import _JA_SKIP, STOPWORDS, _japanese
+from index.keyword import _JA_SKIP, STOPWORDS, _japanese, terms
 
 _SOURCE = re.compile(r"-([a-z]+)$")
 _KANA = re.compile(r"[\u3040-\u30ff]")
@@ -39,11 +39,9 @@ def english_words(question: str) -> dict[str, frozenset[str]]:
     """For each Japanese or Chinese word of the question (by its surface, as `index.keyword.terms` cuts it), the
     English words it means. Empty for a question in Latin script."""
     text = unicodedata.normalize("NFKC", question).lower()
-    from index.keyword import terms
-
-    out: dict[str, frozenset[str]] = {}
     if _KANA.search(text):
         return {k: frozenset({v}) for k, v in loanword_sources(text).items()}
+    out: dict[str, frozenset[str]] = {}
     for t in terms(text, drop_stopwords=True):
         # a single character's glosses are a grammar's ("地": adverbial particle) or too broad
         if t.isascii() or len(t) < 2 or t in out:

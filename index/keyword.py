@@ -84,7 +84,6 @@ def _cjk_words(text: str):  # type: ignore[no-untyped-def]
 _CACHE: dict[str, object] = {}
 
 
-
 def _japanese():  # type: ignore[no-untyped-def]
     if "ja" not in _CACHE:
         try:

@@ -66,6 +66,9 @@ def question_terms(question: str) -> set[str]:
     return {stem(t) for t in terms(question, drop_stopwords=True) if t not in _FILLER and not _SHORT_KANA.fullmatch(t)}
 
 
+_NONE: frozenset[str] = frozenset()
+
+
 @dataclass(frozen=True)
 class Wanted:
     """The question's content words (`question_terms`), each with the stems of its English words when the question
@@ -84,7 +87,7 @@ class Wanted:
 
     def found(self, held: set[str] | frozenset[str]) -> set[str]:
         """The question's words that a unit holding these stems holds."""
-        return {t for t in self.terms if t in held or not self.english.get(t, held.__class__()).isdisjoint(held)}
+        return {t for t in self.terms if t in held or not self.english.get(t, _NONE).isdisjoint(held)}
 
     def __len__(self) -> int:
         return len(self.terms)
