@@ -20,7 +20,7 @@ from functools import lru_cache
 from importlib import resources
 
 from index.errors import ConfigError
-from index.keyword import _JA_SKIP, STOPWORDS, _japanese, terms
+from index.keyword import JA_SKIP, STOPWORDS, japanese_tagger, terms
 
 _SOURCE = re.compile(r"-([a-z]+)$")
 _KANA = re.compile(r"[\u3040-\u30ff]")
@@ -59,13 +59,13 @@ def loanword_sources(text: str) -> dict[str, str]:
     if not _KANA.search(text):
         return {}
     try:
-        tagger = _japanese()
+        tagger = japanese_tagger()
     except ConfigError:
         return {}
     out: dict[str, str] = {}
     for w in tagger(text):
         m = _SOURCE.search((w.feature.lemma or "").lower())
-        if m and w.feature.pos1 not in _JA_SKIP and m.group(1) not in STOPWORDS:  # "ログイン": ログ-log, イン-in
+        if m and w.feature.pos1 not in JA_SKIP and m.group(1) not in STOPWORDS:  # "ログイン": ログ-log, イン-in
             out[w.surface] = m.group(1)
     return out
 

@@ -68,15 +68,15 @@ def _bigrams(run: str) -> list[str]:
     return [run] if len(run) == 1 else [run[i : i + 2] for i in range(len(run) - 1)]
 
 
-_JA_SKIP = {"助詞", "助動詞", "補助記号", "記号", "空白"}
+JA_SKIP = {"助詞", "助動詞", "補助記号", "記号", "空白"}
 _ZH_SKIP = {"的", "了", "是", "在", "和", "与", "及", "或", "吗", "呢", "吧", "啊", "之", "其", "也", "都", "就"}
 
 
 def _cjk_words(text: str):  # type: ignore[no-untyped-def]
     """A CJK-run cutter for this text: Japanese when it holds kana, Chinese otherwise."""
     if any("\u3040" <= ch <= "\u30ff" for ch in text):
-        tagger = _japanese()
-        return lambda run: [w.surface for w in tagger(run) if w.feature.pos1 not in _JA_SKIP]
+        tagger = japanese_tagger()
+        return lambda run: [w.surface for w in tagger(run) if w.feature.pos1 not in JA_SKIP]
     jieba = _chinese()
     return lambda run: [w for w in jieba.cut_for_search(run) if w.strip() and w not in _ZH_SKIP]
 
@@ -84,7 +84,7 @@ def _cjk_words(text: str):  # type: ignore[no-untyped-def]
 _CACHE: dict[str, object] = {}
 
 
-def _japanese():  # type: ignore[no-untyped-def]
+def japanese_tagger():  # type: ignore[no-untyped-def]
     if "ja" not in _CACHE:
         try:
             import fugashi  # type: ignore[import-untyped]

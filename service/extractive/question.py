@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from index.bilingual import english_words
 from index.keyword import stem, terms
@@ -80,10 +81,8 @@ class Wanted:
 
     @classmethod
     def of(cls, question: str, *, bilingual: bool = True) -> Wanted:
-        want = frozenset(question_terms(question))
-        english = {t: frozenset(stem(e) for e in es) for t, es in english_words(question).items() if t in want} \
-            if bilingual else {}
-        return cls(want, english)
+        """The words of a question: remembered, since the reranker and the answerer's steps each ask for them."""
+        return _wanted(question, bilingual)
 
     def found(self, held: set[str] | frozenset[str]) -> set[str]:
         """The question's words that a unit holding these stems holds."""
@@ -91,6 +90,14 @@ class Wanted:
 
     def __len__(self) -> int:
         return len(self.terms)
+
+
+@lru_cache(maxsize=256)
+def _wanted(question: str, bilingual: bool) -> Wanted:
+    want = frozenset(question_terms(question))
+    english = {t: frozenset(stem(e) for e in es) for t, es in english_words(question).items() if t in want} \
+        if bilingual else {}
+    return Wanted(want, english)
 
 
 @dataclass(frozen=True)
