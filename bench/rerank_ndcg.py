@@ -8,7 +8,9 @@ of hybrid retrieval with and without it on the six Debian evaluation sets (secti
 Questions and units are encoded on ONNX Runtime, one thread (the service runs batches on PyTorch bf16 once it
 has loaded, about twice as fast here); the first `rerank_candidates` (20) fused chunks are reranked, as
 `Retriever.search(for_answer=True)` does. Prints per set hybrid and hybrid+rerank nDCG@10, the difference, and
-the seconds the reranker took per query.
+the seconds the reranker took per query. Fusion is the product's for the embedder (service/app.py
+`retrieval_config`: the ensemble's rrf_k 30 and keyword weight 0.25); before 2026-12-07 this bench fused with
+RetrievalConfig's defaults (rrf_k 60, equal weights), which the product does not use.
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ from bench.machine import cpu  # noqa: E402
 def main() -> None:
     from cli import evaluate as ev
     from index.embedders.factory import load_embedder
+    from service.app import retrieval_config
     from service.config import Settings
     from service.evaluation import dedupe, evaluate
     from service.extractive.rerank import UnitReranker
-    from service.retrieval import RetrievalConfig, fuse, rerank
+    from service.retrieval import fuse, rerank
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--sets", type=Path, default=ROOT / "bench" / ".cache" / "eval")
@@ -43,7 +46,7 @@ def main() -> None:
     print(f"CPU: {cpu()}", flush=True)
     model = load_embedder("multilingual", threads=1, backend="onnx", onnx_dir=Settings(_env_file=None).onnx_dir())
     reranker = UnitReranker(model)
-    config = RetrievalConfig()
+    config = retrieval_config(Settings(_env_file=None), model.model_id)  # the product's fusion for this embedder
     print("| set | queries | hybrid | hybrid + unit rerank | difference | rerank s/query |")
     print("|---|---:|---:|---:|---:|---:|")
     for dataset in sets:

@@ -46,6 +46,12 @@ class EnsembleEmbedder:
         self.dim = self.e5.dim + self.minilm.dim
         self.tokenizer = self.e5.tokenizer
 
+    def settle(self, timeout: float = 120.0) -> None:
+        """Wait until each part runs where it will stay (OnnxThenTorch.settle)."""
+        for part in (self.e5, self.minilm):
+            if hasattr(part, "settle"):
+                part.settle(timeout)
+
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)

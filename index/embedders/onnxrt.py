@@ -207,6 +207,12 @@ class OnnxThenTorch:
         finally:
             self.loaded.set()
 
+    def settle(self, timeout: float = 120.0) -> None:
+        """Wait until PyTorch has loaded (or failed to): from then on every batch runs where it will stay. An
+        evaluation waits, so that its figures do not depend on how fast PyTorch imports (bf16 and fp32 rate a
+        borderline unit differently)."""
+        self.loaded.wait(timeout)
+
     def embed_query(self, text: str) -> np.ndarray:
         return self.onnx.embed_query(text)
 

@@ -10,6 +10,7 @@ from functools import lru_cache
 
 from index.bilingual import english_words
 from index.keyword import stem, terms
+from index.text import cjk_share
 from service.extractive.units import Unit
 
 _COMMAND_Q = re.compile(
@@ -41,7 +42,10 @@ COMMANDISH = re.compile(
     r"|\b[a-z][\w.+-]* (?:command|program|tool|utility|script)s?\b"
     r"|\b(?:run|running|execute|executing|invoke|invoking|type|typing|with|via|using) (?!the\b|a\b|an\b)[a-z][\w.+-]*"
     r" [\w./-]+"
-    r"|[a-z][\w.+-]*(?: [\w./-]+)? ?(?:コマンド|を実行|を使|を用い|命令|工具|程序)"
+    # a Latin word (and its argument, or a placeholder of a few ideographs or katakana: "apt purge软件包命令") before
+    # "command", "run", "use": ASCII only, so that "Apache は常に ... 証明書を使う" is not taken for a command
+    r"|(?<![A-Za-z0-9])[a-z][A-Za-z0-9.+_-]*(?: [A-Za-z0-9./_-]+| ?[\u4e00-\u9fff\u30a0-\u30ff]{1,4})? ?"
+    r"(?:コマンド|を実行|を使|を用い|命令|工具|程序)"
     r"|(?:运行|执行|使用|用|输入|実行) ?[a-z][\w.+-]*"
     # a lower-case Latin word after a full-width colon in Japanese or Chinese prose: "执行命令：at now + number period"
     r"|：\s?[a-z][\w.+-]*(?= [\w./+-]|[\s。，；）]|$)")
@@ -63,8 +67,11 @@ def stems(text: str) -> set[str]:
 
 def question_terms(question: str) -> set[str]:
     """The question's content words, stemmed: no stop words, no question filler ("command", "方法"), no
-    one- or two-letter hiragana left over from a verb's inflection."""
-    return {stem(t) for t in terms(question, drop_stopwords=True) if t not in _FILLER and not _SHORT_KANA.fullmatch(t)}
+    one- or two-letter hiragana left over from a verb's inflection. English stop words only in an English
+    question: a Latin word in a Japanese or Chinese one is a name ("atで予約したジョブ": the at command)."""
+    latin_stop = cjk_share(question) < 0.3
+    return {stem(t) for t in terms(question, drop_stopwords=latin_stop)
+            if t not in _FILLER and not _SHORT_KANA.fullmatch(t)}
 
 
 _NONE: frozenset[str] = frozenset()

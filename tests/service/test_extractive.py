@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from index.keyword import stem
 from index.records import ChunkRecord, Hit
 from service.citations import CitationChecker, renumber, reorder
-from service.extractive.passages import PassageAnswerer
+from service.extractive.passages import FEATURES, PassageAnswerer
 from service.extractive.question import Focus, question_terms
 from service.extractive.units import code_like, units
 from service.retrieval import Candidate
@@ -112,6 +112,15 @@ def test_question_focus_and_stems():
     assert "コマンド" not in question_terms("新しいユーザアカウントを作るコマンドは何ですか？")
 
 
+@pytest.mark.parametrize(("question", "held"), [
+    ("atで予約したジョブを取り消すには？", True),  # the at command, not the English preposition
+    ("用 at 安排的任务怎么取消？", True),
+    ("How do I cancel a job queued at a given time?", False),
+])
+def test_an_english_stop_word_is_a_name_in_a_japanese_or_chinese_question(question, held):
+    assert ("at" in question_terms(question)) is held
+
+
 @pytest.mark.parametrize(("text", "command"), [
     ("Typically, accounts are created with the adduser command.", True),
     ("典型的に、ユーザアカウントの作成作業は adduser コマンドを使って行われます。", True),
@@ -124,6 +133,11 @@ def test_question_focus_and_stems():
     ("包括：Apache、Nginx 和 lighttpd。", False),
     ("Apache はモジュール式サーバで、多くの機能が外部モジュールによって実装されています。", False),
     ("Apache 是一个模块化服务器。", False),
+    # a Latin name, then Japanese prose that ends in "を使う": not a command (the Japanese handbook, 11.2.3)
+    ("Apache とクライアントの間で通信対象の仮想ホストが決定される前は、Apache は常にデフォルトの仮想ホストの定める証明書を使うでしょう。",
+     False),
+    ("apt purge软件包命令包含一个彻底删除 — 相关的配置文件也会被删除。", True),  # a placeholder between name and 命令
+    ("rsync コマンド (同名のパッケージに含まれます) が使われています。", True),
 ])
 def test_a_command_named_in_japanese_or_chinese_prose_counts_as_one(text, command):
     """A how-to question rewards units that name a command: "X コマンド", "X を実行", "运行 X" as much as
@@ -172,7 +186,8 @@ BACK TO BASICS /proc/ と /sys/、仮想ファイルシステム
 @pytest.mark.parametrize("neighbours", [True, False])
 def test_a_neighbour_holding_what_the_question_asks_for_joins_the_passage(embedder, neighbours):
     question = "マシンのホスト名はどのファイルに書かれていますか？"  # asks for a file: a path
-    got = PassageAnswerer(embedder, focus_neighbours=neighbours).extract(
+    # the rule alone: with `context_words` the sentence that names the file is the anchor (tested below)
+    got = PassageAnswerer(embedder, focus_neighbours=neighbours, context_words=0.0).extract(
         question, [candidate(HOSTNAME_JA, 0, ("8.3. ホスト名と名前解決サービスの設定",))])
     assert got is not None
     first = got.quotes[0].text
@@ -431,6 +446,36 @@ def test_a_chinese_question_is_answered_from_an_english_paragraph_by_its_words_g
     got = PassageAnswerer(multilingual, bilingual=bilingual, cross_script=0.0).extract(
         question, [candidate(APT_PROXY_ZH, 0, ("6.2. aptitude、apt-get和 apt 命令", "6.2.4. 配置选项"))])
     assert (got is not None and 'Acquire::http::proxy "http://yourproxy:3128"' in got.text) is bilingual
+
+
+# the Japanese New Maintainers' Guide (upload.ja.html, 9.1): the command after the sentence that introduces it
+UPLOAD_JA = (
+    "正規デベロッパー[82]になると、パッケージを Debian\nアーカイブにアップロードできます。[83] 手動でもできますが、\n"
+    "dupload(1) や dput(1)\n等の既存の自動化ツールを用いる方が楽です。\n\n"
+    "まず dupload の設定ファイルを調整しなければいけません。\n\n"
+    "インターネットにつながった状態で、以下のようにすればあなたのパッケージをアップロード出来ます:\n\n"
+    "$ dupload gentoo_0.9.12-1_i386.changes\n\n"
+    "dupload は各ファイルの SHA1/SHA256 チェックサムを計算し、\n.changes ファイルの中の情報と照合します。")
+
+
+@pytest.mark.parametrize("share", [0.5, 0.0])
+def test_a_unit_holds_a_share_of_the_words_of_the_unit_it_goes_on_from(multilingual, share):
+    """The command that uploads shares none of the question's words; the sentence that introduces it does: with
+    `context_words` the command is scored as holding that share of the sentence's words (its own words, by
+    which the passage grows, stay its own)."""
+    question = "完成したパッケージをアーカイブにアップロードするツールは？"
+    contexts = [candidate(UPLOAD_JA, 0, ("第9章 パッケージをアップロードする", "9.1. Debian アーカイブへアップロードする"))]
+    answerer = PassageAnswerer(multilingual, context_words=share)
+    pool = answerer.pool([units(c.hit.chunk.text) for c in contexts])
+    x, _ = answerer.features(question, contexts, pool)
+    answerer.meaning.end()
+    words = {s.unit.text: float(x[i, FEATURES.index("words")]) for i, s in enumerate(pool)}
+    intro = next(t for t in words if t.startswith("インターネット"))
+    command = "$ dupload gentoo_0.9.12-1_i386.changes"
+    assert words[intro] > 0.2
+    assert words[command] == pytest.approx(share * words[intro])
+    assert next(s.words for s in pool if s.unit.text == command) == 0.0
+    assert words[next(t for t in words if t.startswith("dupload は"))] == pytest.approx(0.0)  # it follows the command
 
 
 def test_an_english_unit_gets_back_what_e5_takes_from_it_for_a_japanese_or_chinese_question(multilingual):
