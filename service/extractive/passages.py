@@ -5,9 +5,9 @@ scored against the question by
 - meaning: its embedding's similarity to the question's, scaled within the retrieved units (the best 1,
   the worst 0), so the score means the same for every embedder and language;
 - words: the share of the question's content words it holds, each weighted by how rare it is among the
-  retrieved units (a word every unit has decides nothing); words are compared by their stems; a unit holds at
-  least half the share of the unit before it, which it goes on from (a command after the sentence that
-  introduces it);
+  retrieved units (a word every unit has decides nothing); words are compared by their stems; a unit is
+  scored as holding at least half the share of the unit before it, which it goes on from (a command after the
+  sentence that introduces it);
 - focus: what the question asks for: a command ("how do I ..."), a place ("which file ..."), a number
   ("how often ..."); a unit that holds that kind of thing scores higher;
 - where it sits: the words its chunk's headings share with the question, and the chunk's retrieval rank.
@@ -108,10 +108,10 @@ class PassageAnswerer:
         # English unit's similarity gets this much back before units are compared. On the answer sets 0.025-0.03
         # gave the most facts in both languages; 0.04 loses a Chinese one (docs/quality.md)
         self.cross_script = cross_script
-        # a unit's words are at least this share of the words of the unit before it in its chunk: the sentence or
-        # the command that carries the fact often shares none of the question's words, the sentence that leads to
-        # it does. On the answer sets 0.5 took Japanese fact hit 0.729 -> 0.771 (0.3: 0.750, 0.7: 0.750, 1.0:
-        # 0.708), English and Chinese unchanged (docs/quality.md)
+        # a unit is scored as holding at least this share of the words of the unit before it in its chunk: the
+        # sentence or the command that carries the fact often shares none of the question's words, the sentence
+        # that leads to it does. On the answer sets 0.5 took Japanese fact hit 0.729 -> 0.750, one question (0.3
+        # and 0.7: 0.729; 0.7 also loses a Chinese one), English and Chinese unchanged (docs/quality.md)
         self.context_words = context_words
 
     def extract(self, question: str, contexts: list[Candidate]) -> Extract | None:
