@@ -44,9 +44,10 @@ def main() -> None:
     if not sets:
         sys.exit(f"no evaluation sets in {args.sets}: run bench/make_eval_sets.py first")
     print(f"CPU: {cpu()}", flush=True)
-    model = load_embedder("multilingual", threads=1, backend="onnx", onnx_dir=Settings(_env_file=None).onnx_dir())
+    settings = Settings(_env_file=None)
+    model = load_embedder("multilingual", threads=1, backend="onnx", onnx_dir=settings.onnx_dir())
     reranker = UnitReranker(model)
-    config = retrieval_config(Settings(_env_file=None), model.model_id)  # the product's fusion for this embedder
+    config = retrieval_config(settings, model.model_id)  # the product's fusion for this embedder
     print("| set | queries | hybrid | hybrid + unit rerank | difference | rerank s/query |")
     print("|---|---:|---:|---:|---:|---:|")
     for dataset in sets:

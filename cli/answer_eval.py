@@ -48,9 +48,8 @@ def run(settings: Settings, folder: Path, answerers: list[str] | None = None,
     embedder = settings.load_embedder(threads=settings.query_threads, serving=True)
     if hasattr(embedder, "settle"):  # the service's batches move to PyTorch once it has loaded: measure that state
         embedder.settle()
-    llm_configured = settings.use_llm
-    names = answerers or [*EXTRACTIVE, *(["llm"] if llm_configured else [])]
-    if {"llm", "agent"} & set(names) and not llm_configured:
+    names = answerers or [*EXTRACTIVE, *(["llm"] if settings.use_llm else [])]
+    if {"llm", "agent"} & set(names) and not settings.use_llm:
         raise SystemExit("quelle: error: answerers llm and agent need QUELLE_LLM_BASE_URL and QUELLE_LLM_MODEL")
     rows = load_questions(folder / questions)
     report: dict[str, dict[str, float]] = {}
@@ -58,10 +57,9 @@ def run(settings: Settings, folder: Path, answerers: list[str] | None = None,
         # each answerer on services of its own, wired as `quelle serve` wires them (a new embedding cache, the
         # reranker's comparisons reused by the extractive answerer), each question retrieved and answered in
         # turn: what one answerer measures does not depend on which ran before it
-        own = settings.model_copy(update={"extractive": name}) if name in EXTRACTIVE else settings
+        own = settings.model_copy(update={"answerer": "extractive", "extractive": name}) if name in EXTRACTIVE \
+            else settings
         svc = build_services(own, Metrics(), embedder=embedder, ingest_file=None, llm=None, llm_http_client=None)
-        if name not in ("llm", "agent"):
-            svc.answers.llm = None
         try:
             answers, seconds, seen = [], [], []
             for row in rows:

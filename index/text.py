@@ -56,6 +56,12 @@ def cjk_share(text: str) -> float:
     return sum(_is_cjk(ch) for ch in letters) / len(letters) if letters else 0.0
 
 
+def mostly_cjk(text: str) -> bool:
+    """Whether the text reads as Japanese or Chinese: 30% of its letters or more are kana or ideographs (a
+    Japanese sentence that names commands and files in Latin letters still counts)."""
+    return cjk_share(text) >= 0.3
+
+
 _WORDS = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]|[^\W\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]+")
 
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from index.embedders.base import Embedder
-from index.text import cjk_share
+from index.text import mostly_cjk
 from service.citations import defuse_markers
 from service.extractive import Extract, Quote
 from service.extractive.meaning import Meaning
@@ -181,9 +181,9 @@ class PassageAnswerer:
         named = 1.0
         if self.names_in_passage:
             named = float(names_found(question, [contexts[w[0].n - 1] for w in windows]))
-        cjk = cjk_share(question) >= 0.3
+        cjk = mostly_cjk(question)
         if cjk and self.same_script_coverage:
-            cjk = cjk_share(" ".join(s.unit.text for w in windows for s in w)) >= 0.3
+            cjk = mostly_cjk(" ".join(s.unit.text for w in windows for s in w))
         return {"cjk": float(cjk), "names": named,
                 "meaning": max((s.sim for w in windows for s in w if s.sim is not None), default=0.0),
                 "coverage": sum(full[t] for t in want.found(seen)) / total if total else 0.0,
@@ -228,8 +228,8 @@ class PassageAnswerer:
         pre = x @ self.weights
         keep = sorted(range(len(pool)), key=lambda i: -pre[i])[: self.max_embedded]
         sims = self.meaning(question, [pool[i].unit.text[: self.embed_chars] for i in keep])
-        if self.cross_script and cjk_share(question) >= 0.3:  # a Japanese or Chinese question: its English units
-            sims = sims + np.asarray([self.cross_script if cjk_share(pool[i].unit.text) < 0.3 else 0.0 for i in keep],
+        if self.cross_script and mostly_cjk(question):  # a Japanese or Chinese question: its English units
+            sims = sims + np.asarray([0.0 if mostly_cjk(pool[i].unit.text) else self.cross_script for i in keep],
                                      dtype=sims.dtype)
         lo, hi = float(sims.min()), float(sims.max())
         for i, sim in zip(keep, sims, strict=True):

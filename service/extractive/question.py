@@ -10,7 +10,7 @@ from functools import lru_cache
 
 from index.bilingual import english_words
 from index.keyword import stem, terms
-from index.text import cjk_share
+from index.text import mostly_cjk
 from service.extractive.units import Unit
 
 _COMMAND_Q = re.compile(
@@ -69,7 +69,7 @@ def question_terms(question: str) -> set[str]:
     """The question's content words, stemmed: no stop words, no question filler ("command", "方法"), no
     one- or two-letter hiragana left over from a verb's inflection. English stop words only in an English
     question: a Latin word in a Japanese or Chinese one is a name ("atで予約したジョブ": the at command)."""
-    latin_stop = cjk_share(question) < 0.3
+    latin_stop = not mostly_cjk(question)
     return {stem(t) for t in terms(question, drop_stopwords=latin_stop)
             if t not in _FILLER and not _SHORT_KANA.fullmatch(t)}
 

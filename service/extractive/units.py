@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from index.text import cjk_share, sentence_spans
+from index.text import mostly_cjk, sentence_spans
 
 CODE_LINES_PER_UNIT = 8
 
@@ -41,7 +41,7 @@ class Unit:
 def prose_like(line: str) -> bool:
     """Six words or more, nearly all of them plain words, or mostly Japanese/Chinese: a line of running text (a
     wrapped paragraph, a list item that ends in ';')."""
-    if cjk_share(line) >= 0.3:
+    if mostly_cjk(line):
         return True  # Japanese or Chinese text: no spaces to count words by
     words = line.split()
     plain = sum(bool(_PLAIN_WORD.fullmatch(w)) for w in words)
