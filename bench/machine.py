@@ -13,15 +13,17 @@ def cpu() -> str:
     speed (bf16 units: avx512_bf16, amx_bf16)."""
     import os
 
-    name, flags = platform.processor() or "unknown", set()
+    name, flags, family = platform.processor() or "unknown", set(), ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 name = line.split(":", 1)[1].strip()
+            elif line.startswith("cpu family") and not family:  # "AMD EPYC" names several generations
+                family = f" (family {line.split(':', 1)[1].strip()})"
             elif line.startswith("flags"):
                 flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     have = [f for f in FEATURES if f in flags]
-    return f"{name}, {cores} cores, {' '.join(have) or 'no AVX2/AVX-512'}"
+    return f"{name}{family}, {cores} cores, {' '.join(have) or 'no AVX2/AVX-512'}"

