@@ -46,7 +46,8 @@ COMMANDISH = re.compile(
     # "command", "run", "use": ASCII only, so that "Apache は常に ... 証明書を使う" is not taken for a command
     r"|(?<![A-Za-z0-9])[a-z][A-Za-z0-9.+_-]*(?: [A-Za-z0-9./_-]+| ?[\u4e00-\u9fff\u30a0-\u30ff]{1,4})? ?"
     r"(?:コマンド|を実行|を使|を用い|命令|工具|程序)"
-    r"|(?:运行|执行|使用|用|输入|実行) ?[a-z][\w.+-]*"
+    r"|(?:运行|执行|使用|用|输入|実行) ?(?:命令|コマンド)?[：:]? ?[a-z][\w.+-]*"
+    r"|(?:命令|コマンド)[：:]? ?[a-z][\w.+-]*(?=[\s。，；）、]|$)"  # "使用命令 reportbug 来发送", "命令 reportbug"
     # a lower-case Latin word after a full-width colon in Japanese or Chinese prose: "执行命令：at now + number period"
     r"|：\s?[a-z][\w.+-]*(?= [\w./+-]|[\s。，；）]|$)")
 _FILLER = frozenset(

@@ -129,6 +129,9 @@ def test_an_english_stop_word_is_a_name_in_a_japanese_or_chinese_question(questi
     ("要启用新模块，只需运行 a2enmod module。", True),
     ("另外一种方法可以向后推迟一段时间执行命令：at now + number period。", True),  # a command after "："
     ("可以使用如下两个命令：apt-get clean完全清空整个目录", True),
+    ("之后，你可以使用命令 reportbug 来发送你自己的缺陷报告。", True),  # "use the command X" (handbook 7.2.4)
+    ("コマンド dpkg-reconfigure で設定し直せます。", True),
+    ("这个命令需要管理员权限。", False),
     ("注意：这是一个例子。", False),
     ("包括：Apache、Nginx 和 lighttpd。", False),
     ("Apache はモジュール式サーバで、多くの機能が外部モジュールによって実装されています。", False),
