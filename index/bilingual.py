@@ -24,6 +24,7 @@ from index.keyword import JA_SKIP, STOPWORDS, japanese_tagger, terms
 
 _SOURCE = re.compile(r"-([a-z]+)$")
 _KANA = re.compile(r"[\u3040-\u30ff]")
+_IDEOGRAPH = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _COMPUTING = re.compile(r"\((?:computing|software|programming|networking|Internet)\)\s*([^/()]+)", re.I)
 _PAREN = re.compile(r"\([^)]*\)|\[[^\]]*\]|CL:\S+|\b\S+\|\S+")
 _WORD = re.compile(r"[a-z][a-z-]*[a-z]")
@@ -70,6 +71,25 @@ def loanword_sources(text: str) -> dict[str, str]:
     return out
 
 
+def is_chinese_question(question: str) -> bool:
+    """Whether `english_words` reads the question as Chinese (its glosses) rather than Japanese (loanwords): no
+    kana, some ideographs."""
+    text = unicodedata.normalize("NFKC", question)
+    return not _KANA.search(text) and bool(_IDEOGRAPH.search(text))
+
+
+def gloss_words(text: str) -> set[str]:
+    """The English words of the Chinese words of a text (`chinese_glosses` of each word of two characters or
+    more): a passage that says 帐号 then shares "account" with a question that says 账户, and one that says
+    缺陷报告 shares "report" with 报告."""
+    out: set[str] = set()
+    for t in terms(unicodedata.normalize("NFKC", text).lower()):
+        if len(t) >= 2 and not t.isascii():
+            out |= chinese_glosses(t)
+    return out
+
+
+@lru_cache(maxsize=65536)
 def chinese_glosses(word: str) -> frozenset[str]:
     """The English content words of a Chinese word's CC-CEDICT entry (simplified or traditional): its computing
     senses where it has one, else the words of its first senses. Empty when the word is not in the dictionary,

@@ -195,7 +195,7 @@ class PassageAnswerer:
                  ) -> tuple[np.ndarray, dict[str, float]]:
         """One row of FEATURES per unit of the pool, and the weight of each question word found in it."""
         want = Wanted.of(question, bilingual=self.bilingual)
-        unit_terms = [want.found(stems(s.unit.text)) for s in pool]  # the question's words each unit holds
+        unit_terms = [want.found(want.held(s.unit.text)) for s in pool]  # the question's words each unit holds
         df = {t: sum(t in ts for ts in unit_terms) for t in want.terms}
         weight = {t: math.log(1 + (len(pool) + 1) / (df[t] + 0.5)) for t in want.terms if df[t]}
         total = sum(weight.values())

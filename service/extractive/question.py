@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from index.bilingual import english_words
+from index.bilingual import english_words, gloss_words, is_chinese_question
 from index.keyword import stem, terms
 from index.text import mostly_cjk
 from service.extractive.units import Unit
@@ -86,6 +86,7 @@ class Wanted:
     words."""
     terms: frozenset[str]
     english: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    glossed: bool = False  # a Chinese question: a unit's Chinese words count by their English words too (`held`)
 
     @classmethod
     def of(cls, question: str, *, bilingual: bool = True) -> Wanted:
@@ -96,6 +97,15 @@ class Wanted:
         """The question's words that a unit holding these stems holds."""
         return {t for t in self.terms if t in held or not self.english.get(t, _NONE).isdisjoint(held)}
 
+    def held(self, text: str) -> set[str]:
+        """The stems a unit holds, for `found`: its words and, for a Chinese question, the English words of its
+        Chinese words (index/bilingual.gloss_words), so that a synonym shares a dictionary word with the
+        question's ("创建新用户账户" against "添加用户帐号": account)."""
+        own = stems(text)
+        if self.glossed:
+            own |= {stem(w) for w in gloss_words(text)}
+        return own
+
     def __len__(self) -> int:
         return len(self.terms)
 
@@ -105,7 +115,7 @@ def _wanted(question: str, bilingual: bool) -> Wanted:
     want = frozenset(question_terms(question))
     english = {t: frozenset(stem(e) for e in es) for t, es in english_words(question).items() if t in want} \
         if bilingual else {}
-    return Wanted(want, english)
+    return Wanted(want, english, glossed=bilingual and bool(english) and is_chinese_question(question))
 
 
 @dataclass(frozen=True)

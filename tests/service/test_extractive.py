@@ -13,7 +13,7 @@ from index.keyword import stem
 from index.records import ChunkRecord, Hit
 from service.citations import CitationChecker, renumber, reorder
 from service.extractive.passages import FEATURES, PassageAnswerer
-from service.extractive.question import Focus, question_terms
+from service.extractive.question import Focus, Wanted, question_terms
 from service.extractive.units import code_like, units
 from service.retrieval import Candidate
 
@@ -502,3 +502,13 @@ def test_an_english_unit_gets_back_what_e5_takes_from_it_for_a_japanese_or_chine
         assert raised[text] == pytest.approx(expected, abs=1e-6), text
     en = "Which file holds the firewall rules loaded at boot?"
     assert sims(en, 0.0) == pytest.approx(sims(en, 0.03))
+
+
+def test_a_chinese_synonym_shares_a_question_word_through_the_dictionary():
+    """账户 (the question) and 帐号 (the handbook, 8.5) are both "account" in CC-CEDICT: a unit that says 帐号
+    holds the question's 账户; a Japanese question is not read this way, and bilingual=False turns it off."""
+    unit = "设置新机器后管理者需做的第一件事就是添加用户帐号。"
+    assert "账户" in Wanted.of("创建新用户账户用什么命令？").found(Wanted.of("创建新用户账户用什么命令？").held(unit))
+    off = Wanted.of("创建新用户账户用什么命令？", bilingual=False)
+    assert "账户" not in off.found(off.held(unit))
+    assert not Wanted.of("新しいユーザアカウントを作るコマンドは何ですか？").glossed
