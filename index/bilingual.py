@@ -24,7 +24,6 @@ from index.keyword import JA_SKIP, STOPWORDS, japanese_tagger, terms
 
 _SOURCE = re.compile(r"-([a-z]+)$")
 _KANA = re.compile(r"[\u3040-\u30ff]")
-_IDEOGRAPH = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _COMPUTING = re.compile(r"\((?:computing|software|programming|networking|Internet)\)\s*([^/()]+)", re.I)
 _PAREN = re.compile(r"\([^)]*\)|\[[^\]]*\]|CL:\S+|\b\S+\|\S+")
 _WORD = re.compile(r"[a-z][a-z-]*[a-z]")
@@ -40,17 +39,22 @@ def english_words(question: str) -> dict[str, frozenset[str]]:
     """For each Japanese or Chinese word of the question (by its surface, as `index.keyword.terms` cuts it), the
     English words it means. Empty for a question in Latin script."""
     text = unicodedata.normalize("NFKC", question).lower()
-    if _KANA.search(text):
+    if not by_glosses(text):
         return {k: frozenset({v}) for k, v in loanword_sources(text).items()}
-    out: dict[str, frozenset[str]] = {}
-    for t in terms(text, drop_stopwords=True):
-        # a single character's glosses are a grammar's ("地": adverbial particle) or too broad
-        if t.isascii() or len(t) < 2 or t in out:
-            continue
-        words = chinese_glosses(t)
-        if words:
-            out[t] = words
-    return out
+    return {t: words for t, words in _glossed(text, drop_stopwords=True) if words}
+
+
+def by_glosses(question: str) -> bool:
+    """Whether `english_words` reads the question as Chinese, by its words' glosses (no kana), rather than as
+    Japanese, by its loanwords."""
+    return not _KANA.search(unicodedata.normalize("NFKC", question))
+
+
+def _glossed(text: str, *, drop_stopwords: bool = False) -> list[tuple[str, frozenset[str]]]:
+    """Each Chinese word of the (normalised) text with its glosses; a single character's glosses are a
+    grammar's ("地": adverbial particle) or too broad, so words of two characters or more."""
+    return [(t, chinese_glosses(t)) for t in dict.fromkeys(terms(text, drop_stopwords=drop_stopwords))
+            if not t.isascii() and len(t) >= 2]
 
 
 def loanword_sources(text: str) -> dict[str, str]:
@@ -71,22 +75,11 @@ def loanword_sources(text: str) -> dict[str, str]:
     return out
 
 
-def is_chinese_question(question: str) -> bool:
-    """Whether `english_words` reads the question as Chinese (its glosses) rather than Japanese (loanwords): no
-    kana, some ideographs."""
-    text = unicodedata.normalize("NFKC", question)
-    return not _KANA.search(text) and bool(_IDEOGRAPH.search(text))
-
-
 def gloss_words(text: str) -> set[str]:
     """The English words of the Chinese words of a text (`chinese_glosses` of each word of two characters or
     more): a passage that says 帐号 then shares "account" with a question that says 账户, and one that says
     缺陷报告 shares "report" with 报告."""
-    out: set[str] = set()
-    for t in terms(unicodedata.normalize("NFKC", text).lower()):
-        if len(t) >= 2 and not t.isascii():
-            out |= chinese_glosses(t)
-    return out
+    return set().union(*(words for _, words in _glossed(unicodedata.normalize("NFKC", text).lower())))
 
 
 @lru_cache(maxsize=65536)

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from index.bilingual import english_words, gloss_words, is_chinese_question
+from index.bilingual import by_glosses, english_words, gloss_words
 from index.keyword import stem, terms
 from index.text import mostly_cjk
 from service.extractive.units import Unit
@@ -115,7 +115,7 @@ def _wanted(question: str, bilingual: bool) -> Wanted:
     want = frozenset(question_terms(question))
     english = {t: frozenset(stem(e) for e in es) for t, es in english_words(question).items() if t in want} \
         if bilingual else {}
-    return Wanted(want, english, glossed=bilingual and bool(english) and is_chinese_question(question))
+    return Wanted(want, english, glossed=bool(english) and by_glosses(question))
 
 
 @dataclass(frozen=True)

@@ -508,7 +508,8 @@ def test_a_chinese_synonym_shares_a_question_word_through_the_dictionary():
     """账户 (the question) and 帐号 (the handbook, 8.5) are both "account" in CC-CEDICT: a unit that says 帐号
     holds the question's 账户; a Japanese question is not read this way, and bilingual=False turns it off."""
     unit = "设置新机器后管理者需做的第一件事就是添加用户帐号。"
-    assert "账户" in Wanted.of("创建新用户账户用什么命令？").found(Wanted.of("创建新用户账户用什么命令？").held(unit))
+    on = Wanted.of("创建新用户账户用什么命令？")
+    assert "账户" in on.found(on.held(unit))
     off = Wanted.of("创建新用户账户用什么命令？", bilingual=False)
     assert "账户" not in off.found(off.held(unit))
     assert not Wanted.of("新しいユーザアカウントを作るコマンドは何ですか？").glossed
