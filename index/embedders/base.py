@@ -7,6 +7,7 @@ and the factory sit above the runtimes. Nothing here imports PyTorch, ONNX Runti
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 from collections.abc import Sequence
@@ -16,6 +17,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from index.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 BUNDLED_MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 _BUNDLED_ALIASES = {BUNDLED_MINILM, "all-MiniLM-L6-v2", "all-minilm-l6-v2"}
@@ -197,7 +200,11 @@ class OpenVinoSession:
     attention of small heads, GELU into its matrix multiply, the layer norms) and multiplies in bf16 where the
     CPU has bf16 units: e5 on 300 chunks ran at 1.2-1.4x the bf16 matrix-multiply bound against PyTorch's 1.8x
     (docs/performance.md). `concurrent` callers (the service's two embedding threads) each get a stream of
-    `threads` threads; each calling thread keeps an inference request of its own."""
+    `threads` threads; each calling thread keeps an inference request of its own.
+
+    The word table stays out of the compiled graph (`_split_word_table`): the session looks the tokens up in
+    it with numpy and feeds their rows. OpenVINO would otherwise hold e5's 250k x 384 table as a converted copy
+    of its own, about 450 MB more per compiled model."""
 
     def __init__(self, path: Path, threads: int | None, *, precision: str, concurrent: int = 1) -> None:
         import threading
@@ -212,10 +219,18 @@ class OpenVinoSession:
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads * concurrent
         try:
-            self._compiled = ov.Core().compile_model(str(path), "CPU", config)
+            core = ov.Core()
+            model = core.read_model(str(path))
+            self._feeds = [i.get_any_name() for i in model.inputs]  # what callers feed, as in the ONNX file
+            table, self._table_ids = _split_word_table(model)
+            self._compiled = core.compile_model(model, "CPU", config)
         except Exception as exc:  # OpenVINO raises RuntimeError for a damaged or partial file
             path.unlink(missing_ok=True)
             raise ConfigError(f"cannot load {path}: {exc}") from None
+        # `table` is a view of the graph's constant: mapped (or copied) while the graph is still held
+        self._table = None if table is None else _mapped(table, path.with_name(f"{path.name}.rows.npy"))
+        del model, table
+        self._names = {i.get_any_name() for i in self._compiled.inputs}
         self._output = self._compiled.output(0)
         self._local = threading.local()
 
@@ -224,13 +239,69 @@ class OpenVinoSession:
             def __init__(self, name: str) -> None:
                 self.name = name
 
-        return [Input(i.get_any_name()) for i in self._compiled.inputs]
+        return [Input(n) for n in self._feeds]
 
     def run(self, _outputs: Any, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         request = getattr(self._local, "request", None)
         if request is None:
             request = self._local.request = self._compiled.create_infer_request()
+        if self._table is not None and self._table_ids is not None:
+            feed = {k: v for k, v in feed.items() if k in self._names} | {_ROWS: self._table[feed[self._table_ids]]}
         return [np.array(request.infer(feed)[self._output], dtype=np.float32)]
+
+
+_ROWS = "quelle_token_rows"  # the input that takes the word table's rows in place of the token ids
+
+
+def _mapped(table: np.ndarray, path: Path) -> np.ndarray:
+    """`table` from a file beside the graph, memory-mapped: its pages are shared by every process that reads
+    the same model cache, and only the rows that tokens use are read. Written (atomically) on first use; the
+    graph's file name names its weights, so new weights get a file of their own. Where the cache is not
+    writable, a copy of `table` in memory."""
+    for _ in range(2):
+        with contextlib.suppress(OSError, ValueError):
+            mapped = np.load(path, mmap_mode="r")
+            if mapped.shape == table.shape and mapped.dtype == table.dtype:
+                return mapped
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                np.save(f, table)
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.info("word table kept in memory: cannot write %s (%s)", path, exc.strerror or exc)
+            break
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+    return np.array(table)
+
+
+def _split_word_table(model: Any) -> tuple[np.ndarray | None, str | None]:
+    """Cut the word-embedding lookup out of an encoder graph: the Gather of a large constant table by a token-id
+    input is replaced by an input (`_ROWS`) that takes the looked-up rows. Returns (table, the ids' input name),
+    or (None, None) where the graph has no such lookup (it is left as it is)."""
+    import openvino as ov
+
+    for op in model.get_ordered_ops():
+        if op.get_type_name() != "Gather":
+            continue
+        table, ids = op.input_value(0).get_node(), op.input_value(1).get_node()
+        shape = op.input_value(0).get_partial_shape()
+        axis = op.input_value(2).get_node()
+        if (table.get_type_name() != "Constant" or ids.get_type_name() != "Parameter" or not shape.is_static
+                or len(shape) != 2 or shape[0].get_length() < 10_000 or axis.get_type_name() != "Constant"
+                or axis.get_data().tolist() not in (0, [0]) or op.get_attributes().get("batch_dims", 0) != 0):
+            continue
+        rows = ov.opset13.parameter(ov.PartialShape([-1, -1, shape[1].get_length()]),
+                                    op.output(0).get_element_type(), name=_ROWS)
+        rows.output(0).get_tensor().set_names({_ROWS})
+        for target in list(op.output(0).get_target_inputs()):
+            target.replace_source_output(rows.output(0))
+        model.add_parameters([rows])  # the ids stay an input: the position ids take their shape
+        model.validate_nodes_and_infer_types()
+        return table.get_data(), ids.output(0).get_any_name()
+    return None, None
 
 
 def file_fingerprint(*paths: Path) -> str:

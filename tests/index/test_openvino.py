@@ -88,6 +88,78 @@ def test_a_damaged_export_is_a_clear_error_and_is_removed(tmp_path):
     assert not path.exists()  # exported again next time
 
 
+def graph_copy(model_cache, tmp_path):
+    """MiniLM's exported graph, copied into a folder of its own: no word-table file beside it yet."""
+    import shutil
+
+    from index.embedders.onnxrt import ensure_exported
+
+    path = tmp_path / "minilm.onnx"
+    shutil.copyfile(ensure_exported("all-MiniLM-L6-v2", model_cache), path)
+    return path
+
+
+def graph_feed(texts: list[str]) -> dict[str, np.ndarray]:
+    from tokenizers import Tokenizer
+
+    from index.embedders.base import resolve_model_path
+
+    tok = Tokenizer.from_file(str(resolve_model_path("all-MiniLM-L6-v2")[1] + "/tokenizer.json"))
+    tok.enable_truncation(256)
+    tok.enable_padding()
+    enc = tok.encode_batch(texts)
+    return {"input_ids": np.array([e.ids for e in enc], dtype=np.int64),
+            "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64),
+            "token_type_ids": np.array([e.type_ids for e in enc], dtype=np.int64)}
+
+
+def whole_graph(path, feed: dict[str, np.ndarray]) -> np.ndarray:
+    """The graph as OpenVINO compiles it untouched, word table inside."""
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    return np.array(compiled.create_infer_request().infer(feed)[compiled.output(0)])
+
+
+def test_the_word_table_is_looked_up_outside_the_graph_from_a_mapped_file(model_cache, built_index, tmp_path):
+    """The session cuts the token lookup out of the compiled graph (OpenVINO would hold a converted copy of
+    e5's 250k-row table per compiled model) and reads the table from a memory-mapped file beside the graph,
+    written once: the vectors are the untouched graph's."""
+    from index.embedders.base import OpenVinoSession
+
+    path = graph_copy(model_cache, tmp_path)
+    feed = graph_feed(sample_texts(built_index)[:12])
+    session = OpenVinoSession(path, 1, precision="fp32")
+    rows = tmp_path / "minilm.onnx.rows.npy"
+    assert isinstance(session._table, np.memmap) and session._table.shape == (30522, 384) and rows.exists()
+    assert "quelle_token_rows" in {i.get_any_name() for i in session._compiled.inputs}
+    assert [i.name for i in session.get_inputs()] == ["input_ids", "attention_mask", "token_type_ids"]
+    want = whole_graph(path, feed)
+    assert np.allclose(session.run(None, feed)[0], want, atol=1e-5)
+    written = rows.stat().st_mtime_ns
+    again = OpenVinoSession(path, 1, precision="fp32")  # a second start reads the file, writes nothing
+    assert rows.stat().st_mtime_ns == written and np.allclose(again.run(None, feed)[0], want, atol=1e-5)
+
+
+def test_a_damaged_or_unwritable_word_table_file_never_changes_the_vectors(model_cache, built_index, tmp_path):
+    from index.embedders.base import OpenVinoSession
+
+    path = graph_copy(model_cache, tmp_path)
+    feed = graph_feed(sample_texts(built_index)[:4])
+    want = whole_graph(path, feed)
+    rows = tmp_path / "minilm.onnx.rows.npy"
+    rows.write_bytes(b"\x93NUMPY truncated")  # a file cut short: written anew
+    session = OpenVinoSession(path, 1, precision="fp32")
+    assert isinstance(session._table, np.memmap) and np.load(rows, mmap_mode="r").shape == (30522, 384)
+    assert np.allclose(session.run(None, feed)[0], want, atol=1e-5)
+    rows.unlink()
+    rows.mkdir()  # cannot be written (a folder in its place): the table stays in memory
+    session = OpenVinoSession(path, 1, precision="fp32")
+    assert not isinstance(session._table, np.memmap) and session._table.shape == (30522, 384)
+    assert np.allclose(session.run(None, feed)[0], want, atol=1e-5)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
 def test_the_factory_puts_batches_on_openvino_unless_told_otherwise(model_cache):
     from index.embedders.e5_onnx import E5OnnxEmbedder
     from index.embedders.e5_torch import E5TorchEmbedder
