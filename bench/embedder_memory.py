@@ -23,7 +23,7 @@ import json, resource, sys
 sys.path.insert(0, sys.argv[1])
 from index.embedders import base
 if sys.argv[3] == "inside":  # the graph compiled whole, its word table converted inside it
-    base._split_word_table = lambda model: (None, None)
+    base._split_word_table = lambda model: None
 from index.embedders.factory import load_embedder
 from service.config import Settings
 

@@ -10,7 +10,7 @@ import contextlib
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -149,6 +149,20 @@ def gpu_present() -> bool:
 
 
 
+@contextlib.contextmanager
+def written_atomically(out: Path) -> Iterator[Path]:
+    """A temporary path beside `out` to write to, renamed to `out` when the block ends and removed if it fails,
+    so that no reader ever sees a partial file. OSError where the folder cannot be written."""
+    tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        yield tmp
+        os.replace(tmp, out)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+
+
 def export_onnx(module: Any, input_names: Sequence[str], out: Path) -> None:
     """Export a PyTorch module taking int64 (batch, tokens) inputs and giving one (batch, dim) output named
     "embedding" to `out`, atomically (a temporary file, then a rename). Needs PyTorch."""
@@ -157,21 +171,15 @@ def export_onnx(module: Any, input_names: Sequence[str], out: Path) -> None:
     import torch
 
     example = tuple(torch.ones((2, 8), dtype=torch.int64) for _ in input_names)
-    tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
     axes = {n: {0: "batch", 1: "tokens"} for n in input_names} | {"embedding": {0: "batch"}}
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with warnings.catch_warnings(), torch.inference_mode():
+        with written_atomically(out) as tmp, warnings.catch_warnings(), torch.inference_mode():
             warnings.simplefilter("ignore")  # the tracer's notes on shape-dependent Python in transformers
             torch.onnx.export(module, example, str(tmp), input_names=list(input_names),
                               output_names=["embedding"], dynamic_axes=axes, opset_version=17, dynamo=False)
-        os.replace(tmp, out)
     except OSError as exc:  # the model cache is not writable, or not a folder: the caller keeps another runtime
         raise ConfigError(f"cannot write the exported model to {out} ({exc.strerror or exc}): "
                           "check QUELLE_MODEL_CACHE_DIR") from None
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
 
 
 def onnx_session(path: Path, threads: int | None, *, runner: str = "onnxruntime", precision: str = "fp32",
@@ -222,15 +230,17 @@ class OpenVinoSession:
             core = ov.Core()
             model = core.read_model(str(path))
             self._feeds = [i.get_any_name() for i in model.inputs]  # what callers feed, as in the ONNX file
-            table, self._table_ids = _split_word_table(model)
+            split = _split_word_table(model)
             self._compiled = core.compile_model(model, "CPU", config)
         except Exception as exc:  # OpenVINO raises RuntimeError for a damaged or partial file
             path.unlink(missing_ok=True)
             raise ConfigError(f"cannot load {path}: {exc}") from None
-        # `table` is a view of the graph's constant: mapped (or copied) while the graph is still held
-        self._table = None if table is None else _mapped(table, path.with_name(f"{path.name}.rows.npy"))
-        del model, table
-        self._names = {i.get_any_name() for i in self._compiled.inputs}
+        # the table is a view of the graph's constant: mapped (or copied) while the graph is still held
+        self._table: np.ndarray | None = None
+        self._table_ids = ""
+        if split is not None:
+            self._table, self._table_ids = _mapped(split[0], path.with_name(f"{path.name}.rows.npy")), split[1]
+        del model, split
         self._output = self._compiled.output(0)
         self._local = threading.local()
 
@@ -245,8 +255,8 @@ class OpenVinoSession:
         request = getattr(self._local, "request", None)
         if request is None:
             request = self._local.request = self._compiled.create_infer_request()
-        if self._table is not None and self._table_ids is not None:
-            feed = {k: v for k, v in feed.items() if k in self._names} | {_ROWS: self._table[feed[self._table_ids]]}
+        if self._table is not None:
+            feed = feed | {_ROWS: self._table[feed[self._table_ids]]}
         return [np.array(request.infer(feed)[self._output], dtype=np.float32)]
 
 
@@ -255,32 +265,26 @@ _ROWS = "quelle_token_rows"  # the input that takes the word table's rows in pla
 
 def _mapped(table: np.ndarray, path: Path) -> np.ndarray:
     """`table` from a file beside the graph, memory-mapped: its pages are shared by every process that reads
-    the same model cache, and only the rows that tokens use are read. Written (atomically) on first use; the
-    graph's file name names its weights, so new weights get a file of their own. Where the cache is not
-    writable, a copy of `table` in memory."""
-    for _ in range(2):
-        with contextlib.suppress(OSError, ValueError):
-            mapped = np.load(path, mmap_mode="r")
-            if mapped.shape == table.shape and mapped.dtype == table.dtype:
-                return mapped
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                np.save(f, table)
-            os.replace(tmp, path)
-        except OSError as exc:
-            log.info("word table kept in memory: cannot write %s (%s)", path, exc.strerror or exc)
-            break
-        finally:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
-    return np.array(table)
+    the same model cache, and only the rows that tokens use are read. Written (atomically) on first use, and
+    anew where the file does not hold this table; the graph's file name names its weights, so new weights get
+    a file of their own. Where the cache is not writable, a copy of `table` in memory."""
+    with contextlib.suppress(OSError, ValueError):  # ValueError: a file cut short
+        mapped = np.load(path, mmap_mode="r")
+        if mapped.shape == table.shape and mapped.dtype == table.dtype:
+            return mapped
+    try:
+        with written_atomically(path) as tmp, open(tmp, "wb") as f:
+            np.save(f, table)
+        return np.load(path, mmap_mode="r")
+    except OSError as exc:
+        log.info("word table kept in memory: cannot write %s (%s)", path, exc.strerror or exc)
+        return np.array(table)
 
 
-def _split_word_table(model: Any) -> tuple[np.ndarray | None, str | None]:
+def _split_word_table(model: Any) -> tuple[np.ndarray, str] | None:
     """Cut the word-embedding lookup out of an encoder graph: the Gather of a large constant table by a token-id
     input is replaced by an input (`_ROWS`) that takes the looked-up rows. Returns (table, the ids' input name),
-    or (None, None) where the graph has no such lookup (it is left as it is)."""
+    or None where the graph has no such lookup (it is left as it is)."""
     import openvino as ov
 
     for op in model.get_ordered_ops():
@@ -301,7 +305,7 @@ def _split_word_table(model: Any) -> tuple[np.ndarray | None, str | None]:
         model.add_parameters([rows])  # the ids stay an input: the position ids take their shape
         model.validate_nodes_and_infer_types()
         return table.get_data(), ids.output(0).get_any_name()
-    return None, None
+    return None
 
 
 def file_fingerprint(*paths: Path) -> str:
