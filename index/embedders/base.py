@@ -92,6 +92,19 @@ def resolve_model_path(name: str) -> tuple[str, str]:
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
+def sentence_transformer(path: str, **kwargs: Any) -> Any:
+    """sentence-transformers' model from `path`, loaded offline and without the progress bars transformers
+    draws while it reads the weights: `quelle ingest --json` and a terminal's own progress line stay clean,
+    on the first run (the export into the model cache) as on every other."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    import transformers
+    from sentence_transformers import SentenceTransformer
+
+    transformers.utils.logging.disable_progress_bar()
+    return SentenceTransformer(path, **kwargs)
+
+
 def cpu_has_bf16() -> bool:
     """Whether this CPU multiplies bf16 matrices in hardware (Linux flags amx_bf16 or avx512_bf16)."""
     try:

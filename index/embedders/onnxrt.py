@@ -24,7 +24,15 @@ from typing import Any
 
 import numpy as np
 
-from index.embedders.base import BATCH, export_onnx, file_fingerprint, model_prefixes, onnx_session, resolve_model_path
+from index.embedders.base import (
+    BATCH,
+    export_onnx,
+    file_fingerprint,
+    model_prefixes,
+    onnx_session,
+    resolve_model_path,
+    sentence_transformer,
+)
 from index.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -60,13 +68,12 @@ def export(model_dir: Path, out: Path) -> None:
     import inspect
 
     import torch
-    from sentence_transformers import SentenceTransformer
 
     # eager attention exports as plain matrix multiplies and a softmax, which OpenVINO fuses into one kernel (as
     # it does e5's, e5_onnx.py): 300 chunks of MiniLM in bf16 took 2.37 s against 2.66 s from the `sdpa`
     # export; ONNX Runtime's question takes the same 4 ms either way
-    bert: Any = SentenceTransformer(str(model_dir), device="cpu",
-                                    model_kwargs={"attn_implementation": "eager"})[0].auto_model
+    bert: Any = sentence_transformer(str(model_dir), device="cpu",
+                                     model_kwargs={"attn_implementation": "eager"})[0].auto_model
     bert.eval()
     names = [n for n in _INPUTS if n in inspect.signature(bert.forward).parameters]
 

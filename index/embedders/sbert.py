@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +15,7 @@ from index.embedders.base import (
     model_prefixes,
     resolve_model_path,
     resolve_precision,
+    sentence_transformer,
 )
 from index.errors import ConfigError
 
@@ -37,13 +37,7 @@ class SentenceTransformerEmbedder:
         threads: int | None = None,
         precision: str = "auto",
     ) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         import torch
-        import transformers
-        from sentence_transformers import SentenceTransformer
-
-        transformers.utils.logging.disable_progress_bar()
 
         if threads:
             torch.set_num_threads(threads)
@@ -51,7 +45,7 @@ class SentenceTransformerEmbedder:
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.precision = resolve_precision(precision, device)
         try:
-            self._model: Any = SentenceTransformer(path, device=device)
+            self._model: Any = sentence_transformer(path, device=device)
         except OSError as exc:
             raise ConfigError(f"cannot load embedding model {model!r}: {exc}") from exc
         if self.precision == "fp16":
