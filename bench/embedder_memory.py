@@ -1,5 +1,5 @@
 """Memory of the default embedder (e5 + MiniLM) as ingestion and the service load it, with the word tables
-outside OpenVINO's compiled graphs (index/embedders/base.OpenVinoSession, memory-mapped from the model cache)
+outside OpenVINO's compiled graphs (index/embedders/graphs.OpenVinoSession, memory-mapped from the model cache)
 and inside them (as before 2026-12-07), measured in one run, each load in a process of its own.
 
     .venv/bin/python bench/embedder_memory.py
@@ -21,9 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 CHILD = r"""
 import json, resource, sys
 sys.path.insert(0, sys.argv[1])
-from index.embedders import base
+from index.embedders import graphs
 if sys.argv[3] == "inside":  # the graph compiled whole, its word table converted inside it
-    base._split_word_table = lambda model: None
+    graphs._split_word_table = lambda model: None
 from index.embedders.factory import load_embedder
 from service.config import Settings
 

@@ -1,7 +1,8 @@
 """Embedders: text to normalised vectors, on whichever runtime fits the moment.
 
-    base.py           the protocols (Embedder, Tokenizer), model ids, prompt prefixes, the precision policy,
-                      the sessions on an exported graph (ONNX Runtime, OpenVINO)
+    base.py           the protocols (Embedder, Tokenizer), model ids, prompt prefixes, the precision policy
+    graphs.py         exported graphs in the model cache: the ONNX export, the sessions on a graph (ONNX
+                      Runtime, OpenVINO) and OpenVINO's word table in a memory-mapped file beside it
     sbert.py          any sentence-transformers model on PyTorch (the bundled MiniLM)
     onnxrt.py         a mean-pooled sentence-transformers model's exported graph (ONNX Runtime or OpenVINO),
                       and OnnxThenBatches (questions on ONNX Runtime, batches on the batch runtime)
@@ -13,6 +14,6 @@
     cache.py          an LRU of query and passage vectors in front of any embedder
     factory.py        `load_embedder`: a model setting to an embedder, for the CLI and the service alike
 
-Imports go one way: base <- runtimes <- ensemble, cache <- factory. A runtime imports only base (and its
-own helpers), so adding one is a module here plus its line in factory.py.
+Imports go one way: base <- graphs, e5_weights <- runtimes <- ensemble, cache <- factory. A runtime imports
+only those below it, never another runtime, so adding one is a module here plus its line in factory.py.
 """

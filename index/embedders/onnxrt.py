@@ -24,15 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from index.embedders.base import (
-    BATCH,
-    export_onnx,
-    file_fingerprint,
-    model_prefixes,
-    onnx_session,
-    resolve_model_path,
-    sentence_transformer,
-)
+from index.embedders.base import BATCH, model_prefixes, resolve_model_path, sentence_transformer
+from index.embedders.graphs import export_onnx, file_fingerprint, onnx_session
 from index.errors import ConfigError
 
 log = logging.getLogger(__name__)

